@@ -1,0 +1,134 @@
+"""The contract between the core and a shop adapter.
+
+An adapter only speaks its shop's format: it reads the shop's feed of current order states
+into ``ShopOrderState`` rows, and writes what MALL changed into the shop's inbox (an outbox
+folder for the CSV adapters). It never decides anything: the sync layer does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class ShopOrderState:
+    """One order as the shop's feed reports it now."""
+
+    mall_order_id: int
+    status: str  # the shop's own status name, as written in the feed
+    shop_order_id: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    carrier: str | None = None
+    delivered_at: datetime | None = None  # timezone-aware
+    first_delivery_attempt: datetime | None = None  # timezone-aware
+    location: str | None = None  # warehouse location, when the feed has one (picking list sort)
+    line: int | None = None  # line (CSV) or element number (XML) in the feed, for messages
+
+
+@dataclass(frozen=True)
+class FeedProblem:
+    """A bad row: reported with where it is and skipped; the rest of the feed still counts."""
+
+    source: str  # file path or redacted URL
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}{':' + str(self.line) if self.line else ''}: {self.message}"
+
+
+@dataclass
+class FeedRead:
+    rows: list[ShopOrderState] = field(default_factory=list)
+    problems: list[FeedProblem] = field(default_factory=list)
+    #: True when the feed was left for the next poll (e.g. a file modified less than settle_s ago).
+    not_ready: bool = False
+    #: True when the feed is unchanged since ``previous_fingerprint`` and was not parsed.
+    unchanged: bool = False
+    #: Opaque identity of what was read (mtime+size, ETag, hash); handed back on the next read.
+    fingerprint: str | None = None
+
+
+class FeedUnavailable(Exception):
+    """The whole feed could not be read (missing file, HTTP error, malformed XML). Message names the source."""
+
+
+class HandoffError(Exception):
+    """The adapter could not hand MALL's data to the shop (e.g. outbox not writable). Retried later."""
+
+
+@dataclass(frozen=True)
+class NewOrderItem:
+    item_id: str
+    article_id: int | None
+    title: str
+    quantity: int
+    price: float
+    vat: float
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """A MALL order the shop has not seen yet, in neutral form."""
+
+    mall_order_id: int
+    purchase_id: int | None
+    status: str  # MALL status
+    shop_status: str  # mapped with [from_mall]; "" when the mapping has none
+    created_at: str  # "YYYY-MM-DD HH:MM:SS" (Europe/Prague, as MALL sends it)
+    ship_date: str | None
+    delivery_date: str | None
+    customer_name: str
+    company: str
+    street: str
+    city: str
+    zip: str
+    country: str
+    phone: str
+    email: str
+    delivery_method: str
+    branch_id: int | None
+    payment_type: str
+    cod: float
+    delivery_price: float
+    currency: str
+    items: tuple[NewOrderItem, ...]
+
+
+@dataclass(frozen=True)
+class MallChange:
+    """Something MALL changed on an order the shop already has."""
+
+    mall_order_id: int
+    mall_status: str
+    shop_status: str  # mapped with [from_mall]; "" when the mapping has none
+    changed_at: str  # "YYYY-MM-DD HH:MM:SS"
+    branch_id: int | None
+    note: str  # e.g. "cancelled on MALL", "pickup branch changed"
+
+
+HandoffKind = Literal["orders", "changes"]
+
+
+class ShopAdapter(Protocol):
+    """What every shop adapter provides. Implementations: generic_csv, fastcentrik."""
+
+    name: str
+
+    def read_feed(self, *, previous_fingerprint: str | None = None, wait_for_settle: bool = False) -> FeedRead:
+        """Read the shop's current order states. Raises FeedUnavailable when nothing could be read."""
+
+    def stage_handoff(self, name: str, kind: HandoffKind, records: Sequence[NewOrder] | Sequence[MallChange]) -> None:
+        """Write a batch under a temporary name (complete and fsynced). Idempotent: rewrites the temp file.
+
+        Raises HandoffError."""
+
+    def publish_handoff(self, name: str) -> bool:
+        """Make a staged batch visible to the shop (atomic rename). False when nothing was staged under
+        ``name`` (it was already published). Raises HandoffError."""
+
+    def manual_steps(self, record: NewOrder | MallChange) -> str | None:
+        """What a human must do in the shop for this record, or None when the shop applies it itself."""
