@@ -1,0 +1,84 @@
+"""Engine set-up and migrations.
+
+SQLite: WAL (readers never block the writer), busy_timeout (a second writer waits instead of
+failing), foreign keys on, synchronous=FULL (a committed change survives a crash and a power cut),
+and ``BEGIN IMMEDIATE`` for every transaction that writes: a deferred BEGIN that reads and then
+writes fails at once with "database is locked" when another process writes meanwhile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+READ_ONLY = "mall_connector_read"  # execution option: open a deferred (read) transaction
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or written; the message says which file and why."""
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 15000) -> Engine:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        db = u.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            folder = Path(db).resolve().parent
+            if not folder.is_dir():
+                raise LedgerError(f"ledger folder {folder} does not exist (from [ledger] url)")
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000}, pool_pre_ping=False)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+            cur = dbapi_conn.cursor()
+            if db != ":memory:":
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _alembic_config(connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> bool:
+    """Bring the schema to the newest revision. True when something was applied."""
+    if current_revision(engine) == head_revision():
+        return False
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "head")
+    return True

@@ -1,0 +1,163 @@
+"""Ledger tables (SQLAlchemy Core). Portable SQL: nothing SQLite-only outside engine set-up.
+
+The ledger is the connector's memory: what each order looks like on both sides, every change
+with its deterministic key and state, the webhook inbox, outbox hand-offs, needs-action items
+and alert state. All durable state lives here (no pickled scheduler jobs).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("mall_order_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("shop_order_id", String(64)),
+    # What MALL says (from our last read or our own successful PUT).
+    Column("mall_status", String(16)),
+    Column("mall_confirmed", Boolean),
+    Column("mall_read_at", DateTime),
+    Column("mdp", Boolean, nullable=False, default=False),
+    Column("test", Boolean, nullable=False, default=False),
+    Column("purchase_id", BigInteger),
+    Column("customer", String(200)),
+    Column("delivery_method", String(64)),
+    Column("branch_id", BigInteger),
+    Column("ship_date", String(10)),
+    Column("mall_delivered_at", String(19)),  # MALL local time "YYYY-MM-DD HH:MM:SS", sortable
+    Column("snapshot", Text),  # the full order JSON from the last GET
+    # What the shop says (last row seen in the feed).
+    Column("shop_status", String(100)),
+    Column("shop_fingerprint", String(64)),
+    Column("shop_seen_at", DateTime),
+    Column("shop_tracking_number", String(100)),
+    Column("shop_tracking_url", String(500)),
+    Column("shop_carrier", String(100)),
+    Column("shop_location", String(100)),
+    # What the shop was handed (inbound).
+    Column("handed_at", DateTime),
+    Column("handed_status", String(16)),
+    Column("handed_branch_id", BigInteger),
+    Column("needs_confirm", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_orders_mall_status", "mall_status"),
+    Index("ix_orders_mall_delivered_at", "mall_delivered_at"),
+    Index("ix_orders_needs_confirm", "needs_confirm"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(120), nullable=False, unique=True),
+    Column("mall_order_id", BigInteger, ForeignKey("orders.mall_order_id"), nullable=False),
+    Column("origin", String(8), nullable=False),  # "shop" (outbound) | "mall" (inbound)
+    Column("kind", String(16), nullable=False),  # "status" | "new_order" | "branch"
+    Column("shop_status", String(100)),
+    Column("target_status", String(16)),
+    Column("payload", Text),  # JSON: tracking, dates, note
+    Column("state", String(10), nullable=False),  # pending sending retry done skipped failed
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime),
+    Column("last_error", Text),
+    Column("handoff_id", Integer, ForeignKey("handoffs.id")),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("done_at", DateTime),
+    Index("ix_changes_state_next", "state", "next_attempt_at"),
+    Index("ix_changes_order", "mall_order_id"),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("mall_order_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("source", String(16), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime),
+    Column("last_error", Text),
+    Index("ix_inbox_next", "next_attempt_at"),
+)
+
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(80), nullable=False, unique=True),
+    Column("kind", String(10), nullable=False),  # "orders" | "changes"
+    Column("state", String(10), nullable=False),  # sending staged done
+    Column("created_at", DateTime, nullable=False),
+    Column("done_at", DateTime),
+    Index("ix_handoffs_state", "state"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(120), nullable=False, unique=True),
+    Column("mall_order_id", BigInteger),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("done_at", DateTime),
+    Column("done_note", Text),
+    Column("alerted_at", DateTime),
+    Index("ix_actions_done", "done_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mall_order_id", BigInteger, nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_events_order", "mall_order_id"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("state", String(10), nullable=False),  # open | resolved
+    Column("message", Text, nullable=False),
+    Column("first_at", DateTime, nullable=False),
+    Column("last_sent_at", DateTime),
+    Column("resolved_at", DateTime),
+    Column("count", Integer, nullable=False, default=1),
+)
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
