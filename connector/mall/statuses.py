@@ -95,7 +95,11 @@ def mall_may(current: Status, target: Status, *, mdp: bool = False) -> bool:
 
 
 def is_behind(current: Status, target: Status) -> bool:
-    """True when the order has already gone past ``target`` on the normal path (e.g. shipped vs shipping)."""
+    """True when the order has already gone past ``target`` on the normal path (e.g. shipped vs shipping).
+
+    A cancelled order never went down the path, so it is not "past" anything."""
+    if current is Status.CANCELLED:
+        return False
     return _RANK[current] > _RANK[target] and not is_final(target)
 
 

@@ -1,0 +1,40 @@
+# mall-connector: two commands on a fresh machine with Python 3.11+: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast chaos bench audit clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: the embedded default (local MALL sandbox + CSV shop + SQLite + daemon), ends by itself
+demo: $(STAMP)
+	$(BIN)/mall-connector demo
+
+## make test: the whole suite, including a small seeded chaos run and the fuzz/property tests
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## make chaos: the full-size seeded chaos run (kills, faults, duplicate/lost webhooks); writes figures
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run --size full --seed 20261126 --report docs/reliability-figures.md
+
+## make bench: benchmarks against the bare stack; writes docs/performance.md
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --out docs/performance.md
+
+## make audit: known vulnerabilities in the installed dependencies
+audit: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'pip-audit>=2.7,<3'
+	$(BIN)/pip-audit --progress-spinner off
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,35 @@
+"""`mall-connector sync-once`: one pass of everything, for cron, tests and trying things out."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from connector.cli import Context, friendly_errors, pass_ctx
+
+
+@click.command("sync-once")
+@click.option("--retry-now", is_flag=True, help="Also take changes whose retry is not due yet.")
+@click.option("--no-sweep", is_flag=True, help="Skip listing MALL's unconfirmed orders this time.")
+@pass_ctx
+@friendly_errors
+def sync_once(ctx: Context, retry_now: bool, no_sweep: bool) -> None:
+    """Run one poll of the shop feed, one push pass to MALL, and the inbound pipeline.
+
+    Retries that are due are processed too. Exit status: 0 when no change is failed,
+    2 when some change is failed (see `mall-connector ledger list --state failed`),
+    75 when some changes still wait for a retry and none failed, 78 on a config error.
+
+    Example: mall-connector --config /etc/mall-connector/config.toml sync-once
+    """
+    from connector.sync.runner import Services, sync_once as run_pass
+
+    services = Services(ctx.config())
+    try:
+        summary = run_pass(services, retry_now=retry_now, sweep=not no_sweep)
+    finally:
+        services.close()
+    for line in summary.lines():
+        click.echo(line)
+    sys.exit(summary.exit_code)
