@@ -1,0 +1,112 @@
+"""``mall-connector config check`` and ``mall-connector mapping check``: validate before you run.
+
+Both exit 0 when everything is valid and 78 (EX_CONFIG) with one line naming file:line, key and
+reason when not, so they fit in a deploy script or a systemd ``ExecStartPre=``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from connector.cli import Context, friendly_errors, pass_ctx
+from connector.config import EXIT_CONFIG
+from connector.logs import redact
+from connector.mapping import Mapping, MappingError, load_mapping
+
+
+def _load_or_exit(path: Path) -> Mapping:
+    try:
+        return load_mapping(path)
+    except MappingError as e:
+        click.echo(f"mapping error: {redact(str(e))}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _summary(mapping: Mapping) -> str:
+    return (f"{len(mapping.to_mall)} shop status(es) mapped, {len(mapping.ignored)} ignored, "
+            f"{len(mapping.from_mall)} MALL status(es) mapped back")
+
+
+def format_mapping(mapping: Mapping) -> str:
+    """The mapping as a readable table (shop status -> MALL status, ignored, from MALL)."""
+    rows = mapping.rows()
+    width = max([len(r.shop_status) for r in rows] + [len("shop status")])
+    case = "case-sensitive" if mapping.case_sensitive else "case-insensitive"
+    out = [f"Mapping {mapping.path} ({case})", ""]
+    out.append("Shop status -> MALL status   [to_mall: pushed to MALL]")
+    pushed = [r for r in rows if r.section == "to_mall"]
+    out += [f"  {r.shop_status:<{width}}  -> {r.mall_status}" for r in pushed] or ["  (none: nothing is pushed)"]
+    out += ["", "Ignored shop statuses       [ignore: never pushed]"]
+    out += [f"  {r.shop_status}" for r in rows if r.section == "ignore"] or ["  (none)"]
+    out += ["", "MALL status -> shop status  [from_mall: written to the outbox]"]
+    back = [r for r in rows if r.section == "from_mall"]
+    out += [f"  {r.mall_status:<{width}}  -> {r.shop_status}" for r in back] or ["  (none: shop_status is left empty)"]
+    return "\n".join(out)
+
+
+@click.group("mapping")
+def mapping_group() -> None:
+    """Check the status mapping file (shop statuses <-> MALL statuses).
+
+    \b
+    Examples:
+      mall-connector mapping check
+      mall-connector mapping check /etc/mall-connector/mapping.toml
+    """
+
+
+@mapping_group.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+@friendly_errors
+def mapping_check(ctx: Context, file: Path | None) -> None:
+    """Validate a mapping file and print it as a table.
+
+    FILE defaults to the mapping the config uses ([shop] mapping, else the shipped one for the
+    adapter). Exit code 0 when valid, 78 when not (the message names file:line, key and reason).
+
+    \b
+    Examples:
+      mall-connector mapping check
+      mall-connector mapping check my-mapping.toml
+      mall-connector --config /etc/mall-connector/config.toml mapping check
+    """
+    path = file if file is not None else ctx.config().mapping_path
+    mapping = _load_or_exit(path)
+    click.echo(format_mapping(mapping))
+    click.echo(f"\n✓ {path}: valid ({_summary(mapping)})")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check the config file.
+
+    \b
+    Examples:
+      mall-connector config check
+      mall-connector --config /etc/mall-connector/config.toml config check
+    """
+
+
+@config_group.command("check")
+@pass_ctx
+@friendly_errors
+def config_check(ctx: Context) -> None:
+    """Validate the config file and its mapping file (nothing is contacted).
+
+    Exit code 0 when both are valid, 78 when not (the message names file:line, key and reason).
+    To also test MALL and the shop feed, use `mall-connector check`.
+
+    \b
+    Examples:
+      mall-connector config check
+      MALL_CONNECTOR_CONFIG=./config.toml mall-connector config check
+    """
+    cfg = ctx.config()
+    click.echo(f"✓ config {cfg.source_path}: valid (adapter {cfg.shop.adapter}, time zone {cfg.shop.timezone})")
+    path = cfg.mapping_path
+    mapping = _load_or_exit(path)
+    click.echo(f"✓ mapping {path}: valid ({_summary(mapping)})")
