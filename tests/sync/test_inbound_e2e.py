@@ -1,0 +1,194 @@
+"""MALL → shop end to end: the sandbox sends real webhooks to the real receiver (waitress) on loopback."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+
+import httpx
+import pytest
+
+from adapters.base import HandoffError
+from connector.metrics import Metrics
+from connector.sandbox.faults import Faults
+from connector.sync.runner import Services, sync_once
+from receiver.app import create_app
+from receiver.server import ReceiverServer
+from tests.sync.harness import CsvShop
+
+pytestmark = pytest.mark.e2e
+TOKEN = "tok-" + "x" * 28
+
+
+@pytest.fixture
+def wired(tmp_path, sandbox):
+    """Shop + services + receiver under waitress; the sandbox's webhooks point at the receiver."""
+    shop = CsvShop(tmp_path, sandbox, tokens=[TOKEN])
+    services = Services(shop.config(), metrics=Metrics())
+    server = ReceiverServer(create_app(ledger=services.ledger, tokens=[TOKEN], metrics=services.metrics),
+                            "127.0.0.1", 0)
+    server.start()
+    sandbox.webhook_url = f"http://127.0.0.1:{server.port}/webhooks/mall/{TOKEN}"
+    yield shop, services, server
+    server.stop()
+    services.close()
+
+
+def _wait_for_inbox(services, n, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if services.ledger.inbox_depth() >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"inbox has {services.ledger.inbox_depth()} ids, expected {n}")
+
+
+def _gets(sandbox, oid):
+    return sandbox.request_log.find("GET", f"/v1/orders/{oid}")
+
+
+def test_webhooks_bring_new_orders_to_the_shop_then_confirm(wired, sandbox):
+    shop, services, _ = wired
+    blocked = sandbox.state.create_orders(1, kind="normal", status="blocked")[0]["id"]
+    ids = [o["id"] for o in sandbox.state.create_orders(3, kind="normal", status="open")]
+    sandbox.state.mall_event(blocked, "pay")  # blocked → open, like a payment arriving
+    _wait_for_inbox(services, 4)
+    result = services.inbound.run()
+    assert result.new_orders == 4 and result.confirmed == 4
+    handed = {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")}
+    assert handed == set(ids) | {blocked}
+    for oid in [*ids, blocked]:
+        assert sandbox.state.get(oid)["confirmed"] is True
+        assert len(_gets(sandbox, oid)) == 1
+        # The confirmation came after the shop had the order: the file existed before the PUT.
+        put = [e for e in sandbox.request_log.puts(oid) if e.body == {"confirmed": True}]
+        assert len(put) == 1
+
+
+def test_duplicate_deliveries_mean_one_get_per_order(wired, sandbox):
+    shop, services, server = wired
+    sandbox.faults = Faults(webhook_duplicate_rate=1.0)
+    ids = [o["id"] for o in sandbox.state.create_orders(5, kind="normal", status="open")]
+    _wait_for_inbox(services, 5)
+    # MALL may also send the same ids again later: post them by hand twice more.
+    for _ in range(2):
+        r = httpx.post(f"http://127.0.0.1:{server.port}/webhooks/mall/{TOKEN}", json=ids)
+        assert r.status_code == 202
+    assert services.ledger.inbox_depth() == 5
+    services.inbound.run()
+    for oid in ids:
+        assert len(_gets(sandbox, oid)) == 1
+
+
+def test_customer_cancel_reaches_the_shop_once(wired, sandbox):
+    shop, services, _ = wired
+    (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
+    _wait_for_inbox(services, 1)
+    services.inbound.run()
+    sandbox.state.mall_event(oid, "customer_cancel")
+    _wait_for_inbox(services, 1)
+    result = services.inbound.run()
+    assert result.mall_changes == 1
+    changes = shop.outbox_rows("changes-")
+    assert [(int(c["mall_order_id"]), c["mall_status"], c["shop_status"]) for c in changes] == [(oid, "cancelled", "cancelled")]
+    assert "cancelled on MALL" in changes[0]["note"]
+    # The sweep or a late webhook for the same state brings nothing new.
+    services.ledger.enqueue_inbox([oid], source="webhook")
+    services.inbound.run()
+    assert len(shop.outbox_rows("changes-")) == 1
+
+
+def test_our_own_push_echoing_back_is_not_handed_to_the_shop(wired, sandbox):
+    shop, services, _ = wired
+    (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
+    _wait_for_inbox(services, 1)
+    services.inbound.run()
+    shop.write_feed([{"mall_order_id": oid, "status": "packing"}])
+    services.outbound.poll_shop()
+    assert services.outbound.push_due().pushed == 1
+    services.ledger.enqueue_inbox([oid])  # as if MALL notified us of the change we made
+    services.inbound.run()
+    assert shop.outbox_rows("changes-") == []
+
+
+def test_pickup_branch_change_reaches_the_shop_and_needs_action(wired, sandbox):
+    shop, services, _ = wired
+    (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="pickup", status="open")]
+    _wait_for_inbox(services, 1)
+    services.inbound.run()
+    old = sandbox.state.get(oid)["branch_id"]
+    sandbox.state.mall_event(oid, "change_branch", branch_id=old + 1000)
+    _wait_for_inbox(services, 1)
+    services.inbound.run()
+    (change,) = shop.outbox_rows("changes-")
+    assert int(change["branch_id"]) == old + 1000 and "pickup branch changed" in change["note"]
+    kinds = [a["kind"] for a in services.ledger.open_actions()]
+    assert "branch_change" in kinds
+
+
+def test_missed_webhook_is_found_by_the_sweep(wired, sandbox):
+    shop, services, _ = wired
+    sandbox.faults = Faults(webhook_drop_rate=1.0)
+    (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
+    time.sleep(0.5)
+    assert services.ledger.inbox_depth() == 0  # the webhook never came
+    summary = sync_once(services)
+    assert summary.inbound.swept == 1 and summary.inbound.new_orders == 1
+    assert {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")} == {oid}
+
+
+def test_test_and_blocked_orders_are_recorded_but_not_handed(wired, sandbox):
+    shop, services, _ = wired
+    test_id = sandbox.state.create_orders(1, kind="test", status="open")[0]["id"]
+    blocked_id = sandbox.state.create_orders(1, kind="normal", status="blocked")[0]["id"]
+    services.ledger.enqueue_inbox([test_id, blocked_id, 999999999999])
+    result = services.inbound.run()
+    assert result.ignored_test == 1 and result.dropped == 1
+    assert shop.outbox_rows("orders-") == []
+    assert services.ledger.get_order(test_id).test is True
+    assert services.ledger.get_order(blocked_id).mall_status == "blocked"
+    assert sandbox.state.get(test_id)["confirmed"] is False  # never confirm what the shop did not get
+
+
+def test_adapter_failure_means_no_confirm_and_a_later_retry(wired, sandbox):
+    shop, services, _ = wired
+    (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
+    _wait_for_inbox(services, 1)
+    real_stage = services.adapter.stage_handoff
+    calls = collections.Counter()
+
+    def failing(*a, **k):
+        calls["stage"] += 1
+        raise HandoffError("outbox folder is not writable (simulated)")
+
+    services.adapter.stage_handoff = failing
+    services.inbound.run()
+    assert calls["stage"] == 1
+    assert sandbox.state.get(oid)["confirmed"] is False
+    assert [e for e in sandbox.request_log.puts(oid)] == []
+    services.adapter.stage_handoff = real_stage
+    services.inbound.run()
+    assert {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")} == {oid}
+    assert sandbox.state.get(oid)["confirmed"] is True
+
+
+def test_read_only_outbox_folder_is_retried(wired, sandbox):
+    shop, services, _ = wired
+    if os.geteuid() == 0:
+        # root ignores permissions: make the outbox path a file instead, which fails for anyone.
+        shop.outbox.write_text("not a folder")
+    else:
+        shop.outbox.mkdir()
+        shop.outbox.chmod(0o500)
+    (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
+    _wait_for_inbox(services, 1)
+    services.inbound.run()
+    assert sandbox.state.get(oid)["confirmed"] is False
+    assert services.ledger.open_handoffs()
+    if shop.outbox.is_file():
+        shop.outbox.unlink()
+    else:
+        shop.outbox.chmod(0o700)
+    services.inbound.run()
+    assert sandbox.state.get(oid)["confirmed"] is True and not services.ledger.open_handoffs()
