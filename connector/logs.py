@@ -92,3 +92,4 @@ def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -19,7 +19,7 @@ FEED_COLUMNS = ["mall_order_id", "status", "shop_order_id", "tracking_number", "
 
 class CsvShop:
     def __init__(self, folder: Path, sandbox, *, extra: str = "", mapping: str | None = None,
-                 receiver_listen: str | None = None, tokens: list[str] | None = None):
+                 receiver_listen: str | None = None, tokens: list[str] | None = None, sync: str = ""):
         self.folder = folder
         self.sandbox = sandbox
         self.feed = folder / "shop.csv"
@@ -44,7 +44,7 @@ url = "sqlite:///ledger.db"
 retry_base_s = 0.05
 retry_max_s = 0.2
 max_attempts = 12
-{receiver}[shop]
+{sync}{receiver}[shop]
 adapter = "generic_csv"
 {mapping_line}[shop.generic_csv]
 source = "shop.csv"
