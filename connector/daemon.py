@@ -124,7 +124,8 @@ class Daemon:
     def job_housekeeping(self) -> None:
         from connector.sync.deadlines import check_deadlines
 
-        check_deadlines(self.ledger, warn_after_h=self.config.sync.confirm_deadline_warn_h)
+        check_deadlines(self.ledger, warn_after_h=self.config.sync.confirm_deadline_warn_h,
+                        include_test=self.config.mall.include_test_orders)
 
     def _schedule(self) -> None:
         s = self.config.sync

@@ -264,6 +264,8 @@ class OutboundSync:
         with self.ledger.write() as c:
             self.ledger.update_change(ch.id, conn=c, state="done", reason=decision.reason, last_error=None)
             values = {"mall_status": ch.target_status, "mall_read_at": utcnow()}
+            if ch.target_status == "delivered" and body.get("delivered_at"):
+                values["mall_delivered_at"] = body["delivered_at"]
             if body.get("confirmed"):
                 values["mall_confirmed"] = True
             self.ledger.ensure_order(c, oid, **values)

@@ -1,0 +1,114 @@
+"""Prometheus metrics of one connector process.
+
+Each ``Metrics`` owns its own ``CollectorRegistry`` (not the global one), so tests and several app
+instances in one process never collide. Ledger-backed gauges are read at scrape time, so they are
+right even when another process (a CLI command) changed the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# The `*_created` series double the output and mean nothing for a daemon's counters.
+disable_created_metrics()
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+REJECT_REASONS = ("not_found", "throttled", "too_large", "bad_body", "method", "ledger_error")
+PUSH_OUTCOMES = ("done", "skipped", "failed", "retry", "unknown")
+_ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
+
+
+def endpoint_label(endpoint: str) -> str:
+    """``/v1/orders/123456`` -> ``/v1/orders/{id}``: one series per endpoint, not per order."""
+    return _ID_SEGMENT.sub("/{id}", endpoint.split("?", 1)[0]) or "/"
+
+
+class _LedgerGauges:
+    """Custom collector: inbox depth, failed changes and open actions from one ``ledger.health()``."""
+
+    def __init__(self) -> None:
+        self.ledger: Any = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.ledger is None:
+            return
+        try:
+            h = self.ledger.health()
+        except Exception as e:  # a scrape must never fail because the ledger is busy or gone
+            log.warning("metrics: cannot read the ledger: %s", e)
+            return
+        for name, key, doc in (
+            ("mall_connector_inbox_depth", "inbox_depth", "Order ids waiting in the inbox."),
+            ("mall_connector_failed_changes", "failed_changes", "Changes that failed for good."),
+            ("mall_connector_open_actions", "open_actions", "Needs-action items not yet done."),
+        ):
+            yield GaugeMetricFamily(name, doc, value=float(h.get(key, 0)))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.webhooks_received = Counter(
+            "mall_connector_webhooks_received_total", "Requests to the webhook path (any outcome).", registry=r)
+        self.webhooks_rejected = Counter(
+            "mall_connector_webhooks_rejected_total", "Webhook requests not accepted, by reason.", ["reason"],
+            registry=r)
+        self.webhook_ids = Counter("mall_connector_webhook_ids_total", "Order ids in accepted webhooks.", registry=r)
+        self.pushes = Counter("mall_connector_pushes_total", "Status pushes to MALL, by outcome.", ["outcome"],
+                              registry=r)
+        self.mall_calls = Counter("mall_connector_mall_calls_total", "MALL API responses.", ["endpoint", "code"],
+                                  registry=r)
+        self.handoffs = Counter("mall_connector_handoffs_total", "Batches handed to the shop.", ["kind"], registry=r)
+        self.last_success = Gauge("mall_connector_last_success_timestamp_seconds",
+                                  "Unix time of the last successful run of a job.", ["job"], registry=r)
+        # Known label values start at 0, so rate() and alerts work before the first event.
+        for reason in REJECT_REASONS:
+            self.webhooks_rejected.labels(reason)
+        for outcome in PUSH_OUTCOMES:
+            self.pushes.labels(outcome)
+        self._ledger_gauges = _LedgerGauges()
+        r.register(self._ledger_gauges)
+
+    @property
+    def ledger(self) -> Any:
+        return self._ledger_gauges.ledger
+
+    def bind_ledger(self, ledger: Any) -> None:
+        """Read inbox depth, failed changes and open actions from ``ledger.health()`` at each scrape."""
+        self._ledger_gauges.ledger = ledger
+
+    # -- hooks ------------------------------------------------------------------------------
+    def webhook_received(self) -> None:
+        self.webhooks_received.inc()
+
+    def webhook_rejected(self, reason: str) -> None:
+        self.webhooks_rejected.labels(reason).inc()
+
+    def webhook_accepted(self, n_ids: int) -> None:
+        self.webhook_ids.inc(n_ids)
+
+    def mall_call(self, endpoint: str, code: int) -> None:
+        """MallClient's ``on_response`` hook. Order ids in the path are folded into ``{id}``."""
+        self.mall_calls.labels(endpoint_label(endpoint), str(code)).inc()
+
+    def push(self, outcome: str) -> None:
+        self.pushes.labels(outcome).inc()
+
+    def handoff(self, kind: str) -> None:
+        self.handoffs.labels(kind).inc()
+
+    def job_ok(self, job: str, at: float | None = None) -> None:
+        self.last_success.labels(job).set(time.time() if at is None else at)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,113 @@
+"""MALL's 24-hour rule: an order must be processed within 24 h of becoming ``open`` (paid).
+
+Late orders count against the partner's SLA, and nothing in MALL's API warns about them, so a
+needs-action item is opened a few hours before the limit (``[sync] confirm_deadline_warn_h``) for each
+order that is still ``open`` on MALL and that the shop has not moved on either. The item closes by
+itself once the order moves (on MALL, or a shop change on its way to MALL).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from connector.ledger import Ledger
+from connector.ledger import schema as s
+from connector.mall.models import PRAGUE
+from connector.mall.statuses import Status
+from connector.sync.inbound import order_from_snapshot
+
+log = logging.getLogger("mall_connector.deadlines")
+
+KIND = "deadline"
+LIMIT_H = 24.0
+#: A shop change in one of these states means the shop has moved the order on (sent, or about to be).
+#: "retry" and "failed" do not: MALL still sees the order open and the clock keeps running.
+MOVED_ON_STATES = ("pending", "sending", "done")
+
+
+def action_key(order_id: int) -> str:
+    return f"{KIND}:{order_id}"
+
+
+def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h: float = 20.0,
+                    include_test: bool = False) -> int:
+    """Open deadline items for orders open longer than ``warn_after_h`` hours; close the ones that cleared.
+
+    ``now`` is aware, or naive UTC (the ledger's convention). Returns how many items were opened.
+    Test orders are skipped unless ``include_test`` ([mall] include_test_orders).
+    """
+    now = _aware(now or datetime.now(timezone.utc))
+    o, ch = s.orders.c, s.changes.c
+    with ledger.read() as c:
+        rows = list(c.execute(select(o.mall_order_id, o.snapshot, o.test).where(o.mall_status == Status.OPEN.value)))
+        shop_moves = c.execute(select(ch.mall_order_id, ch.state).where(
+            ch.origin == "shop", ch.target_status.is_not(None), ch.target_status != Status.OPEN.value)).all()
+    moved = {oid for oid, state in shop_moves if state in MOVED_ON_STATES}
+    retrying = {oid for oid, state in shop_moves if state == "retry"}
+
+    due: dict[int, str] = {}
+    for r in rows:
+        if (r.test and not include_test) or r.mall_order_id in moved:
+            continue
+        opened = _opened_at(r.snapshot)
+        if opened is None:
+            continue  # no open timestamp to count from (not fetched yet)
+        age_h = (now - opened).total_seconds() / 3600
+        if age_h > warn_after_h:
+            due[r.mall_order_id] = _message(r.mall_order_id, opened, age_h, r.mall_order_id in retrying)
+
+    waiting = {a["mall_order_id"] for a in ledger.open_actions() if a["kind"] == KIND}
+    opened_n = 0
+    new = [oid for oid in due if oid not in waiting]
+    if new:
+        with ledger.write() as c:
+            for oid in new:
+                if ledger.add_action(c, key=action_key(oid), order_id=oid, kind=KIND, message=due[oid]) is not None:
+                    opened_n += 1
+                    log.warning("%s", due[oid], extra={"order_id": oid})
+    cleared = sorted(oid for oid in waiting - due.keys() if oid is not None)
+    if cleared:
+        known = ledger.get_orders(cleared)
+        for oid in cleared:
+            row = known.get(oid)
+            status = row.mall_status if row is not None else None
+            if oid in moved and status == Status.OPEN.value:
+                note = "cleared: the shop moved the order on; the connector is passing it to MALL"
+            else:
+                note = f"cleared: the order is {status or 'no longer in the ledger'} on MALL"
+            ledger.close_actions(oid, KIND, note)
+    return opened_n
+
+
+def _opened_at(snapshot: str | None) -> datetime | None:
+    """MALL's ``open`` timestamp from the stored order, or None when unknown or unreadable."""
+    if not snapshot:
+        return None
+    try:
+        return order_from_snapshot(snapshot).open
+    except ValueError:
+        return None
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
+
+
+def _message(order_id: int, opened: datetime, age_h: float, retrying: bool) -> str:
+    limit = (opened + timedelta(hours=LIMIT_H)).astimezone(PRAGUE)
+    left_h = LIMIT_H - age_h
+    since = opened.astimezone(PRAGUE)
+    if left_h > 0:
+        when = f"{left_h:.1f} h left (until {limit:%Y-%m-%d %H:%M} Prague time)"
+        todo = "Pack it and set it to shipping in the shop (or cancel it there if it cannot be sent)"
+    else:
+        when = f"the limit passed {-left_h:.1f} h ago ({limit:%Y-%m-%d %H:%M} Prague time)"
+        todo = "Process it now: set it to shipping in the shop (or cancel it there if it cannot be sent)"
+    text = (f"Order {order_id} has been open on MALL for {age_h:.1f} h (since {since:%Y-%m-%d %H:%M}); MALL expects "
+            f"orders processed within 24 h: {when}. {todo}; the connector passes it on to MALL.")
+    if retrying:
+        text += " A status change from the shop is already waiting for a retry: see `mall-connector ledger list`."
+    return text

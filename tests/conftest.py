@@ -1,0 +1,61 @@
+"""Shared fixtures: a real MALL sandbox on loopback for any test that needs MALL.
+
+    def test_something(sandbox):
+        sandbox.state.create_orders(2, kind="cod")
+        client = MallClient(sandbox.url, TEST_CLIENT_ID)
+
+``sandbox`` starts empty (no orders, no webhook URL, no faults) with webhooks every 0.1 s;
+``make_sandbox(**kwargs)`` builds others (seeded orders, faults, webhook_url ...) and stops them after.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Callable, Iterator
+
+import pytest
+
+from connector.sandbox.server import SandboxServer
+
+TEST_CLIENT_ID = "test-client-id-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_secret_registry():
+    """Secrets registered by one test (e.g. a password "wrong") must not mask words in another's messages."""
+    from connector import logs
+
+    saved = set(logs._secrets)
+    yield
+    with logs._lock:
+        logs._secrets.clear()
+        logs._secrets.update(saved)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (for subprocesses that need a port up front)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
+    """Factory for started sandboxes; keyword arguments go to SandboxServer (client_id TEST_CLIENT_ID)."""
+    started: list[SandboxServer] = []
+
+    def make(**kwargs) -> SandboxServer:
+        kwargs.setdefault("webhook_interval_s", 0.1)
+        server = SandboxServer(kwargs.pop("client_id", TEST_CLIENT_ID), host="127.0.0.1", port=0, **kwargs)
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox) -> SandboxServer:
+    """A started, empty SandboxServer on a free loopback port (client_id TEST_CLIENT_ID, webhooks every 0.1 s)."""
+    return make_sandbox()
