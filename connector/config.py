@@ -342,11 +342,14 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
         if raw_tokens:
             receiver["tokens"] = [t.strip() for t in re.split(r"[,\n]", raw_tokens) if t.strip()]
 
-    # Relative paths are relative to the config file's folder.
+    # Relative paths are relative to the config file's folder; under systemd a relative ledger file
+    # goes to the service's StateDirectory (/var/lib/mall-connector), since /etc is read-only there.
+    state_dir = (env.get("STATE_DIRECTORY") or "").split(":")[0]
+    ledger_base = Path(state_dir) if state_dir else base
     if "url" in ledger and isinstance(ledger["url"], str):
-        ledger["url"] = _resolve_sqlite_url(base, ledger["url"])
+        ledger["url"] = _resolve_sqlite_url(ledger_base, ledger["url"])
     else:
-        ledger["url"] = _resolve_sqlite_url(base, LedgerConfig().url)
+        ledger["url"] = _resolve_sqlite_url(ledger_base, LedgerConfig().url)
     if isinstance(shop.get("mapping"), str):
         shop["mapping"] = _resolve_path(base, shop["mapping"])
     for name in ("generic_csv", "fastcentrik"):

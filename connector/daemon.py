@@ -150,53 +150,9 @@ class Daemon:
             log.exception("could not evaluate alerts")
 
     def _alerts(self) -> None:
-        a = self.alerter
-        if self._unauthorized:
-            a.problem("mall_unauthorized", "MALL rejects the client_id",
-                      "MALL answers 401 to the connector: the client_id in [mall] client_id is wrong or the account is "
-                      "disabled. Nothing can be synced until it is fixed.")
-        else:
-            a.resolved("mall_unauthorized", "MALL accepts the client_id again.")
-        now = time.monotonic()
-        if self._first_429 is not None and now - self._first_429 >= self.config.alerts.rate_limit_alert_after_s:
-            a.problem("rate_limited", "MALL rate limit persists",
-                      f"MALL has answered 429 (rate limited) for {int(now - self._first_429)} s. Check the API usage in "
-                      "the MALL Partner portal; the connector slows down and keeps trying.")
-        elif self._first_429 is None:
-            a.resolved("rate_limited", "MALL no longer rate-limits the connector.")
-        failures = int(self.ledger.get_kv("shop_feed_failures") or 0)
-        if failures >= self.config.shop.unreadable_polls_alert:
-            a.problem("feed_unreadable", "shop feed unreadable",
-                      f"The shop feed could not be read for {failures} polls in a row. Check the feed file or URL in "
-                      "[shop]; the connector's log says why.")
-        elif failures == 0:
-            a.resolved("feed_unreadable", "The shop feed is readable again.")
-        failed = {c.id: c for c in self.ledger.list_changes(states=("failed",))}
-        for cid, ch in failed.items():
-            a.problem(f"change_failed:{cid}", f"order {ch.mall_order_id}: change failed",
-                      f"Change {cid} (order {ch.mall_order_id}, shop status {ch.shop_status!r} → MALL "
-                      f"{ch.target_status}) failed: {ch.reason}. Fix it, then: mall-connector ledger retry {cid} "
-                      f"(or ledger skip {cid} --reason ...).")
-        for p in a.open_problems():
-            key = p["key"]
-            if key.startswith("change_failed:") and int(key.split(":")[1]) not in failed:
-                a.resolved(key, f"Change {key.split(':')[1]} is no longer failed.")
-        open_ids = set()
-        for item in self.ledger.open_actions():
-            open_ids.add(item["id"])
-            a.problem(f"action:{item['id']}", f"order {item['mall_order_id']} needs a human",
-                      f"{item['message']}\nWhen done: mall-connector ledger done {item['id']}")
-        for p in a.open_problems():
-            key = p["key"]
-            if key.startswith("action:") and int(key.split(":")[1]) not in open_ids:
-                a.resolved(key, f"Needs-action item {key.split(':')[1]} was cleared.")
-        stuck = [h for h in self.ledger.open_handoffs()]
-        if stuck:
-            a.problem("handoff_failing", "cannot hand MALL orders to the shop",
-                      f"{len(stuck)} batch(es) could not be written to the shop outbox (e.g. {stuck[0][1]}). Check the "
-                      "outbox folder exists and is writable; the connector retries.")
-        else:
-            a.resolved("handoff_failing", "The shop outbox is writable again.")
+        limited_for = time.monotonic() - self._first_429 if self._first_429 is not None else None
+        evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=self._unauthorized,
+                        rate_limited_for_s=limited_for)
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -328,3 +284,52 @@ def warn_if_secrets_readable(config: Config) -> None:
     if holds_secret and mode & (stat.S_IROTH | stat.S_IWOTH):
         log.warning("%s holds a secret and is readable by other users: run chmod 0640 %s (or move the client_id "
                     "into a systemd credential)", path, path)
+
+
+def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None) -> None:
+    """Open or resolve every alert problem from the current state (called after each job)."""
+    if unauthorized:
+        a.problem("mall_unauthorized", "MALL rejects the client_id",
+                  "MALL answers 401 to the connector: the client_id in [mall] client_id is wrong or the account is "
+                  "disabled. Nothing can be synced until it is fixed.")
+    else:
+        a.resolved("mall_unauthorized", "MALL accepts the client_id again.")
+    if rate_limited_for_s is not None and rate_limited_for_s >= config.alerts.rate_limit_alert_after_s:
+        a.problem("rate_limited", "MALL rate limit persists",
+                  f"MALL has answered 429 (rate limited) for {int(rate_limited_for_s)} s. Check the API usage in "
+                  "the MALL Partner portal; the connector slows down and keeps trying.")
+    elif rate_limited_for_s is None:
+        a.resolved("rate_limited", "MALL no longer rate-limits the connector.")
+    failures = int(ledger.get_kv("shop_feed_failures") or 0)
+    if failures >= config.shop.unreadable_polls_alert:
+        a.problem("feed_unreadable", "shop feed unreadable",
+                  f"The shop feed could not be read for {failures} polls in a row. Check the feed file or URL in "
+                  "[shop]; the connector's log says why.")
+    elif failures == 0:
+        a.resolved("feed_unreadable", "The shop feed is readable again.")
+    failed = {c.id: c for c in ledger.list_changes(states=("failed",))}
+    for cid, ch in failed.items():
+        a.problem(f"change_failed:{cid}", f"order {ch.mall_order_id}: change failed",
+                  f"Change {cid} (order {ch.mall_order_id}, shop status {ch.shop_status!r} → MALL "
+                  f"{ch.target_status}) failed: {ch.reason}. Fix it, then: mall-connector ledger retry {cid} "
+                  f"(or ledger skip {cid} --reason ...).")
+    for p in a.open_problems():
+        key = p["key"]
+        if key.startswith("change_failed:") and int(key.split(":")[1]) not in failed:
+            a.resolved(key, f"Change {key.split(':')[1]} is no longer failed.")
+    open_ids = set()
+    for item in ledger.open_actions():
+        open_ids.add(item["id"])
+        a.problem(f"action:{item['id']}", f"order {item['mall_order_id']} needs a human",
+                  f"{item['message']}\nWhen done: mall-connector ledger done {item['id']}")
+    for p in a.open_problems():
+        key = p["key"]
+        if key.startswith("action:") and int(key.split(":")[1]) not in open_ids:
+            a.resolved(key, f"Needs-action item {key.split(':')[1]} was cleared.")
+    stuck = [h for h in ledger.open_handoffs()]
+    if stuck:
+        a.problem("handoff_failing", "cannot hand MALL orders to the shop",
+                  f"{len(stuck)} batch(es) could not be written to the shop outbox (e.g. {stuck[0][1]}). Check the "
+                  "outbox folder exists and is writable; the connector retries.")
+    else:
+        a.resolved("handoff_failing", "The shop outbox is writable again.")

@@ -302,14 +302,15 @@ class InboundSync:
                 self.ledger.ensure_order(c, ch.mall_order_id, **values)
                 self.ledger.add_event(c, ch.mall_order_id, "handed", f"handed to the shop in {name}")
                 steps = self.adapter.manual_steps(record)
-                if steps:
-                    self.ledger.add_action(c, key=f"shop_action:{ch.key}", order_id=ch.mall_order_id,
-                                           kind="shop_action", message=steps)
                 if ch.kind == "branch":
+                    # A human must always act on a branch change: the parcel goes to the new branch.
                     self.ledger.add_action(
                         c, key=f"branch_change:{ch.key}", order_id=ch.mall_order_id, kind="branch_change",
-                        message=f"Order {ch.mall_order_id}: {ch.payload.get('note')}. The parcel must go to the new "
-                                "pickup branch; print the label for it.")
+                        message=steps or f"Order {ch.mall_order_id}: {ch.payload.get('note')}. The parcel must go "
+                                         "to the new pickup branch; print the label for it.")
+                elif steps:
+                    self.ledger.add_action(c, key=f"shop_action:{ch.key}", order_id=ch.mall_order_id,
+                                           kind="shop_action", message=steps)
         result.handed += len(changes)
         if self.metrics is not None:
             self.metrics.handoff(kind)

@@ -143,3 +143,9 @@ def test_cli_exits_78_with_one_line_and_no_traceback(tmp_path):
     assert result.exit_code == 78
     assert "Traceback" not in result.output
     assert f"{path}:2: sync.poll_interval_s" in result.output
+
+
+def test_relative_ledger_goes_to_the_systemd_state_directory(tmp_path):
+    state = tmp_path / "state"
+    cfg = load_config(write(tmp_path, "[ledger]\nurl = 'sqlite:///ledger.db'\n"), environ={"STATE_DIRECTORY": str(state)})
+    assert cfg.ledger.url == f"sqlite:///{(state / 'ledger.db').resolve()}"
