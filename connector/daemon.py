@@ -223,7 +223,8 @@ class Daemon:
         self.start()
         watchdog_s = notify.watchdog_interval_s()
         ping_every = watchdog_s / 2 if watchdog_s else None
-        stale_after = max(120.0, 4 * self.config.sync.poll_interval_s)
+        # One work item may take a MALL call with its retries (up to ~2 min) without a tick in between.
+        stale_after = 180.0 + 4 * self.config.sync.drain_interval_s
         last_ping = 0.0
         try:
             while not self._stop.is_set():
@@ -233,7 +234,8 @@ class Daemon:
                     self.reload()
                 now = time.monotonic()
                 if ping_every and now - last_ping >= ping_every:
-                    if now - self._last_progress <= stale_after or self._idle():
+                    # The inbox job runs every drain_interval_s, so a working scheduler ticks often.
+                    if now - self._last_progress <= stale_after:
                         notify.watchdog()
                         last_ping = now
                     else:
@@ -241,11 +243,6 @@ class Daemon:
         finally:
             self.stop()
         return 0
-
-    def _idle(self) -> bool:
-        """The worker is idle (waiting for the next run), not stuck."""
-        return all(job.next_run_time is not None for job in self.scheduler.get_jobs()) and \
-            time.monotonic() - self._last_progress <= max(3600.0, 4 * self.config.sync.sweep_interval_s)
 
     def stop(self) -> None:
         log.info("stopping: finishing the work in flight (at most %.0f s)", STOP_TIMEOUT_S)
