@@ -172,39 +172,53 @@ class InboundSync:
         """Store the snapshot and decide what the shop must learn, in one transaction with the inbox removal."""
         oid = order.id
         mapping = self.mapping
+        before = (result.new_orders, result.mall_changes, result.ignored_test)
         with self.ledger.write() as c:
-            known_row = c.execute(select(s.orders).where(s.orders.c.mall_order_id == oid)).first()
-            known = OrderRow.from_row(known_row) if known_row else None
-            store_snapshot(self.ledger, c, order)
-            self.ledger.inbox_remove(oid, conn=c)
-            if order.test and not self.config.mall.include_test_orders:
-                self.ledger.add_event(c, oid, "ignored", "test order: recorded and left alone ([mall] include_test_orders = false)")
-                result.ignored_test += 1
-                return
-            status = order.status
-            if status == Status.BLOCKED:
-                self.ledger.add_event(c, oid, "seen", "blocked (waiting for payment): recorded, not handed to the shop")
-                return
-            handed = known is not None and known.handed_at is not None
-            new_pending = self.ledger.get_change_by_key(c, f"mall:{oid}:new")
-            if not handed and new_pending is None:
-                if status == Status.OPEN:
-                    self.ledger.insert_change(
-                        c, key=f"mall:{oid}:new", order_id=oid, origin="mall", kind="new_order",
-                        target_status=status.value, shop_status=mapping.shop_status_for(status),
-                        payload={"status": status.value, "branch_id": _branch_of(order)},
-                    )
-                    self.ledger.add_event(c, oid, "new", "new order for the shop")
-                    result.new_orders += 1
-                else:
-                    # Seen for the first time past `open` (handled before the connector ran, or in the
-                    # portal): the shop already has it or never needs it, so nothing is handed over.
-                    self.ledger.add_event(c, oid, "seen", f"first seen in status {status}: not handed to the shop as new")
-                    self.ledger.ensure_order(c, oid, handed_status=status.value, handed_branch_id=_branch_of(order))
-            elif handed:
-                self._mall_side_changes(c, order, known, mapping, result)
-            if not order.confirmed:
-                self.ledger.ensure_order(c, oid, needs_confirm=True)
+            self._decide_inbound(c, order, mapping, result)
+        if (result.new_orders, result.mall_changes, result.ignored_test) == before:
+            reason = f"MALL has it {order.status}; nothing new for the shop"
+        elif result.new_orders > before[0]:
+            reason = "new order: to be handed to the shop"
+        elif result.mall_changes > before[1]:
+            reason = "changed on MALL: to be handed to the shop"
+        else:
+            reason = "test order: recorded and left alone"
+        log.info("order %s: %s", oid, reason, extra={"order_id": oid, "reason": reason})
+
+    def _decide_inbound(self, c, order: Order, mapping: Mapping, result: InboundResult) -> None:
+        oid = order.id
+        known_row = c.execute(select(s.orders).where(s.orders.c.mall_order_id == oid)).first()
+        known = OrderRow.from_row(known_row) if known_row else None
+        store_snapshot(self.ledger, c, order)
+        self.ledger.inbox_remove(oid, conn=c)
+        if order.test and not self.config.mall.include_test_orders:
+            self.ledger.add_event(c, oid, "ignored", "test order: recorded and left alone ([mall] include_test_orders = false)")
+            result.ignored_test += 1
+            return
+        status = order.status
+        if status == Status.BLOCKED:
+            self.ledger.add_event(c, oid, "seen", "blocked (waiting for payment): recorded, not handed to the shop")
+            return
+        handed = known is not None and known.handed_at is not None
+        new_pending = self.ledger.get_change_by_key(c, f"mall:{oid}:new")
+        if not handed and new_pending is None:
+            if status == Status.OPEN:
+                self.ledger.insert_change(
+                    c, key=f"mall:{oid}:new", order_id=oid, origin="mall", kind="new_order",
+                    target_status=status.value, shop_status=mapping.shop_status_for(status),
+                    payload={"status": status.value, "branch_id": _branch_of(order)},
+                )
+                self.ledger.add_event(c, oid, "new", "new order for the shop")
+                result.new_orders += 1
+            else:
+                # Seen for the first time past `open` (handled before the connector ran, or in the
+                # portal): the shop already has it or never needs it, so nothing is handed over.
+                self.ledger.add_event(c, oid, "seen", f"first seen in status {status}: not handed to the shop as new")
+                self.ledger.ensure_order(c, oid, handed_status=status.value, handed_branch_id=_branch_of(order))
+        elif handed:
+            self._mall_side_changes(c, order, known, mapping, result)
+        if not order.confirmed:
+            self.ledger.ensure_order(c, oid, needs_confirm=True)
 
     def _mall_side_changes(self, c, order: Order, known: OrderRow, mapping: Mapping, result: InboundResult) -> None:
         oid, status = order.id, order.status
@@ -345,5 +359,6 @@ class InboundSync:
             with self.ledger.write() as c:
                 self.ledger.ensure_order(c, oid, needs_confirm=False, mall_confirmed=True)
                 self.ledger.add_event(c, oid, "confirmed", "confirmed on MALL")
+            log.info("order %s: confirmed on MALL (the shop has everything MALL changed)", oid, extra={"order_id": oid})
             result.confirmed += 1
         return result
