@@ -20,7 +20,9 @@ def _cell(v: Any) -> str:
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int = 60) -> str:
     cells = [[_cell(v) for v in r] for r in rows]
-    cells = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in r] for r in cells]
+    # The last column (reasons, what to do) is never cut: it is the part a human must read whole.
+    cells = [[c if len(c) <= max_width or i == len(r) - 1 else c[: max_width - 1] + "…" for i, c in enumerate(r)]
+             for r in cells]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
     out = [line.rstrip(), "  ".join("-" * w for w in widths)]
