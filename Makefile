@@ -25,7 +25,7 @@ test: $(STAMP)
 
 ## make chaos: the full-size seeded chaos run (kills, faults, duplicate/lost webhooks); writes figures
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos.run --size full --seed 20261126 --report docs/reliability-figures.md
+	$(BIN)/python -m tests.chaos.run --size full --seed 20261126 --report docs/reliability.md
 
 ## make bench: benchmarks against the bare stack; writes docs/performance.md
 bench: $(STAMP)

@@ -19,6 +19,9 @@ from connector.sandbox.server import SandboxServer
 
 TEST_CLIENT_ID = "test-client-id-0123456789"
 
+# Fails any test during which a log line (ours or a subprocess's) carried the client_id or a token.
+pytest_plugins = ["tests.security.logscan"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_secret_registry():

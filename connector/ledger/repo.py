@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import groupby
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -24,7 +26,12 @@ log = logging.getLogger(__name__)
 
 CHANGE_STATES = ("pending", "sending", "retry", "done", "skipped", "failed")
 OPEN_STATES = ("pending", "sending", "retry")
+OPEN_HANDOFF_STATES = ("sending", "staged")  # a batch's states: sending -> staged -> done
 IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's variable limit
+
+# Statements of the webhook path, built once: constructing a statement costs more than running it.
+_INBOX_WAITING = select(s.inbox.c.mall_order_id).where(s.inbox.c.mall_order_id.in_(bindparam("ids", expanding=True)))
+_INBOX_INSERT = insert(s.inbox)
 
 
 def utcnow() -> datetime:
@@ -93,20 +100,45 @@ class OrderRow:
         return cls(**{f: m[f] for f in cls.__dataclass_fields__})
 
 
+@dataclass(eq=False)
+class _InboxRequest:
+    """One caller's ids waiting for the next group commit of the inbox (see ``Ledger.enqueue_inbox``)."""
+
+    ids: list[int]
+    source: str
+    added: int = 0
+    done: bool = False
+    error: BaseException | None = field(default=None, repr=False)
+
+
 class Ledger:
     """All durable state of the connector."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, busy_timeout_s: float = 15.0):
         self.engine = engine
+        self.busy_timeout_s = busy_timeout_s
+        # Writers of this process queue here instead of in SQLite's busy handler, which polls with sleeps of
+        # 1..100 ms: under concurrent webhooks that polling, not the work, set the latency. Other processes
+        # (CLI commands) still meet at SQLite's lock and busy_timeout.
+        self._write_lock = threading.RLock()
+        self._inbox_pending: list[_InboxRequest] = []
+        self._inbox_pending_lock = threading.Lock()
+        self._inbox_leader = threading.Lock()
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        if not self._write_lock.acquire(timeout=self.busy_timeout_s):
+            where = self.engine.url.database or "ledger"
+            raise LedgerError(f"ledger {where} is locked: another thread of this process held it for more than "
+                              f"{self.busy_timeout_s:g} s")
         try:
             with self.engine.begin() as conn:
                 yield conn
         except OperationalError as e:
             raise LedgerError(_describe_db_error(e, self.engine)) from e
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -153,20 +185,55 @@ class Ledger:
     def enqueue_inbox(self, ids: Iterable[int], source: str = "webhook") -> int:
         """Queue order ids for the inbound worker; an id already waiting is not added twice.
 
-        Returns how many ids were new. Committed before the receiver answers MALL."""
+        Returns how many ids were new. Committed (durably) before it returns, so before the receiver answers MALL.
+
+        Group commit: callers that arrive while another caller's transaction is committing wait for it, and
+        the next one to get the turn writes everything queued meanwhile in one transaction. Each caller still
+        returns only after its own ids are committed, and gets the error when that transaction failed; but
+        concurrent deliveries share one commit (one fsync) instead of queueing for one each."""
         unique = sorted(set(int(i) for i in ids))
         if not unique:
             return 0
+        mine = _InboxRequest(unique, source)
+        with self._inbox_pending_lock:
+            self._inbox_pending.append(mine)
+        with self._inbox_leader:
+            if not mine.done:  # nobody took it along yet: write it, with whatever else is waiting
+                with self._inbox_pending_lock:
+                    batch, self._inbox_pending = self._inbox_pending, []
+                self._write_inbox(batch)
+        if mine.error is not None:
+            raise mine.error
+        return mine.added
+
+    def _write_inbox(self, batch: list[_InboxRequest]) -> None:
+        """One transaction for the requests of ``batch``, in order; each is marked done, and failed unless committed."""
         now = utcnow()
-        added = 0
-        with self.write() as c:
-            for chunk in _chunks(unique):
-                waiting = set(c.execute(select(s.inbox.c.mall_order_id).where(s.inbox.c.mall_order_id.in_(chunk))).scalars())
-                new = [i for i in chunk if i not in waiting]
-                if new:
-                    c.execute(insert(s.inbox), [{"mall_order_id": i, "source": source, "received_at": now, "attempts": 0} for i in new])
-                    added += len(new)
-        return added
+        committed = False
+        try:
+            with self.write() as c:
+                wanted = sorted({i for r in batch for i in r.ids})
+                seen: set[int] = set()
+                for chunk in _chunks(wanted):
+                    seen.update(c.execute(_INBOX_WAITING, {"ids": list(chunk)}).scalars())
+                rows = []
+                for r in batch:
+                    new = [i for i in r.ids if i not in seen]
+                    seen.update(new)
+                    r.added = len(new)
+                    rows += [{"mall_order_id": i, "source": r.source, "received_at": now, "attempts": 0} for i in new]
+                if rows:
+                    c.execute(_INBOX_INSERT, rows)
+            committed = True
+        except Exception as e:  # every caller of the batch learns that nothing was stored, and raises it
+            for r in batch:
+                r.error = e
+        finally:
+            for r in batch:
+                if not committed:
+                    r.added = 0
+                    r.error = r.error or LedgerError("the inbox transaction was interrupted; nothing was stored")
+                r.done = True
 
     def due_inbox(self, limit: int, now: datetime | None = None) -> list[int]:
         now = now or utcnow()
@@ -213,6 +280,16 @@ class Ledger:
 
     def get_order(self, order_id: int) -> OrderRow | None:
         return self.get_orders([order_id]).get(order_id)
+
+    def shop_fingerprints(self, ids: Sequence[int]) -> dict[int, str | None]:
+        """{order id: fingerprint of the shop row last seen} for the known ones among ``ids`` (two columns
+        only: comparing a feed with the ledger must not drag every order's snapshot along)."""
+        out: dict[int, str | None] = {}
+        with self.read() as c:
+            for chunk in _chunks(list(ids)):
+                out.update(c.execute(select(s.orders.c.mall_order_id, s.orders.c.shop_fingerprint)
+                                     .where(s.orders.c.mall_order_id.in_(chunk))).all())
+        return out
 
     def order_count(self) -> int:
         with self.read() as c:
@@ -322,10 +399,123 @@ class Ledger:
         with self.read() as c:
             return [ChangeRow.from_row(r) for r in c.execute(q)]
 
-    def count_changes(self) -> dict[str, int]:
+    def count_changes(self, states: Sequence[str] | None = None) -> dict[str, int]:
+        """Changes per state; with ``states``, only those (an index range each, not a scan of the whole table)."""
+        q = select(s.changes.c.state, func.count()).group_by(s.changes.c.state)
+        if states is not None:
+            q = q.where(s.changes.c.state.in_(tuple(states)))
         with self.read() as c:
-            rows = c.execute(select(s.changes.c.state, func.count()).group_by(s.changes.c.state)).all()
+            rows = c.execute(q).all()
         return {state: n for state, n in rows}
+
+    # -- bulk forms (one statement for many rows; used by the sync engines' batches) ------------
+    @staticmethod
+    def existing_order_ids(c: Connection, ids: Sequence[int]) -> set[int]:
+        out: set[int] = set()
+        for chunk in _chunks(list(ids)):
+            out.update(c.execute(select(s.orders.c.mall_order_id).where(s.orders.c.mall_order_id.in_(chunk))).scalars())
+        return out
+
+    @staticmethod
+    def insert_orders(c: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert new order rows (``mall_order_id`` plus values); one executemany per set of columns."""
+        now = utcnow()
+        full = [{"mdp": False, "test": False, "needs_confirm": False, "created_at": now, "updated_at": now, **r}
+                for r in rows]
+        for _, group in _by_columns(full):
+            c.execute(insert(s.orders), group)
+
+    @staticmethod
+    def update_orders(c: Connection, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Set values on existing orders: ``[(order_id, {column: value})]``, one executemany per set of columns."""
+        now = utcnow()
+        rows = [{"updated_at": now, **values, "_id": oid} for oid, values in updates]
+        _update_many(c, s.orders, s.orders.c.mall_order_id, rows)
+
+    @staticmethod
+    def changes_by_keys(c: Connection, keys: Sequence[str]) -> dict[str, ChangeRow]:
+        out: dict[str, ChangeRow] = {}
+        for chunk in _chunks(list(keys)):
+            for r in c.execute(select(s.changes).where(s.changes.c.key.in_(chunk))):
+                out[r.key] = ChangeRow.from_row(r)
+        return out
+
+    @staticmethod
+    def insert_changes(c: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+        """Insert changes whose keys are known not to exist (checked in the same transaction). Each row has
+        ``key, order_id, origin, kind`` and optionally ``state, shop_status, target_status, payload, reason``.
+        Returns {key: new id}."""
+        if not rows:
+            return {}
+        now = utcnow()
+        values = []
+        for r in rows:
+            state = r.get("state", "pending")
+            values.append({
+                "key": r["key"], "mall_order_id": r["order_id"], "origin": r["origin"], "kind": r["kind"],
+                "shop_status": r.get("shop_status"), "target_status": r.get("target_status"),
+                "payload": json.dumps(r.get("payload") or {}, ensure_ascii=False, default=str), "state": state,
+                "reason": r.get("reason"), "attempts": 0, "created_at": now, "updated_at": now,
+                "done_at": now if state in ("done", "skipped") else None,
+            })
+        c.execute(insert(s.changes), values)
+        ids: dict[str, int] = {}
+        for chunk in _chunks([v["key"] for v in values]):
+            ids.update(c.execute(select(s.changes.c.key, s.changes.c.id).where(s.changes.c.key.in_(chunk))).all())
+        return ids
+
+    @staticmethod
+    def update_changes(c: Connection, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """``update_change`` for many: ``[(change_id, {column: value})]``, one executemany per set of columns."""
+        now = utcnow()
+        rows = []
+        for cid, values in updates:
+            values = {"updated_at": now, **values}
+            if "payload" in values and not isinstance(values["payload"], str):
+                values["payload"] = json.dumps(values["payload"], ensure_ascii=False, default=str)
+            if values.get("state") in ("done", "skipped", "failed") and "done_at" not in values:
+                values["done_at"] = now
+            rows.append({**values, "_id": cid})
+        _update_many(c, s.changes, s.changes.c.id, rows)
+
+    @staticmethod
+    def add_events(c: Connection, events: Sequence[tuple[int, str, str]]) -> None:
+        """``add_event`` for many: ``[(order_id, kind, message)]`` in one executemany."""
+        if events:
+            now = utcnow()
+            c.execute(insert(s.events), [{"mall_order_id": oid, "at": now, "kind": kind, "message": message[:4000]}
+                                         for oid, kind, message in events])
+
+    def claim_many(self, changes: Sequence[ChangeRow]) -> set[int]:
+        """``claim_for_sending`` for a batch, in one transaction (one commit) before any of their PUTs.
+
+        A change is claimed only if it is still in the state it was read in. Returns the claimed ids. A crash
+        before a claimed change's PUT leaves it ``sending``, so it is re-read from MALL like any interrupted
+        push; ``release_claims`` hands back the ones a pass did not get to."""
+        if not changes:
+            return set()
+        with self.write() as c:
+            current: dict[int, str] = {}
+            for chunk in _chunks([ch.id for ch in changes]):
+                current.update(c.execute(select(s.changes.c.id, s.changes.c.state)
+                                         .where(s.changes.c.id.in_(chunk))).all())
+            claim = [ch for ch in changes if current.get(ch.id) == ch.state]
+            if claim:
+                now = utcnow()
+                c.execute(update(s.changes).where(s.changes.c.id == bindparam("_id"))
+                          .values(state="sending", attempts=s.changes.c.attempts + 1, updated_at=now),
+                          [{"_id": ch.id} for ch in claim])
+        return {ch.id for ch in claim}
+
+    def release_claims(self, changes: Sequence[ChangeRow]) -> None:
+        """Undo ``claim_many`` for changes whose PUT was never sent: back to the state and attempts they had."""
+        if not changes:
+            return
+        with self.write() as c:
+            c.execute(update(s.changes)
+                      .where(s.changes.c.id == bindparam("_id"), s.changes.c.state == "sending")
+                      .values(state=bindparam("_state"), attempts=bindparam("_attempts"), updated_at=utcnow()),
+                      [{"_id": ch.id, "_state": ch.state, "_attempts": ch.attempts} for ch in changes])
 
     # -- handoffs (outbox batches) ------------------------------------------------------------
     def create_handoff(self, kind: str, change_ids: Sequence[int]) -> tuple[int, str]:
@@ -349,8 +539,10 @@ class Ledger:
     def open_handoffs(self) -> list[tuple[int, str, str, str]]:
         """(id, name, kind, state) of batches not yet done, oldest first."""
         with self.read() as c:
+            # IN (the open states), not != "done": that can use ix_handoffs_state instead of reading every
+            # batch ever handed over, and it runs on every drain and after every job.
             q = select(s.handoffs.c.id, s.handoffs.c.name, s.handoffs.c.kind, s.handoffs.c.state).where(
-                s.handoffs.c.state != "done").order_by(s.handoffs.c.id)
+                s.handoffs.c.state.in_(OPEN_HANDOFF_STATES)).order_by(s.handoffs.c.id)
             return [tuple(r) for r in c.execute(q)]
 
     def handoff_changes(self, handoff_id: int) -> list[ChangeRow]:
@@ -417,6 +609,22 @@ class Ledger:
                 "jobs": {k: v.isoformat() for k, v in self.job_ok_times().items()}}
 
 
+def _by_columns(rows: Sequence[dict[str, Any]]) -> Iterator[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    """Rows grouped by their set of columns (an executemany needs the same columns in every row)."""
+    keyed = sorted(((tuple(sorted(r)), r) for r in rows), key=lambda kr: kr[0])
+    for cols, group in groupby(keyed, key=lambda kr: kr[0]):
+        yield cols, [r for _, r in group]
+
+
+def _update_many(c: Connection, table, key_column, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE ``table`` SET ... WHERE key = :_id for each row, one executemany per set of columns."""
+    for cols, group in _by_columns(rows):
+        names = [col for col in cols if col != "_id"]
+        stmt = update(table).where(key_column == bindparam("_id")).values(
+            {name: bindparam(f"v_{name}", type_=table.c[name].type) for name in names})
+        c.execute(stmt, [{"_id": r["_id"], **{f"v_{n}": r[n] for n in names}} for r in group])
+
+
 def _describe_db_error(e: SQLAlchemyError, engine: Engine) -> str:
     where = engine.url.database or str(engine.url.render_as_string(hide_password=True))
     msg = str(getattr(e, "orig", e))
@@ -439,4 +647,4 @@ def open_ledger(url: str, *, migrate_schema: bool = True, busy_timeout_ms: int =
             log.info("ledger schema migrated to the newest version")
     except SQLAlchemyError as e:
         raise LedgerError(_describe_db_error(e, engine)) from e
-    return Ledger(engine)
+    return Ledger(engine, busy_timeout_s=busy_timeout_ms / 1000)

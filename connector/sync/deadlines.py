@@ -41,10 +41,14 @@ def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h
     """
     now = _aware(now or datetime.now(timezone.utc))
     o, ch = s.orders.c, s.changes.c
+    open_ids = select(o.mall_order_id).where(o.mall_status == Status.OPEN.value)
     with ledger.read() as c:
         rows = list(c.execute(select(o.mall_order_id, o.snapshot, o.test).where(o.mall_status == Status.OPEN.value)))
+        # Only the changes of open orders (index on changes.mall_order_id): this runs every minute, and a
+        # scan of every shop change the ledger ever recorded grows with its age.
         shop_moves = c.execute(select(ch.mall_order_id, ch.state).where(
-            ch.origin == "shop", ch.target_status.is_not(None), ch.target_status != Status.OPEN.value)).all()
+            ch.mall_order_id.in_(open_ids), ch.origin == "shop", ch.target_status.is_not(None),
+            ch.target_status != Status.OPEN.value)).all()
     moved = {oid for oid, state in shop_moves if state in MOVED_ON_STATES}
     retrying = {oid for oid, state in shop_moves if state == "retry"}
 

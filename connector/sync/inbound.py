@@ -309,8 +309,12 @@ class InboundSync:
                 self.ledger.update_change(ch.id, conn=c, state="done", reason=f"handed to the shop in {name}")
                 values = {"handed_status": ch.payload.get("status")}
                 if ch.kind == "new_order":
+                    # The record is built from the newest snapshot, which may be newer than the change's payload
+                    # (e.g. cancelled or moved to another branch before the hand-off): remember what the shop got,
+                    # or the next read would tell the shop the same thing again.
                     values["handed_at"] = now
-                    values["handed_branch_id"] = ch.payload.get("branch_id")
+                    values["handed_status"] = record.status
+                    values["handed_branch_id"] = record.branch_id
                 elif ch.kind == "branch":
                     values["handed_branch_id"] = ch.payload.get("branch_id")
                 self.ledger.ensure_order(c, ch.mall_order_id, **values)
@@ -343,6 +347,25 @@ class InboundSync:
         for oid in ids:
             if self.should_stop():
                 break
+            # Re-read first: MALL may have changed the order since it was read for the hand-off (a customer
+            # cancel, a branch change), and confirming now would acknowledge a change the shop has not got;
+            # such a change is recorded and handed over first, the confirmation waits for the next pass.
+            try:
+                order = self.client.get_order(oid)
+            except MallNotFound:
+                with self.ledger.write() as c:
+                    self.ledger.ensure_order(c, oid, needs_confirm=False)
+                    self.ledger.add_event(c, oid, "dropped", "MALL no longer knows this order (404): not confirmed")
+                continue
+            except MallUnauthorized:
+                raise
+            except MallError as e:
+                log.info("order %s: not re-read before confirming (%s); will try again next pass", oid, e)
+                continue
+            self.record_order(order, result)
+            if any(ch.origin == "mall" for ch in self.ledger.list_changes(states=("pending", "sending", "retry"),
+                                                                          order_id=oid)):
+                continue
             try:
                 self.client.update_order(oid, StatusUpdate(confirmed=True))
             except MallUnauthorized:
@@ -356,6 +379,10 @@ class InboundSync:
             except MallError as e:
                 log.info("order %s: confirmation not sent (%s); will try again next pass", oid, e)
                 continue
+            # MALL has no conditional update: a change made between the re-read and the PUT is confirmed by it
+            # (and drops out of the unconfirmed sweep). Read the order once more in the next drain so such a
+            # change still reaches the shop. Queued before needs_confirm is cleared, so a crash loses neither.
+            self.ledger.enqueue_inbox([oid], source="confirmed")
             with self.ledger.write() as c:
                 self.ledger.ensure_order(c, oid, needs_confirm=False, mall_confirmed=True)
                 self.ledger.add_event(c, oid, "confirmed", "confirmed on MALL")

@@ -4,15 +4,29 @@ A change has a deterministic key (order, target status), so re-reading the feed 
 second one. Before a PUT the change is marked ``sending`` and committed; after a crash or an
 ambiguous failure the order is re-read from MALL before anything is sent again. Transient
 failures are scheduled in the ledger (they survive restarts) up to ``[sync] max_attempts``.
+
+Work is done in batches so that the cost per change is one PUT and a share of a few statements:
+
+* a poll writes the rows that changed with one statement per kind of row and chunk (orders, changes,
+  events), and opens no write transaction for a chunk where nothing changed;
+* the MALL state of never-attempted changes whose ledger copy is stale is refreshed with one list call
+  per 100 orders (``GET /v1/orders?filter=basic&id=in:...``); an interrupted change is still re-read with
+  its own ``GET /v1/orders/{id}``, and if MALL ignores the id filter the engine reads one by one;
+* the changes to push are claimed (``sending``) in one committed transaction before the first of their
+  PUTs, and the PUTs' outcomes are recorded in groups. A crash in between leaves them ``sending``, which
+  means "re-read before resending", exactly as for a single change.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
+
+from sqlalchemy import func, select
 
 from adapters.base import FeedProblem, FeedUnavailable, ShopAdapter, ShopOrderState
 from connector.config import Config
@@ -27,7 +41,7 @@ from connector.mall.errors import (
     MallUnauthorized,
     MallValidationError,
 )
-from connector.mall.statuses import Status, parse_status
+from connector.mall.statuses import ALL_STATUSES, Status, parse_status
 from connector.mapping import Mapping
 from connector.sync.common import backoff_at, fingerprint, mall_time
 from connector.sync.decide import decide_outbound
@@ -38,6 +52,10 @@ log = logging.getLogger("mall_connector.outbound")
 FEED_KV = "shop_feed_fingerprint"
 FEED_FAILURES_KV = "shop_feed_failures"
 ROWS_PER_TXN = 500
+LIST_REFRESH_MAX = 100  # order ids per batched state refresh (one GET /v1/orders?id=in:...)
+LIST_REFRESH_MIN = 2  # below this a GET of the order is as cheap, and brings the whole order
+FLUSH_EVERY = 50  # pushed changes recorded per ledger transaction
+FINISHED_AS = {"skip": "skipped", "done": "done", "fail": "failed"}  # decision -> change state, without a PUT
 
 
 @dataclass
@@ -59,7 +77,17 @@ class PushResult:
     failed: int = 0
     retry: int = 0
     done_by_reread: int = 0
-    reads: int = 0
+    reads: int = 0  # GET /v1/orders/{id}
+    list_reads: int = 0  # batched state refreshes (GET /v1/orders?id=in:...)
+
+
+REFUSED = "MALL refused it"  # start of the error of a PUT MALL answered 400: it certainly did not apply it
+
+
+def _may_have_landed(ch: ChangeRow) -> bool:
+    """An earlier attempt of this change may have reached MALL: it is being sent, or an attempt failed in a way
+    other than MALL refusing the PUT outright (then finding the target on MALL means someone else set it)."""
+    return ch.state == "sending" or (ch.attempts > 0 and not (ch.last_error or "").startswith(REFUSED))
 
 
 class OutboundSync:
@@ -73,6 +101,8 @@ class OutboundSync:
         self.metrics = metrics
         #: Called between items: returns True when the process is stopping (and proves progress to the watchdog).
         self.should_stop: Callable[[], bool] = lambda: False
+        #: False once MALL was seen ignoring the id filter of the order list: then orders are read one by one.
+        self.list_refresh = True
 
     @property
     def mapping(self) -> Mapping:
@@ -106,10 +136,16 @@ class OutboundSync:
         mapping = self.mapping
         for i in range(0, len(ids), ROWS_PER_TXN):
             chunk = ids[i : i + ROWS_PER_TXN]
-            known = self.ledger.get_orders(chunk)
-            with self.ledger.write() as c:
-                for oid in chunk:
-                    self._record_row(c, rows[oid], known.get(oid), mapping, result)
+            seen_before = self.ledger.shop_fingerprints(chunk)
+            changed = []
+            for oid in chunk:
+                fp = fingerprint(self._row_seen(rows[oid]))
+                if seen_before.get(oid) != fp:  # else: same as last seen, no change
+                    changed.append((rows[oid], fp))
+            if changed:
+                result.changed_rows += len(changed)
+                with self.ledger.write() as c:
+                    self._record_rows(c, changed, mapping, result)
         if feed.fingerprint is not None:
             self.ledger.set_kv(FEED_KV, feed.fingerprint)
         return result
@@ -126,59 +162,105 @@ class OutboundSync:
             "first_delivery_attempt": mall_time(row.first_delivery_attempt),
         }
 
-    def _record_row(self, c, row: ShopOrderState, known: OrderRow | None, mapping: Mapping, result: PollResult) -> None:
-        seen = {
+    @staticmethod
+    def _row_seen(row: ShopOrderState) -> dict:
+        return {
             "status": row.status, "shop_order_id": row.shop_order_id, "tracking_number": row.tracking_number,
             "tracking_url": row.tracking_url, "carrier": row.carrier, "delivered_at": row.delivered_at,
             "first_delivery_attempt": row.first_delivery_attempt, "location": row.location,
         }
-        fp = fingerprint(seen)
-        if known is not None and known.shop_fingerprint == fp:
-            return  # same as last seen: no change
-        result.changed_rows += 1
-        oid = row.mall_order_id
-        self.ledger.ensure_order(
-            c, oid, shop_order_id=row.shop_order_id, shop_status=row.status, shop_fingerprint=fp,
-            shop_seen_at=utcnow(), shop_tracking_number=row.tracking_number, shop_tracking_url=row.tracking_url,
-            shop_carrier=row.carrier, shop_location=row.location,
-        )
-        lookup = mapping.lookup(row.status)
-        if lookup.kind == "ignored":
-            self.ledger.add_event(c, oid, "shop", f"shop status {row.status!r} (ignored by the mapping)")
-            return
-        if lookup.kind == "unmapped":
-            result.unmapped += 1
-            key = f"shop:{oid}:unmapped:{row.status.strip().casefold()}"
-            reason = (f"unmapped shop status {row.status!r}: add it to [to_mall] or [ignore] in {mapping.path}")
-            if self.ledger.insert_change(c, key=key, order_id=oid, origin="shop", kind="status", state="skipped",
-                                         shop_status=row.status, reason=reason) is not None:
-                self.ledger.add_event(c, oid, "skipped", reason)
-                log.warning("order %s: %s", oid, reason, extra={"order_id": oid, "reason": reason})
-            return
-        target: Status = lookup.target
-        payload = self._row_payload(row)
-        key = f"shop:{oid}:{target.value}"
-        existing = self.ledger.get_change_by_key(c, key)
-        if existing is None:
-            cid = self.ledger.insert_change(c, key=key, order_id=oid, origin="shop", kind="status",
-                                            shop_status=row.status, target_status=target.value, payload=payload)
-            result.new_changes += 1
-            self.ledger.add_event(c, oid, "change", f"shop status {row.status!r} → MALL {target} (change {cid})")
-            return
-        if existing.payload == payload:
-            return
-        if existing.state in ("pending", "retry"):
-            self.ledger.update_change(existing.id, conn=c, payload=payload)
-        elif existing.state == "failed":
-            # New data (e.g. the tracking number arrived): give the change another go.
-            self.ledger.update_change(existing.id, conn=c, payload=payload, state="pending", attempts=0,
-                                      reason=None, next_attempt_at=None, done_at=None)
-            self.ledger.add_event(c, oid, "change", f"shop row changed; change {existing.id} is pending again")
-            result.new_changes += 1
+
+    def _record_rows(self, c, changed: list[tuple[ShopOrderState, str]], mapping: Mapping, result: PollResult) -> None:
+        """Record rows that differ from what was last seen, in the caller's transaction, a few statements in all."""
+        now = utcnow()
+        present = self.ledger.existing_order_ids(c, [row.mall_order_id for row, _ in changed])
+        new_orders, order_updates = [], []
+        wanted = []  # (row, key, target or None when unmapped, payload or reason)
+        for row, fp in changed:
+            oid = row.mall_order_id
+            values = {
+                "shop_order_id": row.shop_order_id, "shop_status": row.status, "shop_fingerprint": fp,
+                "shop_seen_at": now, "shop_tracking_number": row.tracking_number,
+                "shop_tracking_url": row.tracking_url, "shop_carrier": row.carrier, "shop_location": row.location,
+            }
+            if oid in present:
+                order_updates.append((oid, values))
+            else:
+                new_orders.append({"mall_order_id": oid, **values})
+            lookup = mapping.lookup(row.status)
+            if lookup.kind == "ignored":
+                wanted.append((row, None, None, None))
+            elif lookup.kind == "unmapped":
+                result.unmapped += 1
+                reason = f"unmapped shop status {row.status!r}: add it to [to_mall] or [ignore] in {mapping.path}"
+                wanted.append((row, f"shop:{oid}:unmapped:{row.status.strip().casefold()}", None, reason))
+            else:
+                target: Status = lookup.target
+                wanted.append((row, f"shop:{oid}:{target.value}", target, self._row_payload(row)))
+        self.ledger.insert_orders(c, new_orders)
+        self.ledger.update_orders(c, order_updates)
+
+        existing = self.ledger.changes_by_keys(c, [key for _, key, _, _ in wanted if key is not None])
+        inserts = []
+        for row, key, target, extra in wanted:
+            if key is None or key in existing:
+                continue
+            if target is None:
+                inserts.append({"key": key, "order_id": row.mall_order_id, "origin": "shop", "kind": "status",
+                                "state": "skipped", "shop_status": row.status, "reason": extra})
+            else:
+                inserts.append({"key": key, "order_id": row.mall_order_id, "origin": "shop", "kind": "status",
+                                "shop_status": row.status, "target_status": target.value, "payload": extra})
+        new_ids = self.ledger.insert_changes(c, inserts)
+
+        events = []
+        for row, key, target, extra in wanted:
+            oid = row.mall_order_id
+            if key is None:
+                events.append((oid, "shop", f"shop status {row.status!r} (ignored by the mapping)"))
+                continue
+            if target is None:  # unmapped
+                if key in new_ids:
+                    events.append((oid, "skipped", extra))
+                    log.warning("order %s: %s", oid, extra, extra={"order_id": oid, "reason": extra})
+                continue
+            ex = existing.get(key)
+            if ex is None:
+                result.new_changes += 1
+                events.append((oid, "change", f"shop status {row.status!r} → MALL {target} (change {new_ids[key]})"))
+            elif ex.payload == extra:
+                continue
+            elif ex.state in ("pending", "retry"):
+                self.ledger.update_change(ex.id, conn=c, payload=extra)
+            elif ex.state == "failed":
+                # New data (e.g. the tracking number arrived): give the change another go.
+                self.ledger.update_change(ex.id, conn=c, payload=extra, state="pending", attempts=0,
+                                          reason=None, next_attempt_at=None, done_at=None)
+                events.append((oid, "change", f"shop row changed; change {ex.id} is pending again"))
+                result.new_changes += 1
+        # New data for an order gives its other failed changes another go too: shipped failed for want of a
+        # tracking number, and the next row brings the number along with delivered. Older, they are pushed first
+        # (see _behind_older), so the order moves on MALL as it did in the shop instead of delivered being
+        # skipped as "not allowed" from open.
+        mapped = {row.mall_order_id: (key, extra) for row, key, target, extra in wanted if target is not None}
+        if mapped:
+            failed = c.execute(select(s.changes.c.id, s.changes.c.key, s.changes.c.mall_order_id, s.changes.c.payload)
+                               .where(s.changes.c.origin == "shop", s.changes.c.state == "failed",
+                                      s.changes.c.target_status.is_not(None),
+                                      s.changes.c.mall_order_id.in_(list(mapped)))).all()
+            for cid, key, oid, payload in failed:
+                row_key, extra = mapped[oid]
+                if key == row_key or json.loads(payload or "{}") == extra:
+                    continue
+                self.ledger.update_change(cid, conn=c, payload=extra, state="pending", attempts=0, reason=None,
+                                          next_attempt_at=None, done_at=None)
+                events.append((oid, "change", f"shop row changed; change {cid} is pending again"))
+                result.new_changes += 1
+        self.ledger.add_events(c, events)
 
     # -- pushing to MALL ----------------------------------------------------------------------
     def push_due(self, *, include_not_due: bool = False) -> PushResult:
-        """Work through open changes (pending, interrupted, due retries), oldest first."""
+        """Work through open changes (pending, interrupted, due retries), oldest first, a batch at a time."""
         result = PushResult()
         last_id = 0
         batch = self.config.sync.batch_size
@@ -186,59 +268,201 @@ class OutboundSync:
             todo = self.ledger.due_changes("shop", batch, include_not_due=include_not_due, after_id=last_id)
             if not todo:
                 break
+            last_id = todo[-1].id
+            # An order with several open changes gets them in rounds, oldest first, so that each is decided on
+            # the state the one before it left (as if they were pushed one at a time).
+            rounds: list[list[ChangeRow]] = []
+            depth: dict[int, int] = {}
             for ch in todo:
-                if self.should_stop():
+                n = depth[ch.mall_order_id] = depth.get(ch.mall_order_id, -1) + 1
+                if n == len(rounds):
+                    rounds.append([])
+                rounds[n].append(ch)
+            for changes in rounds:
+                if not self._push_round(changes, result):
                     return result
-                last_id = ch.id
-                self._push_one(ch, result)
         return result
 
-    def _mall_state(self, ch: ChangeRow, result: PushResult) -> OrderRow | None:
-        """The order's MALL state, re-read when unknown, stale, or after an earlier attempt."""
-        known = self.ledger.get_order(ch.mall_order_id)
-        age_limit = timedelta(seconds=self.config.sync.refresh_age_s)
-        fresh = (known is not None and known.mall_status is not None and known.mall_read_at is not None
-                 and utcnow() - known.mall_read_at <= age_limit)
-        if fresh and ch.attempts == 0 and ch.state == "pending":
-            return known
-        order = self.client.get_order(ch.mall_order_id)
+    # The state of an order as the ledger knows it is trusted for a never-attempted change while it is fresh.
+    def _is_fresh(self, known: OrderRow | None) -> bool:
+        return (known is not None and known.mall_status is not None and known.mall_read_at is not None
+                and utcnow() - known.mall_read_at <= timedelta(seconds=self.config.sync.refresh_age_s))
+
+    def _push_round(self, changes: list[ChangeRow], result: PushResult) -> bool:
+        """Decide and push changes of distinct orders. False when the pass must end (stopping, rate limited)."""
+        cfg = self.config.sync
+        behind = self._behind_older(changes)
+        changes = [ch for ch in changes if ch.id not in behind]
+        states = self._states_for(changes, result)
+        finished: list[tuple[ChangeRow, str, str, object]] = []  # decided without a PUT: (change, state, reason, action)
+        to_push: list[tuple[ChangeRow, OrderRow, object]] = []
+        try:
+            for ch in changes:
+                if self.should_stop():
+                    return False
+                state = states.get(ch.mall_order_id) if ch.attempts == 0 and ch.state == "pending" else None
+                if state is None:
+                    state = self._read_one(ch, result)
+                    if state is None:
+                        continue  # recorded as failed or to retry
+                decision = self._decide(ch, state)
+                if decision.action != "push":
+                    finished.append((ch, FINISHED_AS[decision.action], decision.reason, decision.needs_action))
+                elif self._inbound_first(ch, state, decision):
+                    continue  # stays open; pushed without `confirmed` once the inbound confirmed the order
+                elif ch.attempts >= cfg.max_attempts:
+                    finished.append((ch, "failed", f"gave up after {ch.attempts} attempts: {ch.last_error}", None))
+                else:
+                    to_push.append((ch, state, decision))
+        finally:
+            self._finish_many(finished, result)
+        claimed = self.ledger.claim_many([ch for ch, _, _ in to_push])
+        unsent = [item for item in to_push if item[0].id in claimed]  # someone else took the others meanwhile
+        pushed: list[tuple[ChangeRow, dict, str]] = []
+        try:
+            while unsent:
+                if self.should_stop():
+                    return False
+                ch, state, decision = unsent.pop(0)
+                if not self._is_fresh(state):
+                    # A long (rate-limited) batch outlived the state it was decided on: read and decide again.
+                    state = self._read_one(ch, result, claimed=True)
+                    if state is None:
+                        continue
+                    decision = self._decide(ch, state)
+                    if decision.action != "push":
+                        self._finish(ch, FINISHED_AS[decision.action], decision.reason, result,
+                                     needs_action=decision.needs_action)
+                        continue
+                    if self._inbound_first(ch, state, decision):
+                        self.ledger.release_claims([ch])
+                        continue
+                outcome = self._put(ch, decision, result)
+                if outcome == "done":
+                    pushed.append((ch, decision.body, decision.reason))
+                    if len(pushed) >= FLUSH_EVERY:
+                        self._record_pushed(pushed, result)
+                        pushed = []
+                elif outcome == "stop":
+                    return False
+            return True
+        finally:
+            self._record_pushed(pushed, result)
+            self.ledger.release_claims([ch for ch, _, _ in unsent])
+
+    def _behind_older(self, changes: list[ChangeRow]) -> set[int]:
+        """Ids of changes whose order has an older shop change still open (e.g. shipped waiting for a retry
+        while delivered came in): they wait for it, so that the order moves on MALL as it did in the shop.
+        Decided first, delivered would be skipped as "not allowed" from open, and then never pushed."""
+        oldest: dict[int, int] = {}
+        ids = sorted({ch.mall_order_id for ch in changes})
+        with self.ledger.read() as c:
+            for i in range(0, len(ids), ROWS_PER_TXN):
+                oldest.update(c.execute(
+                    select(s.changes.c.mall_order_id, func.min(s.changes.c.id))
+                    .where(s.changes.c.origin == "shop", s.changes.c.state.in_(("pending", "sending", "retry")),
+                           s.changes.c.mall_order_id.in_(ids[i:i + ROWS_PER_TXN]))
+                    .group_by(s.changes.c.mall_order_id)).all())
+        return {ch.id for ch in changes if oldest.get(ch.mall_order_id, ch.id) < ch.id}
+
+    def _states_for(self, changes: list[ChangeRow], result: PushResult) -> dict[int, OrderRow]:
+        """MALL states for the never-attempted changes: the ledger's when fresh, else refreshed in one list call
+        per LIST_REFRESH_MAX orders. Orders missing from the answer are read one by one later."""
+        first_tries = [ch for ch in changes if ch.attempts == 0 and ch.state == "pending"]
+        if not first_tries:
+            return {}
+        known = self.ledger.get_orders(sorted({ch.mall_order_id for ch in first_tries}))
+        out = {oid: row for oid, row in known.items() if self._is_fresh(row)}
+        stale = [oid for oid in known if oid not in out]
+        if self.list_refresh and len(stale) >= LIST_REFRESH_MIN:
+            for i in range(0, len(stale), LIST_REFRESH_MAX):
+                got = self._refresh_listed(stale[i:i + LIST_REFRESH_MAX], known, result)
+                if got is None:
+                    break
+                out.update(got)
+        return out
+
+    def _refresh_listed(self, ids: list[int], known: dict[int, OrderRow], result: PushResult) -> dict[int, OrderRow] | None:
+        """One ``GET /v1/orders?filter=basic&id=in:...``; stores status, confirmed, mdp and test of each order
+        listed. None when the list cannot be used (then the orders are read one by one)."""
+        wanted = set(ids)
+        listed = {}
+        try:
+            # Every status, so that MALL lists blocked orders too; test orders too: the feed may name one.
+            for basic in self.client.iter_orders(status=list(ALL_STATUSES), include_test=True, basic=True,
+                                                 page_size=len(ids), id=ids):
+                if basic.id not in wanted or len(listed) >= len(ids):
+                    # MALL did not honour the id filter: never page through the whole order list.
+                    self.list_refresh = False
+                    log.warning("MALL's order list ignored the id filter; order states are read one by one")
+                    return None
+                if {"status", "confirmed", "mdp"} <= basic.model_fields_set:
+                    listed[basic.id] = basic
+        except MallUnauthorized:
+            raise
+        except MallError as e:
+            log.info("batched read of %d orders failed, reading them one by one: %s", len(ids), e)
+            return None
+        finally:
+            result.list_reads += 1
+        if not listed:
+            return {}
+        now = utcnow()
+        updates = {oid: {"mall_status": b.status.value, "mall_confirmed": b.confirmed, "mdp": b.mdp,
+                         "test": b.test, "mall_read_at": now} for oid, b in listed.items()}
+        with self.ledger.write() as c:
+            self.ledger.update_orders(c, list(updates.items()))
+        return {oid: dataclasses.replace(known[oid], **values) for oid, values in updates.items()}
+
+    def _read_one(self, ch: ChangeRow, result: PushResult, *, claimed: bool = False) -> OrderRow | None:
+        """GET the order, store the snapshot and return its state; None when the change was finished or
+        scheduled for a retry instead. ``claimed``: the change is ``sending`` by this pass."""
+        oid = ch.mall_order_id
+        try:
+            order = self.client.get_order(oid)
+        except MallNotFound:
+            self._finish(ch, "failed", f"MALL does not know order {oid}: check the mall_order_id in the shop feed", result)
+            return None
+        except MallUnauthorized:
+            if claimed:
+                self.ledger.release_claims([ch])
+            raise
+        except MallError as e:
+            self._retry(ch, f"could not read the order from MALL: {e}", result, e)
+            return None
         result.reads += 1
         from connector.sync.inbound import store_snapshot  # shared snapshot writer
 
         with self.ledger.write() as c:
             store_snapshot(self.ledger, c, order)
-        return self.ledger.get_order(ch.mall_order_id)
+        return self.ledger.get_order(oid)
 
-    def _push_one(self, ch: ChangeRow, result: PushResult) -> None:
-        oid = ch.mall_order_id
-        cfg = self.config.sync
-        try:
-            state = self._mall_state(ch, result)
-        except MallNotFound:
-            self._finish(ch, "failed", f"MALL does not know order {oid}: check the mall_order_id in the shop feed", result)
-            return
-        except MallUnauthorized:
-            raise
-        except MallError as e:
-            self._retry(ch, f"could not read the order from MALL: {e}", result, e)
-            return
-        decision = decide_outbound(
-            order_id=oid, target=parse_status(ch.target_status), current=parse_status(state.mall_status),
+    @staticmethod
+    def _decide(ch: ChangeRow, state: OrderRow, *, interrupted: bool | None = None):
+        return decide_outbound(
+            order_id=ch.mall_order_id, target=parse_status(ch.target_status), current=parse_status(state.mall_status),
             confirmed=bool(state.mall_confirmed), mdp=bool(state.mdp), payload=ch.payload,
-            interrupted=ch.attempts > 0 or ch.state == "sending",
+            interrupted=_may_have_landed(ch) if interrupted is None else interrupted,
         )
-        if decision.action in ("skip", "done"):
-            self._finish(ch, "skipped" if decision.action == "skip" else "done", decision.reason, result,
-                         needs_action=decision.needs_action)
-            return
-        if decision.action == "fail":
-            self._finish(ch, "failed", decision.reason, result)
-            return
-        if ch.attempts >= cfg.max_attempts:
-            self._finish(ch, "failed", f"gave up after {ch.attempts} attempts: {ch.last_error}", result)
-            return
-        if not self.ledger.claim_for_sending(ch.id, (ch.state,)):
-            return  # someone else took it meanwhile
+
+    def _inbound_first(self, ch: ChangeRow, state: OrderRow, decision) -> bool:
+        """True when the push would confirm an order that the inbound pipeline hands to the shop.
+
+        MALL unconfirms an order when it changes it (a customer cancel, a branch change); confirming it with a
+        status push before that change reached the shop would acknowledge what the shop never got. So such an
+        order goes through the inbound first (read, hand over, confirm: queued here) and the change is pushed
+        in a later pass, without ``confirmed``. Orders the inbound never saw are confirmed by the push as before."""
+        if not decision.body.get("confirmed") or state.handed_status is None:
+            return False
+        self.ledger.enqueue_inbox([ch.mall_order_id], source="outbound")
+        log.info("order %s: change %s waits until MALL's side of the order is handed to the shop and confirmed",
+                 ch.mall_order_id, ch.id, extra={"order_id": ch.mall_order_id, "change_id": ch.id})
+        return True
+
+    def _put(self, ch: ChangeRow, decision, result: PushResult) -> str:
+        """Send one claimed change. Returns "done", "other" (failed or scheduled for a retry) or "stop"
+        (MALL keeps rate-limiting: end the pass, the rest waits for the next one)."""
+        oid = ch.mall_order_id
         body = decision.body
         log.info("order %s: %s", oid, decision.reason, extra={"order_id": oid, "change_id": ch.id})
         try:
@@ -246,32 +470,67 @@ class OutboundSync:
 
             self.client.update_order(oid, StatusUpdate(**body))
         except MallValidationError as e:
-            self._finish(ch, "failed", f"MALL refused it: {e.message}", result)
-            return
+            if ch.attempts == 0 and ch.state == "pending":
+                # Decided on the ledger's copy of the order, which MALL may have changed meanwhile (a customer
+                # cancel or a branch change unconfirms it): re-read it and decide again before failing the change.
+                self._retry(ch, f"{REFUSED} ({e.message}); the order will be re-read and decided again", result, e)
+            else:
+                self._finish(ch, "failed", f"MALL refused it: {e.message}", result)
         except MallNotFound:
             self._finish(ch, "failed", f"MALL does not know order {oid}", result)
-            return
         except MallUnauthorized:
             self._retry(ch, "MALL rejected the client_id (401)", result)
             raise
         except MallOutcomeUnknown as e:
             self._retry(ch, f"outcome unknown, the order will be re-read before any resend: {e}", result, e,
                         outcome="unknown")
-            return
+        except MallRateLimited as e:
+            self._retry(ch, str(e), result, e)
+            return "stop"
         except MallError as e:
             self._retry(ch, str(e), result, e)
+        else:
+            return "done"
+        return "other"
+
+    def _record_pushed(self, pushed: list[tuple[ChangeRow, dict, str]], result: PushResult) -> None:
+        """Record accepted PUTs: the change done, the order's new MALL state, an event; one transaction."""
+        if not pushed:
             return
-        with self.ledger.write() as c:
-            self.ledger.update_change(ch.id, conn=c, state="done", reason=decision.reason, last_error=None)
-            values = {"mall_status": ch.target_status, "mall_read_at": utcnow()}
+        now = utcnow()
+        changes, orders, events = [], [], []
+        for ch, body, reason in pushed:
+            changes.append((ch.id, {"state": "done", "reason": reason, "last_error": None}))
+            values = {"mall_status": ch.target_status, "mall_read_at": now}
             if ch.target_status == "delivered" and body.get("delivered_at"):
                 values["mall_delivered_at"] = body["delivered_at"]
             if body.get("confirmed"):
                 values["mall_confirmed"] = True
-            self.ledger.ensure_order(c, oid, **values)
-            self.ledger.add_event(c, oid, "pushed", f"MALL accepted {json.dumps(body, ensure_ascii=False)}")
-        result.pushed += 1
-        self._metric("done")
+            orders.append((ch.mall_order_id, values))
+            events.append((ch.mall_order_id, "pushed", f"MALL accepted {json.dumps(body, ensure_ascii=False)}"))
+        with self.ledger.write() as c:
+            self.ledger.update_changes(c, changes)
+            self.ledger.update_orders(c, orders)
+            self.ledger.add_events(c, events)
+        result.pushed += len(pushed)
+        for _ in pushed:
+            self._metric("done")
+
+    def _finish_many(self, finished: list, result: PushResult) -> None:
+        """``_finish`` for the changes decided without a PUT, in one transaction."""
+        if not finished:
+            return
+        with self.ledger.write() as c:
+            self.ledger.update_changes(c, [(ch.id, {"state": state, "reason": reason, "next_attempt_at": None})
+                                           for ch, state, reason, _ in finished])
+            self.ledger.add_events(c, [(ch.mall_order_id, state, reason) for ch, state, reason, _ in finished])
+            for ch, _, _, needs_action in finished:
+                if needs_action is not None:
+                    oid = ch.mall_order_id
+                    self.ledger.add_action(c, key=f"{needs_action.kind}:{oid}", order_id=oid, kind=needs_action.kind,
+                                           message=needs_action.message)
+        for ch, state, reason, _ in finished:
+            self._count_finish(ch, state, reason, result)
 
     def _finish(self, ch: ChangeRow, state: str, reason: str, result: PushResult, *, needs_action=None) -> None:
         oid = ch.mall_order_id
@@ -281,6 +540,10 @@ class OutboundSync:
             if needs_action is not None:
                 self.ledger.add_action(c, key=f"{needs_action.kind}:{oid}", order_id=oid, kind=needs_action.kind,
                                        message=needs_action.message)
+        self._count_finish(ch, state, reason, result)
+
+    def _count_finish(self, ch: ChangeRow, state: str, reason: str, result: PushResult) -> None:
+        oid = ch.mall_order_id
         level = logging.WARNING if state == "failed" else logging.INFO
         log.log(level, "order %s: change %s %s: %s", oid, ch.id, state, reason,
                 extra={"order_id": oid, "change_id": ch.id, "reason": reason})

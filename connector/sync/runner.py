@@ -38,11 +38,14 @@ class MappingHolder:
 
 
 def make_client(config: Config, on_response=None):
-    """The MALL client for a config; ``on_response(endpoint, status_code)`` sees every call (metrics, alerts)."""
+    """The MALL client for a config; ``on_response(endpoint, status_code)`` sees every call (metrics, alerts).
+
+    Its transport paces the calls by MALL's X-RateLimit-Remaining/Reset headers (see sync/ratelimit.py)."""
     from connector.mall.client import MallClient
+    from connector.sync.ratelimit import paced_transport
 
     return MallClient(config.mall.base_url, config.client_id, timeout_s=config.mall.timeout_s,
-                      on_response=on_response)
+                      on_response=on_response, transport=paced_transport(config.mall.base_url))
 
 
 class Services:
@@ -122,7 +125,7 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
     if sweep:
         services.inbound.sweep(summary.inbound)
     services.inbound.run(summary.inbound)
-    counts = services.ledger.count_changes()
+    counts = services.ledger.count_changes(states=("failed", "retry", "sending"))  # not a count of the whole table
     summary.failed_total = counts.get("failed", 0)
     summary.waiting_retry = counts.get("retry", 0) + counts.get("sending", 0)
     return summary

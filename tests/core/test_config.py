@@ -149,3 +149,9 @@ def test_relative_ledger_goes_to_the_systemd_state_directory(tmp_path):
     state = tmp_path / "state"
     cfg = load_config(write(tmp_path, "[ledger]\nurl = 'sqlite:///ledger.db'\n"), environ={"STATE_DIRECTORY": str(state)})
     assert cfg.ledger.url == f"sqlite:///{(state / 'ledger.db').resolve()}"
+
+
+def test_known_head_revision_matches_the_migrations():
+    from connector.ledger.db import HEAD_REVISION, head_revision
+
+    assert HEAD_REVISION == head_revision()

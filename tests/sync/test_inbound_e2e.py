@@ -35,13 +35,25 @@ def wired(tmp_path, sandbox):
     services.close()
 
 
-def _wait_for_inbox(services, n, timeout=10.0):
+def _wait_for_inbox(sandbox, services, n, timeout=10.0):
+    """Send MALL's pending webhook batch now, then wait until the receiver has queued ``n`` ids.
+
+    Flushing first means no batch can arrive after the test starts processing (which would
+    legitimately cause a second GET and make the counts below depend on timing)."""
+    sandbox.flush_webhooks()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if services.ledger.inbox_depth() >= n:
             return
         time.sleep(0.05)
     raise AssertionError(f"inbox has {services.ledger.inbox_depth()} ids, expected {n}")
+
+
+READS_PER_NEW_ORDER = 2  # in the first pass: on arrival and just before confirming (a third read follows next pass)
+
+
+def _first_confirm_seq(sandbox, oid):
+    return min(e.seq for e in sandbox.request_log.puts(oid) if e.body == {"confirmed": True})
 
 
 def _gets(sandbox, oid):
@@ -53,41 +65,47 @@ def test_webhooks_bring_new_orders_to_the_shop_then_confirm(wired, sandbox):
     blocked = sandbox.state.create_orders(1, kind="normal", status="blocked")[0]["id"]
     ids = [o["id"] for o in sandbox.state.create_orders(3, kind="normal", status="open")]
     sandbox.state.mall_event(blocked, "pay")  # blocked → open, like a payment arriving
-    _wait_for_inbox(services, 4)
+    _wait_for_inbox(sandbox, services, 4)
     result = services.inbound.run()
     assert result.new_orders == 4 and result.confirmed == 4
     handed = {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")}
     assert handed == set(ids) | {blocked}
     for oid in [*ids, blocked]:
         assert sandbox.state.get(oid)["confirmed"] is True
-        assert len(_gets(sandbox, oid)) == 1
-        # The confirmation came after the shop had the order: the file existed before the PUT.
-        put = [e for e in sandbox.request_log.puts(oid) if e.body == {"confirmed": True}]
-        assert len(put) == 1
+        # Read on arrival, re-read just before confirming (so a change MALL made meanwhile is handed to the
+        # shop first); queued once more for the next pass (a change between that read and the PUT would be
+        # confirmed by the PUT, so it must still be read).
+        assert len(_gets(sandbox, oid)) == READS_PER_NEW_ORDER
+    services.inbound.run()
+    for oid in [*ids, blocked]:
+        assert len(_gets(sandbox, oid)) == READS_PER_NEW_ORDER + 1
+        assert len([e for e in sandbox.request_log.puts(oid) if e.body == {"confirmed": True}]) == 1
+    assert len(shop.outbox_rows("changes-")) == 0
 
 
-def test_duplicate_deliveries_mean_one_get_per_order(wired, sandbox):
+def test_duplicate_deliveries_add_no_get(wired, sandbox):
     shop, services, server = wired
     sandbox.faults = Faults(webhook_duplicate_rate=1.0)
     ids = [o["id"] for o in sandbox.state.create_orders(5, kind="normal", status="open")]
-    _wait_for_inbox(services, 5)
+    _wait_for_inbox(sandbox, services, 5)
     # MALL may also send the same ids again later: post them by hand twice more.
     for _ in range(2):
         r = httpx.post(f"http://127.0.0.1:{server.port}/webhooks/mall/{TOKEN}", json=ids)
         assert r.status_code == 202
     assert services.ledger.inbox_depth() == 5
     services.inbound.run()
-    for oid in ids:
-        assert len(_gets(sandbox, oid)) == 1
+    for oid in ids:  # exactly what a single delivery costs: the arrival read is shared by all copies
+        assert len([g for g in _gets(sandbox, oid)]) == READS_PER_NEW_ORDER
+        assert all(g.seq < _first_confirm_seq(sandbox, oid) for g in _gets(sandbox, oid))
 
 
 def test_customer_cancel_reaches_the_shop_once(wired, sandbox):
     shop, services, _ = wired
     (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
-    _wait_for_inbox(services, 1)
+    _wait_for_inbox(sandbox, services, 1)
     services.inbound.run()
     sandbox.state.mall_event(oid, "customer_cancel")
-    _wait_for_inbox(services, 1)
+    _wait_for_inbox(sandbox, services, 1)
     result = services.inbound.run()
     assert result.mall_changes == 1
     changes = shop.outbox_rows("changes-")
@@ -102,7 +120,7 @@ def test_customer_cancel_reaches_the_shop_once(wired, sandbox):
 def test_our_own_push_echoing_back_is_not_handed_to_the_shop(wired, sandbox):
     shop, services, _ = wired
     (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
-    _wait_for_inbox(services, 1)
+    _wait_for_inbox(sandbox, services, 1)
     services.inbound.run()
     shop.write_feed([{"mall_order_id": oid, "status": "packing"}])
     services.outbound.poll_shop()
@@ -115,11 +133,11 @@ def test_our_own_push_echoing_back_is_not_handed_to_the_shop(wired, sandbox):
 def test_pickup_branch_change_reaches_the_shop_and_needs_action(wired, sandbox):
     shop, services, _ = wired
     (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="pickup", status="open")]
-    _wait_for_inbox(services, 1)
+    _wait_for_inbox(sandbox, services, 1)
     services.inbound.run()
     old = sandbox.state.get(oid)["branch_id"]
     sandbox.state.mall_event(oid, "change_branch", branch_id=old + 1000)
-    _wait_for_inbox(services, 1)
+    _wait_for_inbox(sandbox, services, 1)
     services.inbound.run()
     (change,) = shop.outbox_rows("changes-")
     assert int(change["branch_id"]) == old + 1000 and "pickup branch changed" in change["note"]
@@ -154,7 +172,7 @@ def test_test_and_blocked_orders_are_recorded_but_not_handed(wired, sandbox):
 def test_adapter_failure_means_no_confirm_and_a_later_retry(wired, sandbox):
     shop, services, _ = wired
     (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
-    _wait_for_inbox(services, 1)
+    _wait_for_inbox(sandbox, services, 1)
     real_stage = services.adapter.stage_handoff
     calls = collections.Counter()
 
@@ -182,7 +200,7 @@ def test_read_only_outbox_folder_is_retried(wired, sandbox):
         shop.outbox.mkdir()
         shop.outbox.chmod(0o500)
     (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
-    _wait_for_inbox(services, 1)
+    _wait_for_inbox(sandbox, services, 1)
     services.inbound.run()
     assert sandbox.state.get(oid)["confirmed"] is False
     assert services.ledger.open_handoffs()
