@@ -28,7 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connector import notify
 from connector.config import Config, ConfigError, load_config
 from connector.logs import register_secret
-from connector.mall.errors import MallError, MallRateLimited, MallUnauthorized
+from connector.mall.errors import MallError, MallUnauthorized
 from connector.mapping import load_mapping
 from connector.sync.runner import Services
 

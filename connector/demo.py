@@ -316,7 +316,7 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
         self.ledger = open_ledger(f"sqlite:///{self.folder / 'ledger.db'}", migrate_schema=False)
         self._wait("the daemon's first sweep of MALL's unconfirmed orders",
                    lambda: self.sandbox.request_log.gets("/v1/orders/unconfirmed"))
-        self.line(f"daemon ready: /healthz answers 200; its first sweep found no unconfirmed orders on MALL")
+        self.line("daemon ready: /healthz answers 200; its first sweep found no unconfirmed orders on MALL")
         self.detail(f"MALL's webhooks go to http://127.0.0.1:{self.receiver_port}/webhooks/mall/*** (token masked)")
 
     def _healthy(self) -> bool:

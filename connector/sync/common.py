@@ -8,6 +8,8 @@ import random
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from typing import Callable
+
 from connector.ledger.repo import utcnow
 
 PRAGUE = ZoneInfo("Europe/Prague")  # MALL's datetimes carry no offset and are Prague local time
@@ -34,3 +36,21 @@ def fingerprint(values: dict) -> str:
     """A stable digest of a shop row, to tell 'same as last seen' without keeping the row."""
     raw = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+class Engine:
+    """What the outbound and inbound engines share: their collaborators and the mapping in force."""
+
+    def __init__(self, *, ledger, client, adapter, mapping, config, metrics=None):
+        self.ledger = ledger
+        self.client = client
+        self.adapter = adapter
+        self._mapping = mapping  # a Mapping, or a callable returning the one in force (reload swaps it)
+        self.config = config
+        self.metrics = metrics
+        #: Called between items: returns True when the process is stopping (and proves progress to the watchdog).
+        self.should_stop: Callable[[], bool] = lambda: False
+
+    @property
+    def mapping(self):
+        return self._mapping() if callable(self._mapping) else self._mapping

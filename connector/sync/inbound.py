@@ -11,15 +11,12 @@ losing or repeating anything:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from typing import Callable
 
 from sqlalchemy import select
 
-from adapters.base import HandoffError, MallChange, NewOrder, NewOrderItem, ShopAdapter
-from connector.config import Config
+from adapters.base import HandoffError, MallChange, NewOrder, NewOrderItem
 from connector.ledger import Ledger
 from connector.ledger import schema as s
 from connector.ledger.repo import ChangeRow, OrderRow, utcnow
@@ -27,7 +24,7 @@ from connector.mall.errors import MallError, MallNotFound, MallRateLimited, Mall
 from connector.mall.models import Order, StatusUpdate
 from connector.mall.statuses import Status
 from connector.mapping import Mapping
-from connector.sync.common import backoff_at, mall_time
+from connector.sync.common import Engine, backoff_at, mall_time
 from connector.sync.decide import MALL_CHANGE_NOTES
 
 log = logging.getLogger("mall_connector.inbound")
@@ -90,21 +87,8 @@ class InboundResult:
     ignored_test: int = 0
 
 
-class InboundSync:
-    def __init__(self, *, ledger: Ledger, client, adapter: ShopAdapter, mapping: Mapping | Callable[[], Mapping],
-                 config: Config, metrics=None):
-        self.ledger = ledger
-        self.client = client
-        self.adapter = adapter
-        self._mapping = mapping
-        self.config = config
-        self.metrics = metrics
-        #: Called between items: returns True when the process is stopping (and proves progress to the watchdog).
-        self.should_stop: Callable[[], bool] = lambda: False
-
-    @property
-    def mapping(self) -> Mapping:
-        return self._mapping() if callable(self._mapping) else self._mapping
+class InboundSync(Engine):
+    """MALL → shop: inbox, sweep, hand-off and confirmation."""
 
     def run(self, result: InboundResult | None = None) -> InboundResult:
         """One pass: drain the inbox, hand over what is new, confirm what the shop has."""

@@ -24,13 +24,10 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable
 
 from sqlalchemy import func, select
 
-from adapters.base import FeedProblem, FeedUnavailable, ShopAdapter, ShopOrderState
-from connector.config import Config
-from connector.ledger import Ledger
+from adapters.base import FeedProblem, FeedUnavailable, ShopOrderState
 from connector.ledger import schema as s
 from connector.ledger.repo import ChangeRow, OrderRow, utcnow
 from connector.mall.errors import (
@@ -43,7 +40,7 @@ from connector.mall.errors import (
 )
 from connector.mall.statuses import ALL_STATUSES, Status, parse_status
 from connector.mapping import Mapping
-from connector.sync.common import backoff_at, fingerprint, mall_time
+from connector.sync.common import Engine, backoff_at, fingerprint, mall_time
 from connector.sync.decide import decide_outbound
 from connector.tracking import tracking_url_for
 
@@ -90,23 +87,13 @@ def _may_have_landed(ch: ChangeRow) -> bool:
     return ch.state == "sending" or (ch.attempts > 0 and not (ch.last_error or "").startswith(REFUSED))
 
 
-class OutboundSync:
-    def __init__(self, *, ledger: Ledger, client, adapter: ShopAdapter, mapping: Mapping | Callable[[], Mapping],
-                 config: Config, metrics=None):
-        self.ledger = ledger
-        self.client = client
-        self.adapter = adapter
-        self._mapping = mapping
-        self.config = config
-        self.metrics = metrics
-        #: Called between items: returns True when the process is stopping (and proves progress to the watchdog).
-        self.should_stop: Callable[[], bool] = lambda: False
+class OutboundSync(Engine):
+    """Shop → MALL: feed polling and the push pass."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         #: False once MALL was seen ignoring the id filter of the order list: then orders are read one by one.
         self.list_refresh = True
-
-    @property
-    def mapping(self) -> Mapping:
-        return self._mapping() if callable(self._mapping) else self._mapping
 
     # -- reading the shop ---------------------------------------------------------------------
     def poll_shop(self, *, wait_for_settle: bool = False) -> PollResult:
