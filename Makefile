@@ -34,7 +34,7 @@ bench: $(STAMP)
 ## make audit: known vulnerabilities in the installed dependencies
 audit: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'pip-audit>=2.7,<3'
-	$(BIN)/pip-audit --progress-spinner off
+	$(BIN)/pip-audit --strict --progress-spinner off
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
