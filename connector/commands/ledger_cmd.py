@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 import click
 
@@ -20,10 +22,16 @@ STATE_FILTERS = {
 NOT_DONE = ("pending", "sending", "retry", "skipped", "failed")
 
 
-def _ledger(ctx: Context):
+@contextmanager
+def _ledger(ctx: Context) -> Iterator:
+    """The config's ledger, closed when the command ends."""
     from connector.ledger import open_ledger
 
-    return open_ledger(ctx.config().ledger.url)
+    ledger = open_ledger(ctx.config().ledger.url)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 @click.group("ledger")
@@ -46,8 +54,7 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
     Examples: mall-connector ledger list; mall-connector ledger list --state failed;
     mall-connector ledger list --needs-action
     """
-    ledger = _ledger(ctx)
-    try:
+    with _ledger(ctx) as ledger:
         if needs_action:
             items = ledger.open_actions()
             rows = [(a["id"], a["mall_order_id"], a["kind"], a["created_at"], a["message"]) for a in items]
@@ -62,8 +69,6 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
                  c.reason or c.last_error or "") for c in changes]
         emit(fmt, ["change", "mall_order_id", "shop_status", "mall_status", "state", "attempts", "reason"], rows,
              empty="no changes" + ("" if state else " waiting or needing attention"))
-    finally:
-        ledger.close()
 
 
 @ledger_group.command("show")
@@ -72,8 +77,7 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
 @friendly_errors
 def ledger_show(ctx: Context, order_id: int) -> None:
     """Show one order's whole history: what MALL and the shop say, every change and event."""
-    ledger = _ledger(ctx)
-    try:
+    with _ledger(ctx) as ledger:
         o = ledger.get_order(order_id)
         if o is None:
             click.echo(f"order {order_id} is not in the ledger", err=True)
@@ -95,8 +99,6 @@ def ledger_show(ctx: Context, order_id: int) -> None:
             click.echo("\nhistory (UTC):")
             for at, kind, message in events:
                 click.echo(f"  {at:%Y-%m-%d %H:%M:%S}  {kind:<10} {message}")
-    finally:
-        ledger.close()
 
 
 @ledger_group.command("retry")
@@ -111,8 +113,7 @@ def ledger_retry(ctx: Context, change_id: int | None, all_failed: bool) -> None:
     """
     if (change_id is None) == (not all_failed):
         raise click.UsageError("give either CHANGE_ID or --failed")
-    ledger = _ledger(ctx)
-    try:
+    with _ledger(ctx) as ledger:
         targets = ledger.list_changes(states=("failed",)) if all_failed else [ledger.get_change(change_id)]
         if not all_failed and targets[0] is None:
             click.echo(f"no change {change_id}", err=True)
@@ -128,8 +129,6 @@ def ledger_retry(ctx: Context, change_id: int | None, all_failed: bool) -> None:
                 ledger.add_event(c, ch.mall_order_id, "retry", f"change {ch.id} put back to pending by an admin")
             n += 1
         click.echo(f"{n} change(s) will be retried on the next pass")
-    finally:
-        ledger.close()
 
 
 @ledger_group.command("skip")
@@ -139,8 +138,7 @@ def ledger_retry(ctx: Context, change_id: int | None, all_failed: bool) -> None:
 @friendly_errors
 def ledger_skip(ctx: Context, change_id: int, reason: str) -> None:
     """Mark a change skipped: it will never be sent. Example: ledger skip 42 --reason "fixed in the portal" """
-    ledger = _ledger(ctx)
-    try:
+    with _ledger(ctx) as ledger:
         ch = ledger.get_change(change_id)
         if ch is None:
             click.echo(f"no change {change_id}", err=True)
@@ -152,8 +150,6 @@ def ledger_skip(ctx: Context, change_id: int, reason: str) -> None:
             ledger.update_change(change_id, conn=c, state="skipped", reason=f"skipped by an admin: {reason}")
             ledger.add_event(c, ch.mall_order_id, "skipped", f"change {change_id} skipped by an admin: {reason}")
         click.echo(f"change {change_id} skipped")
-    finally:
-        ledger.close()
 
 
 @ledger_group.command("done")
@@ -163,12 +159,9 @@ def ledger_skip(ctx: Context, change_id: int, reason: str) -> None:
 @friendly_errors
 def ledger_done(ctx: Context, item_id: int, note: str | None) -> None:
     """Clear a needs-action item once a human has handled it. Example: ledger done 7"""
-    ledger = _ledger(ctx)
-    try:
+    with _ledger(ctx) as ledger:
         if ledger.action_done(item_id, note):
             click.echo(f"item {item_id} done")
         else:
             click.echo(f"no open needs-action item {item_id} (see: ledger list --needs-action)", err=True)
             sys.exit(1)
-    finally:
-        ledger.close()

@@ -10,7 +10,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -30,22 +33,24 @@ class LoggedRequest:
         return asdict(self)
 
 
-class RequestLog:
-    """Thread-safe, bounded (``maxlen``) list of LoggedRequest, oldest first."""
+class SeqLog(Generic[E]):
+    """Thread-safe, bounded (``maxlen``) list of entries, oldest first, each stamped with a sequence
+    number and a time. ``entry_type`` is the frozen dataclass built by ``record``."""
 
-    def __init__(self, maxlen: int = 100_000):
+    def __init__(self, entry_type: Callable[..., E], maxlen: int):
+        self._entry_type = entry_type
         self._lock = threading.Lock()
-        self._entries: deque[LoggedRequest] = deque(maxlen=maxlen)
+        self._entries: deque[E] = deque(maxlen=maxlen)
         self._seq = 0
 
-    def record(self, **fields: Any) -> LoggedRequest:
+    def record(self, **fields: Any) -> E:
         with self._lock:
             self._seq += 1
-            entry = LoggedRequest(seq=self._seq, ts=time.time(), **fields)
+            entry = self._entry_type(seq=self._seq, ts=time.time(), **fields)
             self._entries.append(entry)
             return entry
 
-    def entries(self) -> list[LoggedRequest]:
+    def entries(self) -> list[E]:
         with self._lock:
             return list(self._entries)
 
@@ -58,8 +63,15 @@ class RequestLog:
         with self._lock:
             return len(self._entries)
 
-    def __iter__(self) -> Iterator[LoggedRequest]:
+    def __iter__(self) -> Iterator[E]:
         return iter(self.entries())
+
+
+class RequestLog(SeqLog[LoggedRequest]):
+    """What the MALL API was asked, oldest first."""
+
+    def __init__(self, maxlen: int = 100_000):
+        super().__init__(LoggedRequest, maxlen)
 
     def find(self, method: str | None = None, path: str | None = None, *, order_id: int | None = None,
              status_code: int | None = None, fault: str | None = None) -> list[LoggedRequest]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -22,6 +20,7 @@ import httpx
 
 from connector.logs import redact
 from connector.sandbox.faults import Faults
+from connector.sandbox.requestlog import SeqLog
 from connector.sandbox.state import OrderStore
 
 log = logging.getLogger("mall_connector.sandbox.webhooks")
@@ -42,24 +41,11 @@ class WebhookDelivery:
         return asdict(self)
 
 
-class WebhookLog:
+class WebhookLog(SeqLog[WebhookDelivery]):
     """Thread-safe list of webhook deliveries, like the portal's delivery log (kept longer than 60)."""
 
     def __init__(self, maxlen: int = 10_000):
-        self._lock = threading.Lock()
-        self._entries: deque[WebhookDelivery] = deque(maxlen=maxlen)
-        self._seq = 0
-
-    def record(self, **fields: Any) -> WebhookDelivery:
-        with self._lock:
-            self._seq += 1
-            entry = WebhookDelivery(seq=self._seq, ts=time.time(), **fields)
-            self._entries.append(entry)
-            return entry
-
-    def entries(self) -> list[WebhookDelivery]:
-        with self._lock:
-            return list(self._entries)
+        super().__init__(WebhookDelivery, maxlen)
 
     def delivered(self) -> list[WebhookDelivery]:
         return [e for e in self.entries() if e.outcome == "delivered"]
@@ -67,13 +53,6 @@ class WebhookLog:
     def failed(self) -> list[WebhookDelivery]:
         return [e for e in self.entries() if e.outcome == "failed"]
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
 
 
 class WebhookSender:
