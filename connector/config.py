@@ -111,9 +111,30 @@ class SyncConfig(_Section):
     confirm_deadline_warn_h: float = Field(20.0, gt=0, le=24)
 
 
+def _outbox_mode(v: str) -> str:
+    from connector.files import parse_mode
+
+    parse_mode(v)
+    return v
+
+
+def _outbox_group(v: str | int | None) -> str | int | None:
+    if isinstance(v, str) and not v.strip():
+        raise ValueError("must be a group name or a numeric gid (leave it out for the outbox folder's group)")
+    if isinstance(v, int) and v < 0:
+        raise ValueError("a gid is a number >= 0")
+    return v
+
+
 class GenericCsvConfig(_Section):
     source: str | None = None
     outbox: Path = Path("outbox")
+    # Mode and group of every outbox file, whatever the umask ("0640" + the folder's group: a setgid
+    # folder shared with the shop's import user works).
+    outbox_mode: str = "0640"
+    outbox_group: str | int | None = None
+    _check_outbox_mode = field_validator("outbox_mode")(_outbox_mode)
+    _check_outbox_group = field_validator("outbox_group")(_outbox_group)
     encoding: str = "utf-8-sig"
     auth_user: str | None = None
     auth_password: SecretStr | None = None
@@ -148,6 +169,10 @@ class FastCentrikConfig(_Section):
     source: str | None = None
     format: Literal["xml", "csv", "xlsx", "auto"] = "auto"
     outbox: Path = Path("outbox")
+    outbox_mode: str = "0640"
+    outbox_group: str | int | None = None
+    _check_outbox_mode = field_validator("outbox_mode")(_outbox_mode)
+    _check_outbox_group = field_validator("outbox_group")(_outbox_group)
     encoding: str = "utf-8"
     auth_user: str | None = None
     auth_password: SecretStr | None = None

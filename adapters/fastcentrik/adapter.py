@@ -74,7 +74,7 @@ class FastCentrikAdapter:
         self.tz = tz
         self.source = FeedSource(config.source, auth_user=config.auth_user, auth_password=password,
                                  settle_s=config.settle_s, timeout_s=timeout_s, config_key=CONFIG_KEY)
-        self.outbox = Outbox(config.outbox)
+        self.outbox = Outbox(config.outbox, mode=int(config.outbox_mode, 8), group=config.outbox_group)
         #: Orders in the last feed read that had no MALL order id (the shop's own orders).
         self.last_non_mall_orders = 0
 

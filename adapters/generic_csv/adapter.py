@@ -35,7 +35,7 @@ class GenericCsvAdapter:
         self.columns = columns
         self.source = FeedSource(config.source, auth_user=config.auth_user, auth_password=password,
                                  settle_s=config.settle_s, timeout_s=timeout_s, config_key=CONFIG_KEY)
-        self.outbox = Outbox(config.outbox)
+        self.outbox = Outbox(config.outbox, mode=int(config.outbox_mode, 8), group=config.outbox_group)
 
     def read_feed(self, *, previous_fingerprint: str | None = None, wait_for_settle: bool = False) -> FeedRead:
         """Read and parse the CSV feed. When it is not ready (still being written) or unchanged, it is not

@@ -6,6 +6,13 @@ The two steps match the ledger's handoff states (docs/architecture.md):
    name, so the shop's importer (which takes ``*.csv``) never sees a half-written file.
 2. ``publish`` renames it to ``<outbox>/<name>.csv`` with ``os.replace`` (atomic) and fsyncs the
    folder. No temp file means the rename already happened: it answers False.
+3. The published file is checked: a regular file of ours with ``outbox_mode`` and ``outbox_group``.
+   A mismatch is a HandoffError (the core then does not confirm on MALL and retries later).
+
+The shop's import user can write the outbox folder, so it can plant symlinks at any name we use.
+No file is ever opened by name: the content goes into a ``mkstemp`` file (O_EXCL, random name),
+gets its group and mode by ``fchown``/``fchmod`` whatever the umask, and is renamed onto the
+hidden name; ``rename`` replaces a planted link instead of writing through it (connector/files.py).
 
 Files are comma-separated UTF-8 with a header. Spreadsheet formula injection: a text cell that
 starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return is written with a leading apostrophe
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from adapters.base import HandoffError, HandoffKind, MallChange, NewOrder
+from connector.files import FileMode, FilePermissionError, check_published, fsync_dir, write_new_file
 
 ORDER_COLUMNS = (
     "mall_order_id", "purchase_id", "status", "shop_status", "created_at", "ship_date", "delivery_date",
@@ -84,10 +92,14 @@ def change_row(change: MallChange) -> list[str]:
 
 
 class Outbox:
-    """The shop's inbox folder, written in two steps (stage, publish). Created when missing."""
+    """The shop's inbox folder, written in two steps (stage, publish). Created when missing.
 
-    def __init__(self, folder: str | os.PathLike):
+    ``mode`` / ``group``: what every published file gets ("0640" and the folder's group by default,
+    so a setgid folder shared with the shop's import user works)."""
+
+    def __init__(self, folder: str | os.PathLike, *, mode: int = 0o640, group: str | int | None = None):
         self.folder = Path(folder)
+        self.file_mode = FileMode(mode, group)
 
     def temp_path(self, name: str) -> Path:
         return self.folder / f".{_check_name(name)}.csv.tmp"
@@ -109,21 +121,30 @@ class Outbox:
             if not isinstance(r, expected):
                 raise ValueError(f"a {kind} handoff takes {expected.__name__} records, got {type(r).__name__}")
         temp = self.temp_path(name)
+
+        def write(binary) -> None:
+            import io
+
+            text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+            writer = csv.writer(text)
+            writer.writerow(columns)
+            for r in records:
+                if kind == "orders":
+                    writer.writerows(order_rows(r))
+                else:
+                    writer.writerow(change_row(r))
+            text.flush()
+            text.detach()
+
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(temp, "w", encoding="utf-8", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(columns)
-                for r in records:
-                    if kind == "orders":
-                        writer.writerows(order_rows(r))
-                    else:
-                        writer.writerow(change_row(r))
-                f.flush()
-                os.fsync(f.fileno())
+            fresh = write_new_file(self.folder, write, self.file_mode, prefix=f".{name}.", suffix=".new")
+            os.replace(fresh, temp)  # replaces whatever sits at the temp name (a planted symlink too)
             # The ledger says "staged" next; the temp file's directory entry must survive a crash,
             # or a restart would take its absence for "already published".
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
+        except KeyError as e:
+            raise HandoffError(f"cannot write {temp}: outbox_group {e.args[0]!r} does not exist") from None
         except OSError as e:
             raise HandoffError(f"cannot write {temp}: {e.strerror or e}") from None
         return temp
@@ -135,14 +156,28 @@ class Outbox:
         try:
             os.replace(temp, final)
         except FileNotFoundError:
+            # Renamed before a crash or a failed check: a file still there must pass the check now.
+            if os.path.lexists(final):
+                self._check(final)
             return False
         except OSError as e:
             raise HandoffError(f"cannot rename {temp} to {final.name}: {e.strerror or e}") from None
         try:
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         except OSError as e:
             raise HandoffError(f"cannot sync folder {self.folder}: {e.strerror or e}") from None
+        self._check(final)
         return True
+
+    def _check(self, final: Path) -> None:
+        try:
+            check_published(final, self.file_mode, self.folder)
+        except KeyError as e:
+            raise HandoffError(f"cannot check {final}: outbox_group {e.args[0]!r} does not exist") from None
+        except FilePermissionError as e:
+            raise HandoffError(str(e)) from None
+        except OSError as e:
+            raise HandoffError(f"cannot check {final}: {e.strerror or e}") from None
 
 
 def _check_name(name: str) -> str:
@@ -150,10 +185,3 @@ def _check_name(name: str) -> str:
         raise ValueError(f"handoff name {name!r} must be a plain file name (letters, digits, . _ -)")
     return name
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
