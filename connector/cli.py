@@ -56,7 +56,7 @@ def friendly_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:
-            click.echo(f"config error: {redact(str(e))}", err=True)
+            report_error(f"config error: {redact(str(e))}")
             sys.exit(EXIT_CONFIG)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
@@ -65,10 +65,23 @@ def friendly_errors(fn: Callable) -> Callable:
 
             code, message = describe_error(e)
             log.debug("unexpected error", exc_info=True)
-            click.echo(f"error: {redact(message)}", err=True)
+            report_error(f"error: {redact(message)}")
             sys.exit(code)
 
     return wrapper
+
+
+def report_error(line: str) -> None:
+    """One error line on stderr, in the chosen --log-format (a JSON object for journald with json)."""
+    click_ctx = click.get_current_context(silent=True)
+    obj = getattr(click_ctx, "obj", None) if click_ctx else None
+    fmt = getattr(obj, "log_format", None)
+    if fmt is None and isinstance(obj, Context) and obj._config is not None:
+        fmt = obj._config.logging.format
+    if fmt == "json":
+        log.error(line)
+    else:
+        click.echo(line, err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

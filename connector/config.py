@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
 DEFAULT_CONFIG_PATH = Path("/etc/mall-connector/config.toml")
 ENV_CONFIG = "MALL_CONNECTOR_CONFIG"
@@ -239,14 +239,21 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     # Where the file was read from; not a TOML key.
     source_path: Path | None = Field(None, exclude=True)
+    # Where each secret came from ("mall.client_id" -> "the systemd credential `mall_client_id`"); never the value.
+    _secret_sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def secret_sources(self) -> dict[str, str]:
+        return dict(self._secret_sources)
 
     @property
     def client_id(self) -> str:
         if self.mall.client_id is None:
             raise ConfigError(
                 self.source_path, "mall.client_id",
-                f"no MALL client_id: set it in [mall], in env {ENV_CLIENT_ID}, or as the systemd credential "
-                f"{CREDENTIAL_CLIENT_ID}",
+                f"no MALL client_id: provide it as the systemd credential {CREDENTIAL_CLIENT_ID} (LoadCredential=), "
+                f"in env {ENV_CLIENT_ID}, in a file named by [mall] client_id_file, or as [mall] client_id "
+                "(the first of these that is set wins)",
             )
         return self.mall.client_id.get_secret_value()
 
@@ -351,30 +358,14 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
         if not isinstance(section, dict):
             raise ConfigError(cfg_path, None, "every top-level key must be a [section] table")
 
-    # Secrets: config value, then env, then systemd credentials.
-    cred_dir = env.get("CREDENTIALS_DIRECTORY")
-    if not mall.get("client_id"):
-        if env.get(ENV_CLIENT_ID):
-            mall["client_id"] = env[ENV_CLIENT_ID]
-        elif mall.get("client_id_file"):
-            mall["client_id"] = _read_secret_file(_resolve_path(base, mall["client_id_file"]), "mall.client_id_file", cfg_path)
-        elif cred_dir and (Path(cred_dir) / CREDENTIAL_CLIENT_ID).is_file():
-            mall["client_id"] = _read_secret_file(Path(cred_dir) / CREDENTIAL_CLIENT_ID, "mall.client_id", cfg_path)
-    if not receiver.get("tokens"):
-        raw_tokens = env.get(ENV_TOKENS)
-        if not raw_tokens and cred_dir and (Path(cred_dir) / CREDENTIAL_TOKENS).is_file():
-            raw_tokens = _read_secret_file(Path(cred_dir) / CREDENTIAL_TOKENS, "receiver.tokens", cfg_path)
-        if raw_tokens:
-            receiver["tokens"] = [t.strip() for t in re.split(r"[,\n]", raw_tokens) if t.strip()]
+    sources = resolve_secrets(mall, receiver, base, cfg_path, env)
 
-    # Relative paths are relative to the config file's folder; under systemd a relative ledger file
-    # goes to the service's StateDirectory (/var/lib/mall-connector), since /etc is read-only there.
-    state_dir = (env.get("STATE_DIRECTORY") or "").split(":")[0]
-    ledger_base = Path(state_dir) if state_dir else base
+    # Relative paths are relative to the config file's folder, for the service and for every command alike,
+    # so whoever runs a command reads the service's ledger (docs/service.md uses an absolute path anyway).
     if "url" in ledger and isinstance(ledger["url"], str):
-        ledger["url"] = _resolve_sqlite_url(ledger_base, ledger["url"])
+        ledger["url"] = _resolve_sqlite_url(base, ledger["url"])
     else:
-        ledger["url"] = _resolve_sqlite_url(ledger_base, LedgerConfig().url)
+        ledger["url"] = _resolve_sqlite_url(base, LedgerConfig().url)
     if isinstance(shop.get("mapping"), str):
         shop["mapping"] = _resolve_path(base, shop["mapping"])
     for name in ("generic_csv", "fastcentrik"):
@@ -408,7 +399,88 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
         if more:
             msg += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise ConfigError(cfg_path, dotted, msg, find_key_line(raw_text, dotted)) from None
-    return cfg.model_copy(update={"source_path": cfg_path})
+    for key, secret in (("shop.generic_csv.auth_password", cfg.shop.generic_csv.auth_password),
+                        ("shop.fastcentrik.auth_password", cfg.shop.fastcentrik.auth_password),
+                        ("alerts.smtp_password", cfg.alerts.smtp_password)):
+        if secret is not None and is_placeholder(secret.get_secret_value()):
+            raise ConfigError(cfg_path, key, f"the value of {key} is a placeholder, not a real password",
+                              find_key_line(raw_text, key))
+    cfg = cfg.model_copy(update={"source_path": cfg_path})
+    cfg._secret_sources = sources
+    return cfg
+
+
+# Values that are obviously not a real secret: the example's placeholder and the usual fill-me-ins.
+PLACEHOLDERS = frozenset({
+    "paste-your-client-id-here", "your-client-id", "your-client-id-here", "client-id", "client_id",
+    "change-me", "changeme", "change_me", "change-this", "replace-me", "replaceme", "replace_me",
+    "fill-me-in", "placeholder", "todo", "tbd", "xxx", "xxxx", "...", "your-password", "your-token",
+})
+
+
+def is_placeholder(value: str) -> bool:
+    v = value.strip().lower()
+    return (v in PLACEHOLDERS or v.startswith(("paste-your", "paste_your", "change-me", "changeme"))
+            or bool(re.fullmatch(r"<[^<>]*>|x{3,}|\.{3,}|\*{3,}", v)))
+
+
+def _placeholder_error(cfg_path: Path, key: str, where: str) -> ConfigError:
+    return ConfigError(cfg_path, key, f"the value {where} is a placeholder, not a real secret: remove it and provide "
+                                      "the real one (systemd credential, environment or *_file; see config.example.toml)")
+
+
+def resolve_secrets(mall: dict, receiver: dict, base: Path, cfg_path: Path, env) -> dict[str, str]:
+    """Fill in [mall] client_id and [receiver] tokens from the first source that has them, in this order:
+    the systemd credential, the environment, the *_file, the inline value. Returns where each came from.
+
+    A placeholder in any source that is set is a ConfigError naming the key."""
+    sources: dict[str, str] = {}
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+
+    def credential(name: str) -> Path | None:
+        path = Path(cred_dir) / name if cred_dir else None
+        return path if path is not None and path.is_file() else None
+
+    inline = mall.get("client_id")
+    if isinstance(inline, str) and is_placeholder(inline):
+        raise _placeholder_error(cfg_path, "mall.client_id", "of [mall] client_id in the config file")
+    cred = credential(CREDENTIAL_CLIENT_ID)
+    if cred is not None:
+        value = _read_secret_file(cred, "mall.client_id", cfg_path)
+        where = f"the systemd credential `{CREDENTIAL_CLIENT_ID}`"
+    elif env.get(ENV_CLIENT_ID, "").strip():
+        value, where = env[ENV_CLIENT_ID].strip(), f"the environment variable {ENV_CLIENT_ID}"
+    elif mall.get("client_id_file"):
+        file = _resolve_path(base, mall["client_id_file"])
+        value, where = _read_secret_file(file, "mall.client_id_file", cfg_path), f"the file {file} (client_id_file)"
+    elif inline:
+        value, where = inline, "the config file ([mall] client_id)"
+    else:
+        value = None
+    if value is not None:
+        if isinstance(value, str) and is_placeholder(value):
+            raise _placeholder_error(cfg_path, "mall.client_id", f"from {where}")
+        mall["client_id"] = value
+        sources["mall.client_id"] = where
+
+    raw_tokens, where = None, None
+    cred = credential(CREDENTIAL_TOKENS)
+    if cred is not None:
+        raw_tokens = _read_secret_file(cred, "receiver.tokens", cfg_path)
+        where = f"the systemd credential `{CREDENTIAL_TOKENS}`"
+    elif env.get(ENV_TOKENS, "").strip():
+        raw_tokens, where = env[ENV_TOKENS], f"the environment variable {ENV_TOKENS}"
+    if raw_tokens:
+        receiver["tokens"] = [t.strip() for t in re.split(r"[,\n]", raw_tokens) if t.strip()]
+    elif receiver.get("tokens"):
+        where = "the config file ([receiver] tokens)"
+    if where:
+        if isinstance(receiver.get("tokens"), list):
+            for t in receiver["tokens"]:
+                if isinstance(t, str) and is_placeholder(t):
+                    raise _placeholder_error(cfg_path, "receiver.tokens", f"from {where}")
+        sources["receiver.tokens"] = where
+    return sources
 
 
 def _is_secret(dotted: str) -> bool:

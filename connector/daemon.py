@@ -208,7 +208,12 @@ class Daemon:
             readiness=self.readiness, max_body_bytes=rc.max_body_bytes,
             wrong_token_limit_per_minute=rc.wrong_token_limit_per_minute, instance_id=self.instance_id,
         )
-        self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes)
+        try:
+            self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes)
+        except OSError as e:
+            from connector.preflight import receiver_in_use
+
+            raise (receiver_in_use(e, self.config) or e) from None
         self.receiver.start()
         self._started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         self._schedule()

@@ -292,6 +292,7 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
         """Start `mall-connector run` on a free port; a port taken meanwhile gets one more try."""
         for attempt in (1, 2):
             self.receiver_port = _free_port()
+            (self.folder / "outbox").mkdir(exist_ok=True)  # `run` wants the folder it shares with the shop
             self.config_path.write_text(self._config_text(), encoding="utf-8")
             os.chmod(self.config_path, 0o600)  # it holds a client_id and a token
             self.sandbox.webhook_url = f"http://127.0.0.1:{self.receiver_port}/webhooks/mall/{self.token}"
@@ -308,7 +309,9 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
                            died="at start")
                 break
             except DemoError:
-                if attempt == 2 or self.proc.poll() in (None, EXIT_CONFIG):
+                port_taken = self.proc.poll() == EXIT_CONFIG and b"[receiver] listen" in (
+                    self.folder / "daemon.log").read_bytes()
+                if attempt == 2 or (self.proc.poll() in (None, EXIT_CONFIG) and not port_taken):
                     raise
                 self.line(f"the daemon {self._daemon_exit('at start')}; trying another port")
         from connector.ledger import open_ledger

@@ -47,6 +47,28 @@ def format_mapping(mapping: Mapping) -> str:
     return "\n".join(out)
 
 
+def secret_source_lines(cfg) -> list[str]:
+    """Where each secret came from, never its value (the order of precedence is in config.example.toml)."""
+    sources = cfg.secret_sources
+    out = []
+    if "mall.client_id" in sources:
+        out.append(f"✓ client_id: from {sources['mall.client_id']}")
+    else:
+        out.append("– client_id: not found from here: provide it as the systemd credential mall_client_id (visible "
+                   "only inside the service), env MALL_CLIENT_ID, [mall] client_id_file or [mall] client_id")
+    if cfg.token_values:
+        out.append(f"✓ webhook tokens: {len(cfg.token_values)} from {sources.get('receiver.tokens', 'the config file')}")
+    else:
+        out.append("– webhook tokens: none (set [receiver] tokens, env MALL_CONNECTOR_TOKENS or the systemd credential "
+                   "webhook_tokens; until then only the unconfirmed sweep finds new orders)")
+    for key, secret in (("[shop.generic_csv] auth_password", cfg.shop.generic_csv.auth_password),
+                        ("[shop.fastcentrik] auth_password", cfg.shop.fastcentrik.auth_password),
+                        ("[alerts] smtp_password", cfg.alerts.smtp_password)):
+        if secret is not None:
+            out.append(f"✓ {key}: from the config file")
+    return out
+
+
 @click.group("mapping")
 def mapping_group() -> None:
     """Check the status mapping file (shop statuses <-> MALL statuses).
@@ -107,6 +129,8 @@ def config_check(ctx: Context) -> None:
     """
     cfg = ctx.config()
     click.echo(f"✓ config {cfg.source_path}: valid (adapter {cfg.shop.adapter}, time zone {cfg.shop.timezone})")
+    for line in secret_source_lines(cfg):
+        click.echo(line)
     path = cfg.mapping_path
     mapping = _load_or_exit(path)
     click.echo(f"✓ mapping {path}: valid ({_summary(mapping)})")

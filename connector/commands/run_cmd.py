@@ -22,9 +22,10 @@ def run(ctx: Context) -> None:
     Example: mall-connector --config /etc/mall-connector/config.toml --log-format json run
     """
     from connector.daemon import Daemon
+    from connector.preflight import preflight
 
     config = ctx.config()
-    config.client_id  # fail early (exit 78) when there is none
+    preflight(config)  # client_id, ledger folder, outbox folder, receiver address: exit 78, not a restart loop
     sys.exit(Daemon(config, config_path=ctx.config_path).run_forever())
 
 

@@ -145,10 +145,11 @@ def test_cli_exits_78_with_one_line_and_no_traceback(tmp_path):
     assert f"{path}:2: sync.poll_interval_s" in result.output
 
 
-def test_relative_ledger_goes_to_the_systemd_state_directory(tmp_path):
+def test_relative_ledger_is_relative_to_the_config_folder_inside_systemd_too(tmp_path):
+    # issue 13: one rule for the service and for root's CLI, so both read the same ledger.
     state = tmp_path / "state"
     cfg = load_config(write(tmp_path, "[ledger]\nurl = 'sqlite:///ledger.db'\n"), environ={"STATE_DIRECTORY": str(state)})
-    assert cfg.ledger.url == f"sqlite:///{(state / 'ledger.db').resolve()}"
+    assert cfg.ledger.url == f"sqlite:///{(tmp_path / 'ledger.db').resolve()}"
 
 
 def test_known_head_revision_matches_the_migrations():

@@ -24,6 +24,7 @@ class CsvShop:
         self.sandbox = sandbox
         self.feed = folder / "shop.csv"
         self.outbox = folder / "outbox"
+        self.outbox.mkdir(exist_ok=True)  # `run` exits 78 without it (the folder is shared with the shop)
         self.config_path = folder / "config.toml"
         mapping_line = f'mapping = "{mapping}"\n' if mapping else ""
         receiver = ""
