@@ -46,6 +46,23 @@ def sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
+EXIT_NO_LEDGER = 66  # EX_NOINPUT from sysexits.h: the input (the ledger) does not exist
+
+
+class LedgerMissing(Exception):
+    """A command that only reads found no ledger; it must not create an empty one."""
+
+    exit_code = EXIT_NO_LEDGER
+
+
+def require_existing_ledger(config: Config) -> None:
+    """For read-only commands: a SQLite ledger that does not exist is an error, never created."""
+    path = sqlite_path(config.ledger.url)
+    if path is not None and not path.exists():
+        raise LedgerMissing(f"no ledger at {path} ([ledger] url in {config.source_path}); nothing was created. "
+                            f"If the service runs, {STATE_DIRECTORY_HINT}")
+
+
 def folder_problem(folder: Path) -> str | None:
     """Why the connector's user cannot create files in ``folder``, or None."""
     if not folder.exists():

@@ -23,10 +23,14 @@ NOT_DONE = ("pending", "sending", "retry", "skipped", "failed")
 
 
 @contextmanager
-def _ledger(ctx: Context) -> Iterator:
-    """The config's ledger, closed when the command ends."""
+def _ledger(ctx: Context, *, read_only: bool = False) -> Iterator:
+    """The config's ledger, closed when the command ends. ``read_only``: never create a missing one."""
     from connector.ledger import open_ledger
 
+    if read_only:
+        from connector.preflight import require_existing_ledger
+
+        require_existing_ledger(ctx.config())
     ledger = open_ledger(ctx.config().ledger.url)
     try:
         yield ledger
@@ -54,7 +58,7 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
     Examples: mall-connector ledger list; mall-connector ledger list --state failed;
     mall-connector ledger list --needs-action
     """
-    with _ledger(ctx) as ledger:
+    with _ledger(ctx, read_only=True) as ledger:
         if needs_action:
             items = ledger.open_actions()
             rows = [(a["id"], a["mall_order_id"], a["kind"], a["created_at"], a["message"]) for a in items]
@@ -77,7 +81,7 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
 @friendly_errors
 def ledger_show(ctx: Context, order_id: int) -> None:
     """Show one order's whole history: what MALL and the shop say, every change and event."""
-    with _ledger(ctx) as ledger:
+    with _ledger(ctx, read_only=True) as ledger:
         o = ledger.get_order(order_id)
         if o is None:
             click.echo(f"order {order_id} is not in the ledger", err=True)

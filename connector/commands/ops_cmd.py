@@ -21,7 +21,9 @@ OUTPUT_HINT = "'-o' / '--output'"
 
 def _ledger(ctx: Context):
     from connector.ledger import open_ledger
+    from connector.preflight import require_existing_ledger
 
+    require_existing_ledger(ctx.config())  # these commands read: a missing ledger is an error, not created
     return open_ledger(ctx.config().ledger.url)
 
 

@@ -195,9 +195,10 @@ def test_read_only_outbox_folder_is_retried(wired, sandbox):
     shop, services, _ = wired
     if os.geteuid() == 0:
         # root ignores permissions: make the outbox path a file instead, which fails for anyone.
+        shop.outbox.rmdir()  # the harness creates the folder (`run` requires it)
         shop.outbox.write_text("not a folder")
     else:
-        shop.outbox.mkdir()
+        shop.outbox.mkdir(exist_ok=True)
         shop.outbox.chmod(0o500)
     (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
     _wait_for_inbox(sandbox, services, 1)
