@@ -5,8 +5,11 @@ Each check prints one line: ✓ fine, ✗ must be fixed (with what to do), – c
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -15,6 +18,7 @@ from connector.config import EXIT_CONFIG, Config, ConfigError
 from connector.logs import redact
 
 OK, BAD, NA = "✓", "✗", "–"
+SERVICE_USER = "mall-connector"  # the unit's User= (packaging/systemd/mall-connector.service)
 
 
 @dataclass
@@ -46,15 +50,16 @@ def check_mapping(config: Config) -> tuple[Line, Line]:
     except FeedUnavailable as e:
         return first, Line(BAD, f"shop feed cannot be read: {redact(str(e))}")
     statuses = {row.status for row in feed.rows}
+    counts = (f"{len(feed.rows) + len(feed.problems)} row(s), {len({r.mall_order_id for r in feed.rows})} order(s), "
+              f"{len(statuses)} status(es)")
     unknown = mapping.unknown_statuses(statuses)
     if unknown:
         names = ", ".join(sorted(repr(u) for u in unknown))
-        return first, Line(BAD, f"the shop feed has status(es) the mapping does not know: {names}; add each to "
-                                f"[to_mall] or [ignore] in {mapping.path}")
+        return first, Line(BAD, f"the shop feed ({counts}) has status(es) the mapping does not know: {names}; add "
+                                f"each to [to_mall] or [ignore] in {mapping.path}")
     problems = f" ({len(feed.problems)} bad row(s): first {feed.problems[0]})" if feed.problems else ""
     return first, Line(OK if not feed.problems else BAD,
-                       f"the mapping covers every status in the shop feed ({len(feed.rows)} order(s), "
-                       f"{len(statuses)} status(es)){problems}")
+                       f"the mapping covers every status in the shop feed ({counts}){problems}")
 
 
 def check_mall(config: Config) -> tuple[Line, Line]:
@@ -82,18 +87,127 @@ def check_mall(config: Config) -> tuple[Line, Line]:
 
 
 def check_ledger(config: Config) -> Line:
+    """The ledger folder is writable; an existing ledger is at the newest schema. Never creates a ledger
+    (run as root, that would leave a root-owned file the service cannot write)."""
     from connector.ledger import open_ledger
     from connector.ledger.db import current_revision, head_revision
+    from connector.preflight import folder_problem, section_key, sqlite_path, whoami
 
-    ledger = open_ledger(config.ledger.url)
+    url = redact(config.ledger.url)
+    path = sqlite_path(config.ledger.url)
+    if path is not None:
+        problem = folder_problem(path.parent)
+        if problem:
+            return Line(BAD, f"ledger: {problem}: fix the folder or change {section_key('ledger.url')} (the service "
+                             "keeps it in /var/lib/mall-connector, its StateDirectory)")
+        if not path.exists():
+            return Line(OK, f"ledger folder {path.parent} is writable by {whoami()}; the ledger {path} is created at "
+                            "the first start")
+        if not os.access(path, os.R_OK | os.W_OK):
+            return Line(BAD, f"ledger {path} is not readable and writable by {whoami()}: chown it to the service user")
+    ledger = open_ledger(config.ledger.url, migrate_schema=False)
     try:
-        ledger.set_kv("check:last_run", "ok")
         rev = current_revision(ledger.engine)
         if rev != head_revision():
-            return Line(BAD, f"ledger schema is at {rev}, expected {head_revision()}")
-        return Line(OK, f"ledger {redact(config.ledger.url)} is writable and migrated ({ledger.order_count()} orders)")
+            return Line(OK, f"ledger {url} is at schema {rev}; the next start migrates it to {head_revision()}")
+        return Line(OK, f"ledger {url} is writable and migrated ({ledger.order_count()} orders)")
     finally:
         ledger.close()
+
+
+def check_outbox(config: Config) -> Line:
+    """A probe file is created the way hand-offs are (mkstemp, mode, group) and removed again."""
+    from connector.files import FileMode, check_published, group_name, parse_mode, write_new_file
+    from connector.preflight import outbox_key, outbox_settings, section_key, whoami
+
+    sub = outbox_settings(config)
+    folder = Path(sub.outbox)
+    key = section_key(outbox_key(config))
+    if not folder.is_dir():
+        return Line(BAD, f"outbox folder {folder} does not exist: create it ({key}; docs/service.md \"The outbox\")")
+    want = FileMode(parse_mode(sub.outbox_mode), sub.outbox_group)
+    try:
+        gid = want.gid_for(folder)
+    except KeyError:
+        return Line(BAD, f"outbox_group {sub.outbox_group!r} does not exist: create the group or fix "
+                         f"[shop.{config.shop.adapter}] outbox_group")
+    probe = None
+    try:
+        probe = write_new_file(folder, lambda f: f.write(b"probe\n"), want, prefix=".mall-connector-check-",
+                               suffix=".tmp")
+        check_published(probe, want, folder, repair=False)
+    except OSError as e:
+        return Line(BAD, f"outbox {folder}: {whoami()} cannot create its files there ({e.strerror or e}): make the "
+                         f"folder writable for the service user ({key})")
+    finally:
+        if probe is not None:
+            try:
+                os.unlink(probe)
+            except OSError:
+                pass
+    readable = "readable" if want.mode & stat.S_IRGRP else "NOT readable"
+    line = (f"outbox {folder} is writable; its files will be {want.mode:04o}, {readable} by the group "
+            f"{group_name(gid)!r}")
+    if not want.mode & stat.S_IRGRP:
+        return Line(BAD, line + f": set [shop.{config.shop.adapter}] outbox_mode = \"0640\" so the shop can import them")
+    if not os.stat(folder).st_mode & stat.S_IWGRP:
+        return Line(NA, line + f"; the group cannot delete imported files (if the shop's importer should: chmod "
+                               f"g+w {folder})")
+    return Line(OK, line)
+
+
+def check_alerts(config: Config) -> Line:
+    a = config.alerts
+    where = []
+    if a.email_to and a.smtp_host:
+        where.append(f"e-mail to {', '.join(a.email_to)} via {a.smtp_host}:{a.smtp_port}")
+    if a.webhook_url:
+        from urllib.parse import urlsplit
+
+        where.append(f"the webhook at {urlsplit(a.webhook_url).hostname}")
+    if not where:
+        return Line(NA, "no alert channel: alerts only reach the log; set [alerts] email_to + smtp_host and/or "
+                        "webhook_url (then try: mall-connector check --send-test-alert)")
+    return Line(OK, "alerts go to " + " and ".join(where))
+
+
+def send_test_alert(config: Config) -> list[Line]:
+    """One real alert through every configured channel; says where it went."""
+    import socket as _socket
+
+    from connector.alerts import EmailSender, senders_from_config
+
+    senders = senders_from_config(config.alerts)
+    if not senders:
+        return [Line(BAD, "no alert channel to send a test alert to: set [alerts] email_to + smtp_host and/or "
+                          "webhook_url")]
+    out = []
+    for sender in senders:
+        if isinstance(sender, EmailSender):
+            where = f"by e-mail to {', '.join(config.alerts.email_to)} via {config.alerts.smtp_host}"
+        else:
+            where = f"to the webhook at {getattr(sender, 'host', '?')}"
+        try:
+            sender.send("mall-connector test alert",
+                        f"A test alert from `mall-connector check --send-test-alert` on {_socket.gethostname()}. "
+                        "If you read this, alerts reach you.")
+        except Exception as e:  # noqa: BLE001 - reported as a line
+            out.append(Line(BAD, f"test alert {where} failed: {redact(str(e))}"))
+        else:
+            out.append(Line(OK, f"test alert sent {where}"))
+    return out
+
+
+def identity_line() -> Line | None:
+    """When `check` runs as another user than the unit's User=, what it sees differs from the service."""
+    from connector.preflight import whoami
+
+    me = whoami()
+    if me == SERVICE_USER:
+        return None
+    return Line(NA, f"running as {me}, not as the service user {SERVICE_USER}: file permissions and the systemd "
+                    f"credential are not what the service sees. Run it as the service: runuser -u {SERVICE_USER} "
+                    f"-- mall-connector check (docs/service.md shows the form with the credential)")
 
 
 def _get_json(url: str) -> dict | None:
@@ -139,24 +253,40 @@ def check_public_url(config: Config, running: dict | None) -> Line:
                     "MALL Partner portal (Partner → Webhook)")
 
 
-def run_checks(ctx) -> int:
+def run_checks(ctx, *, send_alert: bool = False) -> int:
+    from connector.commands.config_cmd import secret_source_lines
+
+    first = identity_line()
+    if first:
+        first.show()
     try:
         config = ctx.config()
-        config.client_id
     except ConfigError as e:
         Line(BAD, f"config: {redact(str(e))}").show()
         return EXIT_CONFIG
     lines = [Line(OK, f"config {config.source_path} is valid")]
+    for text in secret_source_lines(config):
+        mark, _, rest = text.partition(" ")
+        if rest.startswith("client_id: not found"):
+            mark = BAD
+        lines.append(Line(mark, rest))
+    has_client_id = "mall.client_id" in config.secret_sources
     try:
         lines.extend(check_mapping(config))
     except ConfigError as e:
         lines.append(Line(BAD, f"mapping: {redact(str(e))}"))
     except Exception as e:  # noqa: BLE001
         lines.append(Line(BAD, f"mapping / shop feed: {redact(str(e))}"))
-    try:
-        lines.extend(check_mall(config))
-    except Exception as e:  # noqa: BLE001
-        lines.append(Line(BAD, f"MALL: {redact(str(e))}"))
+    if config.shop.mapping is None:
+        lines.append(Line(NA, f"[shop] mapping is not set: the shipped {config.mapping_path} is replaced on every "
+                              "upgrade; make your own copy (mall-connector init) and set [shop] mapping"))
+    if has_client_id:
+        try:
+            lines.extend(check_mall(config))
+        except Exception as e:  # noqa: BLE001
+            lines.append(Line(BAD, f"MALL: {redact(str(e))}"))
+    else:
+        lines.append(Line(NA, "MALL not contacted: no client_id here"))
     lines.append(_safe(lambda: check_ledger(config), "ledger"))
     try:
         receiver_line, running = check_receiver(config)
@@ -164,6 +294,10 @@ def run_checks(ctx) -> int:
         receiver_line, running = Line(BAD, f"receiver: {redact(str(e))}"), None
     lines.append(receiver_line)
     lines.append(_safe(lambda: check_public_url(config, running), "public_url"))
+    lines.append(_safe(lambda: check_outbox(config), "outbox"))
+    lines.append(_safe(lambda: check_alerts(config), "alerts"))
+    if send_alert:
+        lines.extend(send_test_alert(config))
     for line in lines:
         line.show()
     bad = sum(1 for line in lines if line.mark == BAD)

@@ -30,10 +30,12 @@ def run(ctx: Context) -> None:
 
 
 @click.command("check")
+@click.option("--send-test-alert", is_flag=True, help="Also send one real alert through every [alerts] channel.")
 @pass_ctx
-def check(ctx: Context) -> None:
-    """The pre-launch checklist: config, mapping coverage of the shop feed, MALL client_id, test
-    orders, ledger, receiver address, public webhook URL.
+def check(ctx: Context, send_test_alert: bool) -> None:
+    """The pre-launch checklist: config, where each secret comes from, mapping coverage of the shop
+    feed, MALL client_id, test orders, ledger folder, receiver address, public webhook URL, outbox
+    (a probe file with the configured mode and group), alerts.
 
     Prints ✓ (fine), ✗ (must fix, with what to do) or – (cannot be checked) per line. Exit 0 when
     nothing is ✗, 1 when something is, 78 when the config itself is invalid.
@@ -42,7 +44,7 @@ def check(ctx: Context) -> None:
     """
     from connector.checks import run_checks
 
-    sys.exit(run_checks(ctx))
+    sys.exit(run_checks(ctx, send_alert=send_test_alert))
 
 
 @click.command("demo")
