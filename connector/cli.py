@@ -128,6 +128,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("connector.commands.run_cmd", ["run", "check", "demo"]),
     ("connector.commands.ops_cmd", ["orders_group", "export_group"]),
     ("connector.commands.init_cmd", ["init"]),
+    ("connector.commands.backup_cmd", []),  # adds `ledger backup` to the ledger group
 ]
 
 _register()
