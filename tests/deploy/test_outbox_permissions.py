@@ -170,3 +170,34 @@ def test_a_link_swapped_in_after_staging_is_refused_and_nothing_outside_changes(
         box.publish(NAME)
     for p, (data, mode) in victims.items():
         assert p.read_bytes() == data and os.stat(p).st_mode == mode, p
+
+
+@pytest.mark.parametrize("adapter", ["generic_csv", "fastcentrik"])
+def test_both_adapters_take_outbox_mode_and_group_from_the_config(tmp_path, umask_077, adapter):
+    from adapters import make_adapter
+    from connector.config import load_config
+
+    gid = _other_gid()
+    (tmp_path / "outbox").mkdir()
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(f'[mall]\nclient_id = "cid-12345678"\n[shop]\nadapter = "{adapter}"\n[shop.{adapter}]\n'
+                        f'source = "feed.csv"\noutbox = "outbox"\noutbox_mode = "0660"\noutbox_group = {gid}\n')
+    shop = make_adapter(load_config(cfg_path, environ={}))
+    shop.stage_handoff(NAME, "changes", RECORD)
+    assert shop.publish_handoff(NAME) is True
+    st = os.stat(tmp_path / "outbox" / f"{NAME}.csv")
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o660, gid)
+
+
+@pytest.mark.parametrize("value", ["640", "0o640", "1777", "0044", "rw-r-----", ""])
+def test_bad_outbox_mode_is_a_config_error_naming_the_key(tmp_path, value):
+    from connector.config import ConfigError, load_config
+
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(f'[shop.generic_csv]\noutbox_mode = "{value}"\n')
+    if value == "640":  # three octal digits are a valid mode too
+        assert load_config(cfg_path, environ={}).shop.generic_csv.outbox_mode == "640"
+        return
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg_path, environ={})
+    assert e.value.key == "shop.generic_csv.outbox_mode" and e.value.line == 2
