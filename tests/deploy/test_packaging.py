@@ -33,6 +33,25 @@ def test_build_prints_no_deprecation_warning(built):
         assert word not in lowered, output
 
 
+def test_editable_install_as_make_does_prints_no_warning(tmp_path):
+    """`make install` / `make demo` install editable; that must be as quiet as `pip install .`."""
+    import re
+
+    make = (ROOT / "Makefile").read_text(encoding="utf-8")
+    line = next(ln for ln in make.splitlines() if "pip install" in ln and "-e" in ln)
+    settings = re.findall(r"--config-settings\s+(\S+)", line)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    cmd = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "-e", str(ROOT)]
+    for s in settings:
+        cmd += ["--config-settings", s]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = (r.stdout + r.stderr).lower()
+    for word in ("deprecat", "buildbackendwarning", "!!"):
+        assert word not in out, r.stdout + r.stderr
+
+
 def test_metadata_is_complete(built):
     whl, _ = built
     with zipfile.ZipFile(whl) as z:
