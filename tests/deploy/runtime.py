@@ -68,11 +68,9 @@ def build(where: Path) -> Path:
     script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom connector.cli import main\nsys.exit(main())\n",
                       encoding="utf-8")
     os.chmod(script, 0o755)
-    for dirpath, dirnames, filenames in os.walk(where):
-        for d in dirnames:
-            os.chmod(os.path.join(dirpath, d), 0o755, follow_symlinks=False) if not os.path.islink(os.path.join(dirpath, d)) else None
-        for f in filenames:
-            p = os.path.join(dirpath, f)
+    for dirpath, dirnames, filenames in os.walk(where):  # readable by every user (links keep their target's mode)
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
             if not os.path.islink(p):
-                os.chmod(p, os.stat(p).st_mode | 0o444)
+                os.chmod(p, 0o755 if name in dirnames else os.stat(p).st_mode | 0o444)
     return venv / "bin"

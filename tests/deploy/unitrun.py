@@ -71,7 +71,7 @@ class NotifySocket:
         while not self._stop:
             try:
                 data = self.sock.recv(4096)
-            except (socket.timeout, OSError):
+            except OSError:  # includes the 0.2 s timeout
                 continue
             self.messages.extend(data.decode("utf-8", "replace").splitlines())
 
@@ -181,10 +181,9 @@ class ServiceRun:
             self.notify = NotifySocket(self.root / "notify.sock")
         env = self.environment()
         cwd = self.map_path(self._one("WorkingDirectory", "/"))
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self._command("ExecStart"), stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=cwd, env=env, **self._creds())
-        log.close()
+        with open(self.log_path, "ab") as log:  # the journal's stand-in; the child keeps its own descriptor
+            self.proc = subprocess.Popen(self._command("ExecStart"), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=cwd, env=env, **self._creds())
         return self.proc
 
     def run_to_exit(self, timeout: float = 60) -> tuple[int, str]:
