@@ -462,7 +462,7 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
         self._out("")
 
     def _last_sync(self, o: StoryOrder) -> str:
-        changes = self.ledger.list_changes(order_id=o.mall_order_id)
+        changes = self.ledger.changes.list(order_id=o.mall_order_id)
         if not changes:
             return "-"
         ch = changes[-1]
@@ -715,11 +715,11 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
     # -- what the connector decided (its ledger, read only) ---------------------------------------------
 
     def _mall_status_in_ledger(self, o: StoryOrder) -> str | None:
-        row = self.ledger.get_order(o.mall_order_id)
+        row = self.ledger.orders.get(o.mall_order_id)
         return row.mall_status if row is not None else None
 
     def _settled_change(self, o: StoryOrder, *, target: str | None = None, shop_status: str | None = None):
-        for ch in self.ledger.list_changes(order_id=o.mall_order_id):
+        for ch in self.ledger.changes.list(order_id=o.mall_order_id):
             if ch.origin != "shop" or ch.state not in ("done", "skipped", "failed"):
                 continue
             if (target is None or ch.target_status == target) and (shop_status is None or ch.shop_status == shop_status):
