@@ -74,7 +74,6 @@ class Daemon:
         elif 200 <= code < 300:
             self._first_429 = None
             self._unauthorized = False
-        self._forbidden = False
             self._forbidden = False
         elif code == 401:
             self._unauthorized = True
