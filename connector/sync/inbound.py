@@ -260,14 +260,10 @@ class InboundSync(Engine):
     # -- hand-off to the shop -----------------------------------------------------------------
     def handoff(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
         """Finish interrupted batches first, then hand new records over in batches. A batch that fails backs off
-        on its own; after one failed in this pass no new batch is started (the shop side is failing)."""
+        on its own and the others go on (a change joins one batch only, so failing batches cannot pile up)."""
         result = result or InboundResult()
-        failing = False
         for h in self.ledger.handoffs.open(due_only=not retry_now):
-            if not self._finish_handoff(h, result):
-                failing = True
-        if failing:
-            return result
+            self._finish_handoff(h, result)
         cfg = self.config.sync
         last_id = 0
         while True:
@@ -282,9 +278,7 @@ class InboundSync(Engine):
                 if group:
                     with self.ledger.write() as c:
                         hid, name = self.ledger.handoffs.create(c, kind, [ch.id for ch in group])
-                    row = HandoffRow(hid, name, str(kind), HandoffState.SENDING.value)
-                    if not self._finish_handoff(row, result):
-                        return result
+                    self._finish_handoff(HandoffRow(hid, name, str(kind), HandoffState.SENDING.value), result)
         return result
 
     def _record_buildable(self, ch: ChangeRow, kind: str, result: InboundResult) -> bool:

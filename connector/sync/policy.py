@@ -10,15 +10,18 @@ error                  outcome
 =====================  ==================================================================
 401 MallUnauthorized   STOP: end the job, alert (nothing can work until a human fixes it)
 403 MallForbidden      STOP: the account may not do this; alert
-404 MallNotFound       inbox read, confirm read/PUT: DROP; push read/PUT: FAIL; list: REREAD
+list refresh           any error but 401/403: REREAD (the orders are read one by one)
+404 MallNotFound       inbox read, confirm read/PUT: DROP; push read/PUT: FAIL
 400/422 Validation     push PUT: first try REREAD (MALL may have changed the order), later FAIL;
                        confirm PUT: FAIL; anything else: RETRY
 429 RateLimited        RETRY after the reset MALL gave; a push pass ends there
 5xx, transport, bad    RETRY with backoff (a push's ambiguous failure: REREAD before resending)
 MallOutcomeUnknown     push PUT: REREAD; confirm PUT (idempotent): RETRY
+MallBadResponse        push PUT: REREAD (MALL may have applied it); anything else: RETRY
 HandoffError           RETRY with backoff
 LedgerError            RETRY with backoff
-anything else          RETRY with backoff: recorded on the item, quarantined after max_attempts
+anything else          push PUT: REREAD; else RETRY with backoff: recorded on the item,
+                       quarantined after max_attempts
 =====================  ==================================================================
 
 RETRY and REREAD count an attempt; past ``[sync] max_attempts`` the item is quarantined (FAIL,
@@ -123,13 +126,14 @@ def outcome_for(op: Op, error: BaseException, *, first_try: bool = False) -> Out
         return out(Kind.STOP, "MALL rejected the client_id (401): check [mall] client_id")
     if isinstance(error, MallForbidden):
         return out(Kind.STOP, f"MALL does not allow this account {doing} (403): {message}")
+    if op == Op.LIST_REFRESH:
+        # Only an optimisation: whatever went wrong, the orders are read one by one instead.
+        return out(Kind.REREAD, f"{doing} failed ({cls}: {message}); the orders are read one by one")
     if isinstance(error, MallNotFound):
         if op in (Op.INBOX_READ, Op.CONFIRM_READ, Op.CONFIRM):
             return out(Kind.DROP, "MALL does not know this order id (404)")
         if op in (Op.PUSH_READ, Op.PUSH):
             return out(Kind.FAIL, "MALL does not know this order: check the mall_order_id in the shop feed")
-        if op == Op.LIST_REFRESH:
-            return out(Kind.REREAD, f"{doing} failed (404): the orders are read one by one")
         return out(Kind.RETRY, f"{doing} failed: {message}")
     if isinstance(error, MallValidationError):
         if op == Op.PUSH:
@@ -139,12 +143,8 @@ def outcome_for(op: Op, error: BaseException, *, first_try: bool = False) -> Out
             return out(Kind.FAIL, f"MALL refused it: {error.message}", refused=True)
         if op == Op.CONFIRM:
             return out(Kind.FAIL, f"MALL refused the confirmation: {error.message}", refused=True)
-        if op == Op.LIST_REFRESH:
-            return out(Kind.REREAD, f"{doing} failed: {message}; the orders are read one by one")
         return out(Kind.RETRY, f"{doing} failed: {message}")
     if isinstance(error, MallRateLimited):
-        if op == Op.LIST_REFRESH:
-            return out(Kind.REREAD, f"{doing} was rate-limited; the orders are read one by one")
         return out(Kind.RETRY, f"{doing}: MALL is rate-limiting: {message}", at_least_s=float(error.reset_s or 0.0),
                    end_pass=op == Op.PUSH)
     if isinstance(error, MallOutcomeUnknown) or (op == Op.PUSH and isinstance(error, MallBadResponse)):
@@ -152,8 +152,6 @@ def outcome_for(op: Op, error: BaseException, *, first_try: bool = False) -> Out
             return out(Kind.REREAD, f"outcome unknown, the order will be re-read before any resend: {message}")
         return out(Kind.RETRY, f"{doing} failed: {message}")
     if isinstance(error, (MallServerError, MallTransportError, MallBadResponse, MallError)):
-        if op == Op.LIST_REFRESH:
-            return out(Kind.REREAD, f"{doing} failed: {message}; the orders are read one by one")
         return out(Kind.RETRY, f"{doing} failed: {message}")
     if isinstance(error, HandoffError):
         return out(Kind.RETRY, f"{doing} failed: {message}")
@@ -161,8 +159,9 @@ def outcome_for(op: Op, error: BaseException, *, first_try: bool = False) -> Out
         return out(Kind.RETRY, f"{doing} failed, the shop feed is unreadable: {message}")
     if isinstance(error, LedgerError):
         return out(Kind.RETRY, f"{doing} failed, the ledger could not be written: {message}")
-    if op == Op.LIST_REFRESH:
-        return out(Kind.REREAD, f"{doing} failed ({cls}: {message}); the orders are read one by one")
+    if op == Op.PUSH:
+        # Raised while the PUT was on its way or its answer read: MALL may have applied it.
+        return out(Kind.REREAD, f"{doing} failed ({cls}: {message}); the order will be re-read before any resend")
     return out(Kind.RETRY, f"{doing} failed: {cls}: {message}")
 
 
