@@ -565,6 +565,7 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
             self.ledger.close()
             self.ledger = None
         if self.sandbox is not None:
+            self.mall_requests = len(self.sandbox.request_log)  # the work the story cost MALL (shown at the end)
             self.sandbox.stop()
             self.sandbox = None
         self._release_logging()
@@ -576,7 +577,8 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
                 if self.folder.exists():
                     problems.append(f"could not remove the temp folder {self.folder}")
                 elif ok:
-                    self._out(f"Demo finished in {self.now():.1f} s; removed the temp folder {self.folder}.")
+                    self._out(f"Demo finished in {self.now():.1f} s after {getattr(self, 'mall_requests', 0)} MALL API "
+                              f"request(s); removed the temp folder {self.folder}.")
         if problems:
             raise DemoError("; ".join(problems))
 
