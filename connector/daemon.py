@@ -28,7 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connector import notify
 from connector.config import Config, ConfigError, load_config
 from connector.logs import register_secret
-from connector.ledger.types import ItemKind
+from connector.ledger.types import ChangeState, ItemKind
 from connector.mall.errors import MallError, MallForbidden, MallUnauthorized
 from connector.mapping import load_mapping
 from connector.sync.runner import Services
@@ -312,7 +312,7 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
                   "[shop]; the connector's log says why.")
     elif failures == 0:
         a.resolved("feed_unreadable", "The shop feed is readable again.")
-    failed = {c.id: c for c in ledger.changes.list(states=("failed",))}
+    failed = {c.id: c for c in ledger.changes.list(states=(ChangeState.FAILED,))}
     for cid, ch in failed.items():
         a.problem(f"change_failed:{cid}", f"order {ch.mall_order_id}: change failed",
                   f"Change {cid} (order {ch.mall_order_id}, shop status {ch.shop_status!r} → MALL "

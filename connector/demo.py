@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from connector.ledger.types import FINISHED_CHANGE_STATES, Origin
+
 STORY_STEPS = 5
 WAIT_S = 20.0  # the longest wait for one thing to happen; the whole story takes about 20 s
 DAEMON_START_S = 30.0
@@ -722,7 +724,7 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
 
     def _settled_change(self, o: StoryOrder, *, target: str | None = None, shop_status: str | None = None):
         for ch in self.ledger.changes.list(order_id=o.mall_order_id):
-            if ch.origin != "shop" or ch.state not in ("done", "skipped", "failed"):
+            if ch.origin != Origin.SHOP or ch.state not in FINISHED_CHANGE_STATES:
                 continue
             if (target is None or ch.target_status == target) and (shop_status is None or ch.shop_status == shop_status):
                 return ch

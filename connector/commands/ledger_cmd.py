@@ -69,7 +69,7 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
         changes = ledger.changes.list(states=states, order_id=order_id)
         rows = [(c.id, c.mall_order_id, c.shop_status or "", c.target_status or "", c.state, c.attempts,
                  c.reason or c.last_error or "") for c in changes]
-        if state in ("failed", "all") or state is None:
+        if state in (S.FAILED, "all") or state is None:
             # Quarantined inbox ids, hand-offs and confirmations too: whatever failed, it is listed here, named by
             # the MALL order id(s), what failed and how many attempts were made. `ledger retry ITEM` takes the id.
             for item in ledger.failed_items():
@@ -78,7 +78,7 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
                 if order_id is not None and order_id not in item.mall_order_ids:
                     continue
                 orders = ",".join(str(o) for o in item.mall_order_ids) or "-"
-                rows.append((item.ref, orders, "", "", "failed", item.attempts, f"{item.what}: {item.reason}"))
+                rows.append((item.ref, orders, "", "", S.FAILED.value, item.attempts, f"{item.what}: {item.reason}"))
         emit(fmt, ["change", "mall_order_id", "shop_status", "mall_status", "state", "attempts", "reason"], rows,
              empty="no changes" + ("" if state else " waiting or needing attention"))
 

@@ -103,7 +103,7 @@ class Ledger:
     def quarantined_count(self) -> int:
         """Quarantined inbox ids, hand-offs and confirmations (failed changes are counted by ``changes.count``)."""
         with self.read() as c:
-            return sum(c.execute(select(func.count()).select_from(t).where(t.c.state == "failed")).scalar_one()
+            return sum(c.execute(select(func.count()).select_from(t).where(t.c.state == ChangeState.FAILED.value)).scalar_one()
                        for t in (s.inbox, s.handoffs, s.confirms))
 
     def health(self) -> dict[str, Any]:

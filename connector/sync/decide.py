@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from connector.ledger.types import ChangeState
+
 from connector.mall.statuses import (
     PARTNER_SETTABLE,
     Status,
@@ -212,7 +214,7 @@ class Wait:
 Intent = HandNewOrder | HandMallChange | HandBranchChange | RecordOnly | Confirm | Wait
 
 #: Our own outbound change for a status in one of these states means a MALL status equal to it is our echo.
-OWN_PUSH_STATES = frozenset({"done", "sending", "retry"})
+OWN_PUSH_STATES = frozenset({ChangeState.DONE, ChangeState.SENDING, ChangeState.RETRY})
 
 
 @dataclass(frozen=True)

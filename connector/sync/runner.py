@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from connector.config import Config
 from connector.ledger import Ledger, open_ledger
+from connector.ledger.types import ChangeState
 from connector.mapping import Mapping, load_mapping
 from connector.sync.inbound import InboundResult, InboundSync
 from connector.sync.outbound import OutboundSync, PollResult, PushResult
@@ -127,7 +128,8 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
     if sweep:
         services.inbound.sweep(summary.inbound)
     services.inbound.run(summary.inbound, retry_now=retry_now)
-    counts = services.ledger.changes.count(states=("failed", "retry", "sending"))  # not a count of the whole table
-    summary.failed_total = counts.get("failed", 0) + services.ledger.quarantined_count()
-    summary.waiting_retry = counts.get("retry", 0) + counts.get("sending", 0)
+    S = ChangeState
+    counts = services.ledger.changes.count(states=(S.FAILED, S.RETRY, S.SENDING))  # not a count of the whole table
+    summary.failed_total = counts.get(S.FAILED, 0) + services.ledger.quarantined_count()
+    summary.waiting_retry = counts.get(S.RETRY, 0) + counts.get(S.SENDING, 0)
     return summary
