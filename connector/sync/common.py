@@ -31,13 +31,6 @@ def fingerprint(values: dict) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
 
 
-def backoff_at(*args, **kwargs) -> datetime:
-    """See connector.sync.policy.backoff_at (kept here for callers of the first release)."""
-    from connector.sync.policy import backoff_at as _backoff_at
-
-    return _backoff_at(*args, **kwargs)
-
-
 @dataclass
 class Hooks:
     """Where other parts hook into the engines. Each callback runs after the step is committed, outside any
