@@ -149,6 +149,8 @@ class InboundSync(Engine):
     def _fetch_one(self, oid: int, result: InboundResult) -> None:
         try:
             order = self.client.get_order(oid)
+            if order.id != oid:  # recording it would leave this id in the inbox, read again on every pass
+                raise ValueError(f"MALL answered GET /v1/orders/{oid} with order {order.id}")
         except Exception as e:  # contained: see policy.py
             self._inbox_failed(oid, Op.INBOX_READ, e, result)
             return

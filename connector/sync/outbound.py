@@ -107,12 +107,14 @@ class OutboundSync(Engine):
         previous = kv.get(FEED_KV)
         try:
             feed = self.adapter.read_feed(previous_fingerprint=previous, wait_for_settle=wait_for_settle)
-        except FeedUnavailable as e:
+        except Exception as e:  # contained: see policy.py; the push pass and the inbound still run
+            outcome = self.outcome(Op.FEED_READ, e)
             failures = int(kv.get(FEED_FAILURES_KV) or 0) + 1
             with self.ledger.write() as c:
                 kv.set(c, FEED_FAILURES_KV, str(failures))
-            log.warning("shop feed unreadable (%d poll(s) in a row): %s", failures, e)
-            result.unavailable = str(e)
+            text = str(e) if isinstance(e, FeedUnavailable) else outcome.reason
+            log.warning("shop feed unreadable (%d poll(s) in a row): %s", failures, text)
+            result.unavailable = text
             return result
         if kv.get(FEED_FAILURES_KV) not in (None, "0"):
             with self.ledger.write() as c:

@@ -69,6 +69,7 @@ class Op(StrEnum):
     CONFIRM = "confirm"  # PUT confirmed: true
     SWEEP = "sweep"  # list MALL's unconfirmed orders
     DECIDE = "decide"  # decide a change on the state read (pure, but fed with outside data)
+    FEED_READ = "feed_read"  # read the shop's feed (the whole feed: retried by the next poll)
 
 
 class Kind(StrEnum):
@@ -103,6 +104,7 @@ DOING = {
     Op.CONFIRM: "confirming the order on MALL",
     Op.SWEEP: "listing MALL's unconfirmed orders",
     Op.DECIDE: "deciding the change",
+    Op.FEED_READ: "reading the shop feed",
 }
 
 

@@ -43,28 +43,28 @@ ERRORS = {
     "value": ValueError("bad value"),
 }
 OPS = [Op.INBOX_READ, Op.RECORD, Op.PUSH_READ, Op.LIST_REFRESH, Op.PUSH, Op.HANDOFF_RECORD, Op.HANDOFF,
-       Op.CONFIRM_READ, Op.CONFIRM, Op.SWEEP, Op.DECIDE]
+       Op.CONFIRM_READ, Op.CONFIRM, Op.SWEEP, Op.DECIDE, Op.FEED_READ]
 
 R, RR, F, S, D = Kind.RETRY, Kind.REREAD, Kind.FAIL, Kind.STOP, Kind.DROP
 # Rows: error; columns in the order of OPS:
-#            inbox  record push_r list  push  h_rec  hand  conf_r conf  sweep decide
+#            inbox  record push_r list  push  h_rec  hand  conf_r conf  sweep decide feed
 TABLE = {
-    "401":        [S,  S,  S,  S,  S,  S,  S,  S,  S,  S,  S],
-    "403":        [S,  S,  S,  S,  S,  S,  S,  S,  S,  S,  S],
-    "404":        [D,  R,  F,  RR, F,  R,  R,  D,  D,  R,  R],
-    "400":        [R,  R,  R,  RR, F,  R,  R,  R,  F,  R,  R],  # push: FAIL unless first try (below)
-    "429":        [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R],
-    "5xx":        [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R],
-    "transport":  [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R],
-    "bad":        [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R],
-    "unknown":    [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R],
-    "mall-other": [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R],
-    "handoff":    [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R],
-    "feed":       [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R],
-    "ledger":     [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R],
-    "overflow":   [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R],
-    "recursion":  [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R],
-    "value":      [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R],
+    "401":        [S,  S,  S,  S,  S,  S,  S,  S,  S,  S,  S,  S],
+    "403":        [S,  S,  S,  S,  S,  S,  S,  S,  S,  S,  S,  S],
+    "404":        [D,  R,  F,  RR, F,  R,  R,  D,  D,  R,  R,  R],
+    "400":        [R,  R,  R,  RR, F,  R,  R,  R,  F,  R,  R,  R],  # push: FAIL unless first try (below)
+    "429":        [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R,  R],
+    "5xx":        [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R,  R],
+    "transport":  [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R,  R],
+    "bad":        [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R,  R],
+    "unknown":    [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R,  R],
+    "mall-other": [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R,  R],
+    "handoff":    [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R,  R],
+    "feed":       [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R,  R],
+    "ledger":     [R,  R,  R,  RR, R,  R,  R,  R,  R,  R,  R,  R],
+    "overflow":   [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R,  R],
+    "recursion":  [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R,  R],
+    "value":      [R,  R,  R,  RR, RR, R,  R,  R,  R,  R,  R,  R],
 }
 
 

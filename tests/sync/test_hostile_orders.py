@@ -58,10 +58,11 @@ def _bodies(sandbox, oid):
         "purchase_id_2^63": order_with(_wire_order(sandbox, oid), purchase_id=2 ** 63),
         "nested_10000_deep": DEEP_JSON,
         "data_null": DATA_NULL,
+        "another_order": order_with(_wire_order(sandbox, oid), id=oid + 1_000_000),
     }
 
 
-@pytest.mark.parametrize("kind", ["purchase_id_2^63", "nested_10000_deep", "data_null"])
+@pytest.mark.parametrize("kind", ["purchase_id_2^63", "nested_10000_deep", "data_null", "another_order"])
 def test_hostile_inbox_order_is_contained_quarantined_alerted_once_and_retried(tmp_path, sandbox, hostile, kind):
     ids = [o["id"] for o in sandbox.state.create_orders(4, kind="normal", status="open")]
     bad, good = ids[1], [ids[0], *ids[2:]]
@@ -223,5 +224,22 @@ def test_a_hand_off_raising_anything_backs_off_alone(tmp_path, sandbox):
         assert second in handed
         sync_once(services, retry_now=True)
         assert first in {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")}
+    finally:
+        services.close()
+
+
+def test_a_feed_reader_raising_anything_does_not_stop_the_push_pass_or_the_inbound(tmp_path, sandbox):
+    shop = CsvShop(tmp_path, sandbox)
+    services = Services(shop.config())
+    try:
+        (pushed, new) = [o["id"] for o in sandbox.state.create_orders(2, kind="normal", status="open")]
+        shop.write_feed([{"mall_order_id": pushed, "status": "packing"}])
+        services.outbound.poll_shop()  # recorded while the reader still works
+        services.adapter.read_feed = lambda **kw: {}["a bug in the reader"]  # KeyError, not FeedUnavailable
+        summary = sync_once(services)
+        assert summary.poll.unavailable and "KeyError" in summary.poll.unavailable
+        assert services.ledger.kv.get("shop_feed_failures") == "1"  # counted like an unreadable feed (alerted)
+        assert len(applied_status_puts(sandbox, pushed)) == 1  # the push pass still ran
+        assert new in {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")}  # and the inbound
     finally:
         services.close()
