@@ -276,22 +276,29 @@ class InboundSync(Engine):
             todo = [ch for ch in batch if ch.handoff_id is None]
             for kind, group in ((HandoffKind.ORDERS, [ch for ch in todo if ch.kind == ChangeKind.NEW_ORDER]),
                                 (HandoffKind.CHANGES, [ch for ch in todo if ch.kind != ChangeKind.NEW_ORDER])):
-                group = [ch for ch in group if self._record_buildable(ch, kind, result)]
+                group = self._buildable(kind, group, result)
                 if group:
                     with self.ledger.write() as c:
                         hid, name = self.ledger.handoffs.create(c, kind, [ch.id for ch in group])
                     self._finish_handoff(HandoffRow(hid, name, str(kind), HandoffState.SENDING.value), result)
         return result
 
-    def _record_buildable(self, ch: ChangeRow, kind: str, result: InboundResult) -> bool:
-        """Build the change's record before it joins a batch: one that cannot be built (e.g. a snapshot the
-        models refuse) is recorded on that change, and the batch goes on without it."""
-        try:
-            self._records(kind, [ch])
-        except Exception as e:  # contained: see policy.py
-            self._change_failed(ch, Op.HANDOFF_RECORD, e, result)
-            return False
-        return True
+    def _buildable(self, kind: str, changes: list[ChangeRow], result: InboundResult) -> list[ChangeRow]:
+        """The changes whose shop record can be built, checked before they join a batch: one that cannot (e.g. a
+        snapshot the models refuse) is recorded on that change, and the batch goes on without it."""
+        if not changes:
+            return []
+        orders = self.ledger.orders.get_many([ch.mall_order_id for ch in changes])
+        mapping = self.mapping
+        ok = []
+        for ch in changes:
+            try:
+                self._record(kind, ch, orders.get(ch.mall_order_id), mapping)
+            except Exception as e:  # contained: see policy.py
+                self._change_failed(ch, Op.HANDOFF_RECORD, e, result)
+            else:
+                ok.append(ch)
+        return ok
 
     def _change_failed(self, ch: ChangeRow, op: Op, error: BaseException, result: InboundResult) -> None:
         outcome = self.outcome(op, error)
@@ -313,23 +320,22 @@ class InboundSync(Engine):
     def _records(self, kind: str, changes: list[ChangeRow]) -> list:
         mapping = self.mapping
         orders = self.ledger.orders.get_many([ch.mall_order_id for ch in changes])
-        records = []
-        for ch in changes:
-            row = orders.get(ch.mall_order_id)
-            if row is None or not row.snapshot:
-                raise ValueError(f"the ledger has no MALL data for order {ch.mall_order_id}")
-            order = order_from_snapshot(row.snapshot)
-            if kind == HandoffKind.ORDERS:
-                records.append(new_order_record(order, mapping))
-            else:
-                status = Status(ch.payload.get("status", order.status.value))
-                records.append(MallChange(
-                    mall_order_id=ch.mall_order_id, mall_status=status.value,
-                    shop_status=mapping.shop_status_for(status),
-                    changed_at=ch.payload.get("changed_at") or mall_time(utcnow().replace(tzinfo=None)) or "",
-                    branch_id=ch.payload.get("branch_id"), note=ch.payload.get("note", ""),
-                ))
-        return records
+        return [self._record(kind, ch, orders.get(ch.mall_order_id), mapping) for ch in changes]
+
+    @staticmethod
+    def _record(kind: str, ch: ChangeRow, row, mapping: Mapping):
+        """The shop's record of one change, from the newest snapshot of its order."""
+        if row is None or not row.snapshot:
+            raise ValueError(f"the ledger has no MALL data for order {ch.mall_order_id}")
+        order = order_from_snapshot(row.snapshot)
+        if kind == HandoffKind.ORDERS:
+            return new_order_record(order, mapping)
+        status = Status(ch.payload.get("status", order.status.value))
+        return MallChange(
+            mall_order_id=ch.mall_order_id, mall_status=status.value, shop_status=mapping.shop_status_for(status),
+            changed_at=ch.payload.get("changed_at") or mall_time(utcnow().replace(tzinfo=None)) or "",
+            branch_id=ch.payload.get("branch_id"), note=ch.payload.get("note", ""),
+        )
 
     def _finish_handoff(self, h: HandoffRow, result: InboundResult) -> bool:
         """Stage (unless staged) and publish one batch; False when it failed (recorded on the batch)."""

@@ -243,3 +243,21 @@ def test_a_feed_reader_raising_anything_does_not_stop_the_push_pass_or_the_inbou
         assert new in {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")}  # and the inbound
     finally:
         services.close()
+
+
+def test_a_change_whose_record_cannot_be_built_stays_out_of_the_batch(tmp_path, sandbox):
+    shop = CsvShop(tmp_path, sandbox)
+    services = Services(shop.config())
+    try:
+        good, bad = [o["id"] for o in sandbox.state.create_orders(2, kind="normal", status="open")]
+        services.inbound.sweep()
+        services.inbound.drain()
+        with services.ledger.write() as c:  # the stored order no longer fits the models
+            services.ledger.orders.ensure(c, bad, snapshot='{"id": "not a number"}')
+        result = services.inbound.handoff()
+        assert {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")} == {good}
+        assert result.handed == 1 and result.retry == 1
+        (ch,) = services.ledger.changes.list(order_id=bad)
+        assert ch.state == ChangeState.RETRY and ch.handoff_id is None and ch.error_class == "ValidationError"
+    finally:
+        services.close()
