@@ -37,6 +37,7 @@ class HostileMall:
         self.sandbox = sandbox
         self.replacements: dict[tuple[str, str], bytes] = {}
         self.not_forwarded: set[tuple[str, str]] = set()
+        self.statuses: dict[tuple[str, str], int] = {}
         self.calls: collections.Counter = collections.Counter()
         self._server: ThreadingHTTPServer | None = None
 
@@ -44,10 +45,12 @@ class HostileMall:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def replace(self, method: str, order_id: int, body: bytes, *, forward: bool = True) -> None:
-        """Answer ``body`` instead; a PUT still reaches the sandbox (applied, then garbage) unless ``forward=False``."""
+    def replace(self, method: str, order_id: int, body: bytes, *, forward: bool = True, status: int = 200) -> None:
+        """Answer ``body`` (with HTTP ``status``) instead; a PUT still reaches the sandbox (applied, then garbage)
+        unless ``forward=False``."""
         key = (method.upper(), f"/v1/orders/{order_id}")
         self.replacements[key] = body
+        self.statuses[key] = status
         if not forward:
             self.not_forwarded.add(key)
 
@@ -75,7 +78,7 @@ class HostileMall:
                     if self.command == "PUT" and key not in proxy.not_forwarded:  # applied, then garbage
                         upstream.request("PUT", self.path, content=body,
                                          headers={"Content-Type": "application/json"})
-                    out, status, ctype = proxy.replacements[key], 200, "application/json"
+                    out, status, ctype = proxy.replacements[key], proxy.statuses.get(key, 200), "application/json"
                 else:
                     r = upstream.request(self.command, self.path, content=body or None,
                                          headers={"Content-Type": self.headers.get("Content-Type",

@@ -261,3 +261,31 @@ def test_a_change_whose_record_cannot_be_built_stays_out_of_the_batch(tmp_path, 
         assert ch.state == ChangeState.RETRY and ch.handoff_id is None and ch.error_class == "ValidationError"
     finally:
         services.close()
+
+
+def test_403_stops_the_job_and_alerts_without_counting_against_the_item(tmp_path, sandbox, hostile):
+    from connector.mall.errors import MallForbidden
+
+    (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
+    forbidden = json.dumps({"result": {"code": 403, "status": "ERROR", "message": "not allowed"}}).encode()
+    hostile.replace("GET", oid, forbidden, status=403)
+    shop = CsvShop(tmp_path, Via(hostile.url))
+    services = Services(shop.config())
+    recorder = Recorder()
+    try:
+        with pytest.raises(MallForbidden):
+            sync_once(services)
+        row = _inbox_row(services, oid)
+        assert row["attempts"] == 0 and row["state"] == InboxState.WAITING  # the account's problem, not the item's
+        alerter = Alerter(services.config.alerts, services.ledger, senders=[recorder])
+        evaluate_alerts(alerter, services.ledger, services.config, unauthorized=False, rate_limited_for_s=None,
+                        forbidden=True)
+        assert [t for t, _ in recorder.sent] == ["MALL refuses the account (403)"]
+        hostile.restore("GET", oid)
+        sync_once(services)
+        evaluate_alerts(alerter, services.ledger, services.config, unauthorized=False, rate_limited_for_s=None,
+                        forbidden=False)
+        assert recorder.sent[-1][0] == "Resolved: MALL refuses the account (403)"
+        assert sandbox.state.get(oid)["confirmed"] is True
+    finally:
+        services.close()
