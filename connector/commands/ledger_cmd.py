@@ -106,6 +106,11 @@ def ledger_show(ctx: Context, order_id: int) -> None:
                 ["change", "origin", "shop_status", "mall_status", "state", "attempts", "reason"],
                 [(c.id, c.origin, c.shop_status or "", c.target_status or "", c.state, c.attempts,
                   c.reason or c.last_error or "") for c in changes], max_width=90))
+        quarantined = [i for i in ledger.failed_items() if i.kind != ItemKind.CHANGE and order_id in i.mall_order_ids]
+        if quarantined:
+            click.echo("\nquarantined (bring back with: mall-connector ledger retry ITEM):")
+            for item in quarantined:
+                click.echo(f"  {item.ref:<16} {item.what}, {item.attempts} attempt(s): {item.reason}")
         events = ledger.orders.events_for(order_id)
         if events:
             click.echo("\nhistory (UTC):")

@@ -155,3 +155,15 @@ def test_a_bad_item_id_is_a_clear_usage_error(shop, ledger):
     assert r.exit_code == 2 and "not an item id" in r.output and "Traceback" not in r.output
     r = run(shop, "retry", "inbox:9")
     assert r.exit_code == 1 and "inbox:9 is not quarantined" in r.output
+
+
+def test_show_names_what_is_quarantined_for_the_order(shop, ledger):
+    ledger.inbox.enqueue([5])
+    with ledger.write() as c:
+        ledger.orders.ensure(c, 5)
+        ledger.inbox.record_failure(c, 5, attempts=12, next_attempt_at=None, quarantine=True,
+                                    error_class="OverflowError", message="too large",
+                                    reason="gave up after 12 attempts: recording the order read from MALL failed")
+    r = run(shop, "show", "5")
+    assert r.exit_code == 0
+    assert "inbox:5" in r.output and "12 attempt(s)" in r.output and "recording the order" in r.output
