@@ -83,8 +83,10 @@ class Engine:
         outcome = outcome_for(op, error, first_try=first_try)
         if outcome.kind == Kind.STOP:
             raise error
-        if type(error).__module__.split(".")[0] not in ("connector", "adapters"):
+        module = type(error).__module__.split(".")[0]
+        if module not in ("connector", "adapters", "pydantic", "pydantic_core"):
             # Not one of ours: keep the traceback in the log for whoever fixes it (the item keeps the message).
+            # Not for a model's validation error: its text holds the input values (customer data).
             log.warning("%s: unexpected %s", op, type(error).__name__, exc_info=error)
         return outcome
 

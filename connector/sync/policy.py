@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+import pydantic
+
 from adapters.base import FeedUnavailable, HandoffError
 from connector.ledger.db import LedgerError
 from connector.ledger.repo import utcnow
@@ -109,8 +111,13 @@ DOING = {
 
 
 def describe(error: BaseException) -> str:
-    """``Class: message``, bounded, for an item's record (MallError messages never carry the client_id)."""
-    text = str(error) or error.__class__.__name__
+    """The error's message, bounded, for an item's record (MallError messages never carry the client_id; a
+    model's validation error names fields and reasons only, never the values, which may be customer data)."""
+    if isinstance(error, pydantic.ValidationError):
+        text = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in error.errors())
+        text = f"{error.title}: {text}"
+    else:
+        text = str(error) or error.__class__.__name__
     return text[:MESSAGE_MAX]
 
 

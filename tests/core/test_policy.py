@@ -128,3 +128,16 @@ def test_no_except_mall_in_the_sync_layer_outside_the_policy():
                          capture_output=True, text=True)
     hits = [line for line in out.stdout.splitlines() if "/policy.py:" not in line]
     assert hits == []
+
+
+def test_a_model_error_keeps_fields_and_reasons_never_the_values():
+    import pydantic
+
+    from connector.mall.models import Order
+
+    try:
+        Order.model_validate({"id": "Jana Nováková, Praha 4"})
+    except pydantic.ValidationError as e:
+        outcome = outcome_for(Op.RECORD, e)
+    assert "Nováková" not in outcome.message and "Nováková" not in outcome.reason
+    assert outcome.message.startswith("Order: id: ") and outcome.error_class == "ValidationError"
