@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 
 from adapters.base import FeedRead, HandoffKind, MallChange, NewOrder
 from adapters.fastcentrik.feed import ParsedFeed, parse_orders_table, parse_orders_xml, peek
-from adapters.generic_csv import FeedSource, Outbox, csv_records, xlsx_records
-from adapters.generic_csv.source import is_url
-from connector.config import ConfigError, FastCentrikConfig
+from adapters.fastcentrik.config import FastCentrikConfig
+from adapters.generic_csv import Outbox, csv_records, xlsx_records
+from adapters.shared.source import FeedSource, is_url
+from connector.config import ConfigError
 
 log = logging.getLogger("mall_connector.adapters.fastcentrik")
 

@@ -30,8 +30,8 @@ from defusedxml.ElementTree import DefusedXMLParser, ParseError
 from defusedxml.ElementTree import iterparse as defused_iterparse
 
 from adapters.base import FeedRead, FeedUnavailable
+from adapters.fastcentrik.config import FastCentrikFields
 from adapters.generic_csv import ColumnMap, Records, records_to_feed
-from connector.config import FastCentrikFields
 
 _DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*\bencoding\s*=", re.IGNORECASE)
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")

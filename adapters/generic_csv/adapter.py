@@ -13,8 +13,9 @@ from typing import Sequence
 from adapters.base import FeedRead, HandoffKind, MallChange, NewOrder
 from adapters.generic_csv.outbox import Outbox
 from adapters.generic_csv.records import ColumnMap, csv_records, records_to_feed
-from adapters.generic_csv.source import FeedSource
-from connector.config import ConfigError, GenericCsvConfig
+from adapters.generic_csv.config import GenericCsvConfig
+from adapters.shared.source import FeedSource
+from connector.config import ConfigError
 
 CONFIG_KEY = "shop.generic_csv"
 
