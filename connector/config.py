@@ -418,4 +418,16 @@ def _prepare_adapter_sections(shop: dict, base: Path, cfg_path: Path, env: dict[
 
 
 def _is_secret(dotted: str) -> bool:
+    if _is_adapter_secret(dotted):
+        return True
     return any(s in dotted for s in ("client_id", "tokens", "password"))
+
+
+def _is_adapter_secret(dotted: str) -> bool:
+    """``shop.<adapter>.<key>`` for a key the adapter declares secret."""
+    from adapters import registry
+
+    parts = dotted.split(".")
+    if len(parts) < 3 or parts[0] != "shop" or parts[1] not in registry.adapters():
+        return False
+    return any(s.key == parts[2] for s in registry.get(parts[1]).secrets)
