@@ -8,6 +8,8 @@ from pydantic import Field
 
 from adapters.shared.sections import AdapterSection, FeedSection
 
+MAX_XML_DEPTH = 64  # an order export nests about 4 deep
+
 
 class FastCentrikFields(AdapterSection):
     """The element (XML) or column (CSV/XLSX) names of the export; they vary per shop."""
@@ -26,5 +28,5 @@ class FastCentrikFields(AdapterSection):
 
 class FastCentrikConfig(FeedSection):
     format: Literal["xml", "csv", "xlsx", "auto"] = "auto"
-    max_xml_depth: int = Field(64, ge=4, le=10_000)
+    max_xml_depth: int = Field(MAX_XML_DEPTH, ge=4, le=10_000)
     fields: FastCentrikFields = FastCentrikFields()

@@ -30,17 +30,18 @@ from defusedxml.ElementTree import DefusedXMLParser, ParseError
 from defusedxml.ElementTree import iterparse as defused_iterparse
 
 from adapters.base import FeedRead, FeedRefused, FeedUnavailable
-from adapters.fastcentrik.config import FastCentrikFields
+from adapters.fastcentrik.config import MAX_XML_DEPTH, FastCentrikFields
+from adapters.shared.sections import FeedLimits
 from adapters.generic_csv import ColumnMap, Records, records_to_feed
 
 _DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*\bencoding\s*=", re.IGNORECASE)
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _UTF8 = ("utf-8", "utf8", "utf-8-sig")
 
-# Defaults of the bounds ([shop.fastcentrik] max_xml_depth and max_rows; the elements of one order
-# are a fixed bound: a real order has a few dozen).
-MAX_DEPTH = 64
-MAX_ORDERS = 500_000
+# Defaults of the bounds ([shop.fastcentrik] max_xml_depth and max_rows); the elements of one order
+# are a fixed bound: a real order has a few dozen.
+MAX_DEPTH = MAX_XML_DEPTH
+MAX_ORDERS = FeedLimits().max_rows
 MAX_ORDER_ELEMENTS = 10_000
 
 

@@ -24,7 +24,7 @@ def _mib(n: int) -> str:
 
 
 class _LimitedRaw(io.RawIOBase):
-    """A binary stream that refuses to deliver more than ``max_bytes`` in all, or (when
+    """A binary stream that refuses to deliver anything past its first ``max_bytes`` bytes, or (when
     ``max_line_bytes`` is set) a line longer than that, counted in bytes between newlines."""
 
     def __init__(self, inner: IO[bytes], source: str, max_bytes: int, max_line_bytes: int | None):
@@ -32,7 +32,7 @@ class _LimitedRaw(io.RawIOBase):
         self._source = source
         self._max_bytes = max_bytes
         self._max_line = max_line_bytes
-        self._total = 0
+        self._pos = inner.tell() if inner.seekable() else 0  # how far into the content we are
         self._run = 0  # bytes since the last newline
         self._line = 1
 
@@ -43,9 +43,9 @@ class _LimitedRaw(io.RawIOBase):
         return self._inner.seekable()
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        pos = self._inner.seek(offset, whence)
-        if pos == 0:
-            self._total = self._run = 0
+        pos = self._pos = self._inner.seek(offset, whence)
+        if pos == 0:  # lines are counted from the start (a reader that seeks elsewhere does not count lines)
+            self._run = 0
             self._line = 1
         return pos
 
@@ -57,8 +57,8 @@ class _LimitedRaw(io.RawIOBase):
         n = self._inner.readinto(view)
         if not n:
             return 0
-        self._total += n
-        if self._total > self._max_bytes:
+        self._pos += n  # a position, not a sum: a zip reader re-reading parts is not refused for it
+        if self._pos > self._max_bytes:
             raise FeedRefused(self._source, "max_feed_bytes", self._max_bytes,
                               f"larger than {_mib(self._max_bytes)}")
         if self._max_line is not None:

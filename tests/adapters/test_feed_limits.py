@@ -310,3 +310,37 @@ def test_an_http_feed_over_max_feed_bytes_is_refused_while_downloading(tmp_path,
     server.thread.join(30)
     assert server.sent < 16 * MiB  # the client stopped reading near the limit, not at 200 MiB
     assert mem["peak"] < 12 * MiB
+
+
+# -- the bounded stream itself ------------------------------------------------------------------
+
+
+def test_the_byte_limit_counts_what_is_read_not_what_the_file_claimed():
+    from adapters.shared.limits import limited_stream
+
+    stream = limited_stream(io.BytesIO(b"a" * 5000), "grown.csv", max_bytes=4096)
+    with pytest.raises(FeedRefused, match=r"grown.csv: refused: larger than 4096 bytes \(limit max_feed_bytes"):
+        stream.read()
+    again = limited_stream(io.BytesIO(b"a" * 4096), "exact.csv", max_bytes=4096)
+    assert len(again.read()) == 4096
+
+
+@pytest.mark.parametrize("lengths", [
+    [10, 2000, 10], [1024, 1024, 1025], [1025], [5000], [0, 0, 1024, 0, 1024],
+    [100] * 2000 + [1100], [3000, 3], [1024] * 300,
+])
+def test_the_line_limit_finds_the_first_long_line_across_read_boundaries(lengths):
+    """Lines of the given lengths (bytes before each newline), read through the stream in 64 KiB
+    blocks: refused exactly when one is over 1024 bytes, naming the first such line."""
+    from adapters.shared.limits import limited_stream
+
+    data = b"".join(b"x" * n + b"\n" for n in lengths)
+    stream = limited_stream(io.BytesIO(data), "f.csv", max_bytes=len(data), max_line_bytes=1024)
+    long_lines = [i + 1 for i, n in enumerate(lengths) if n > 1024]
+    if not long_lines:
+        assert stream.read() == data
+        return
+    with pytest.raises(FeedRefused) as e:
+        while stream.read(7000):
+            pass
+    assert f"line {long_lines[0]} is longer than 1024 bytes" in str(e.value)
