@@ -19,7 +19,7 @@ from adapters.base import FeedRead, HandoffKind, MallChange, NewOrder
 from adapters.fastcentrik.feed import ParsedFeed, parse_orders_table, parse_orders_xml, peek
 from adapters.fastcentrik.config import FastCentrikConfig
 from adapters.generic_csv import Outbox
-from adapters.shared.limits import read_csv, read_xlsx
+from adapters.shared.tables import read_csv, read_xlsx
 from adapters.shared.source import FeedSource, is_url
 from connector.config import ConfigError
 

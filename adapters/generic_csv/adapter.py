@@ -14,7 +14,7 @@ from adapters.base import FeedRead, HandoffKind, MallChange, NewOrder
 from adapters.generic_csv.outbox import Outbox
 from adapters.generic_csv.config import GenericCsvConfig
 from adapters.generic_csv.records import ColumnMap, records_to_feed
-from adapters.shared.limits import read_csv
+from adapters.shared.tables import read_csv
 from adapters.shared.source import FeedSource
 from connector.config import ConfigError
 

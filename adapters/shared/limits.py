@@ -13,7 +13,6 @@ import zipfile
 from typing import IO, Iterator
 
 from adapters.base import FeedRefused, FeedUnavailable
-from adapters.generic_csv.records import Records, csv_records, xlsx_records
 from adapters.shared.sections import FeedLimits
 
 MAX_ZIP_MEMBERS = 10_000  # an XLSX has a few dozen parts
@@ -104,8 +103,8 @@ def limited_stream(stream: IO[bytes], source: str, *, max_bytes: int, max_line_b
     return io.BufferedReader(_LimitedRaw(stream, source, max_bytes, max_line_bytes), buffer_size=64 * 1024)
 
 
-def capped_rows(records: Records, source: str, max_rows: int) -> Records:
-    """The same records, refusing the feed once it has more than ``max_rows`` rows."""
+def capped_rows(records, source: str, max_rows: int):
+    """The same ``Records`` (header, rows), refusing the feed once it has more than ``max_rows`` rows."""
 
     def rows() -> Iterator:
         for count, row in enumerate(records.rows, 1):
@@ -113,13 +112,7 @@ def capped_rows(records: Records, source: str, max_rows: int) -> Records:
                 raise FeedRefused(source, "max_rows", max_rows, f"more than {max_rows} rows")
             yield row
 
-    return Records(records.header, rows())
-
-
-def read_csv(stream: IO[bytes], *, source: str, encoding: str, limits: FeedLimits) -> Records:
-    """``csv_records`` within the limits: no line longer than max_line_bytes, at most max_rows rows."""
-    bounded = limited_stream(stream, source, max_bytes=limits.max_feed_bytes, max_line_bytes=limits.max_line_bytes)
-    return capped_rows(csv_records(bounded, source=source, encoding=encoding), source, limits.max_rows)
+    return records._replace(rows=rows())
 
 
 def check_xlsx(stream: IO[bytes], *, source: str, limits: FeedLimits) -> None:
@@ -141,10 +134,3 @@ def check_xlsx(stream: IO[bytes], *, source: str, limits: FeedLimits) -> None:
     if total > limits.max_xlsx_bytes:
         raise FeedRefused(source, "max_xlsx_bytes", limits.max_xlsx_bytes,
                           f"the workbook unpacks to {_mib(total)}, more than {_mib(limits.max_xlsx_bytes)}")
-
-
-def read_xlsx(stream: IO[bytes], *, source: str, limits: FeedLimits) -> Records:
-    """``xlsx_records`` within the limits: unpacked size checked first, then cells and rows while reading."""
-    check_xlsx(stream, source=source, limits=limits)
-    records = xlsx_records(stream, source=source, max_cells=limits.max_xlsx_cells)
-    return capped_rows(records, source, limits.max_rows)

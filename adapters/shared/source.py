@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from adapters.base import FeedRefused, FeedUnavailable
+from adapters.shared.limits import limited_stream
 from adapters.shared.sections import FeedLimits
 from connector.config import ConfigError
 from connector.logs import redact, register_secret
@@ -153,8 +154,7 @@ class FeedSource:
                 f.close()
                 raise FeedRefused(self.label, "max_feed_bytes", limit,
                                   f"the file has {st.st_size} bytes, more than {limit}")
-            from adapters.shared.limits import limited_stream  # it still counts: the file may grow
-
+            # Still counted while read: the file may grow after the fstat.
             return Fetched(self.label, fingerprint, stream=limited_stream(f, self.label, max_bytes=limit))
 
     # -- URLs ----------------------------------------------------------------------------------
