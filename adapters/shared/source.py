@@ -271,7 +271,7 @@ class _Deadline:
         self._timer.cancel()
 
     def refusal(self, label: str) -> FeedRefused:
-        return FeedRefused(label, "fetch_deadline_s", f"{self.seconds:g}",
+        return FeedRefused(label, "fetch_deadline_s", self.seconds,
                            f"the download did not finish within {self.seconds:g} s")
 
 
