@@ -162,7 +162,7 @@ def test_an_xlsx_padded_to_the_widest_sheet_is_refused_by_its_cell_count(tmp_pat
     with peak_memory() as mem:
         e = refused(fc_adapter(path, tmp_path, max_xlsx_cells=1_000_000))
     assert e.limit == "max_xlsx_cells" and "more than 1000000 cells" in str(e)
-    assert mem["peak"] < 16 * MiB  # every row is one 16 384-cell tuple at a time, never the sheet
+    assert mem["peak"] < 6 * MiB  # every row is one 16 384-cell tuple at a time, never the sheet
 
 
 def test_an_xlsx_with_more_rows_than_max_rows_is_refused(tmp_path):
@@ -197,7 +197,7 @@ def test_one_order_with_a_million_elements_is_refused(tmp_path):
     with peak_memory() as mem:
         e = refused(fc_adapter(path, tmp_path))
     assert "ORDER #1 has more than 10000 elements" in str(e)
-    assert mem["peak"] < 16 * MiB
+    assert mem["peak"] < 6 * MiB  # the million elements held for the order take ~75 MiB
 
 
 def test_more_xml_orders_than_max_rows_are_refused(tmp_path):
