@@ -139,6 +139,7 @@ def orders_for(received, oid: int) -> list[dict]:
     return [r for r in received if r["kind"] == "orders" and r["mall_order_id"] == str(oid)]
 
 
+@pytest.mark.e2e  # a real process, killed -9
 def test_new_order_reaches_the_shop_exactly_once_across_a_crash_between_stage_and_publish(shop):
     stage_then_die(shop, "orders-20261130-000001", 2000001)
     assert orders_for(shop.kit.received(shop.section), 2000001) == []  # staged is not visible to the shop
@@ -150,6 +151,7 @@ def test_new_order_reaches_the_shop_exactly_once_across_a_crash_between_stage_an
     assert len(orders_for(shop.kit.received(shop.section), 2000001)) == 1
 
 
+@pytest.mark.e2e  # a real process, killed -9
 def test_new_order_exactly_once_when_the_stage_is_redone_after_a_crash(shop):
     stage_then_die(shop, "orders-20261130-000002", 2000002)
     adapter = shop.adapter()  # the ledger still says "sending": the batch is staged again, then published

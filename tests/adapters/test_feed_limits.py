@@ -257,6 +257,7 @@ class TrickleServer:
             self.done.set()
 
 
+@pytest.mark.e2e  # a real server on loopback
 @pytest.mark.parametrize("phase", ["headers", "body"])
 def test_an_http_feed_trickling_bytes_is_cut_at_the_total_deadline(tmp_path, phase):
     server = TrickleServer(phase)
@@ -301,6 +302,7 @@ class BigServer:
             self.listener.close()
 
 
+@pytest.mark.e2e  # a real server on loopback
 @pytest.mark.parametrize("announce", [True, False])
 def test_an_http_feed_over_max_feed_bytes_is_refused_while_downloading(tmp_path, announce):
     server = BigServer(200 * MiB, announce)
