@@ -31,6 +31,7 @@ class FeedLimits(AdapterSection):
     max_rows: int = Field(500_000, ge=1)
     max_xlsx_bytes: int = Field(100 * MiB, ge=1024)
     max_xlsx_cells: int = Field(5_000_000, ge=1)
+    max_xlsx_strings: int = Field(500_000, ge=1)
     fetch_deadline_s: float = Field(120.0, gt=0, le=3600)
 
 

@@ -165,6 +165,83 @@ def test_an_xlsx_padded_to_the_widest_sheet_is_refused_by_its_cell_count(tmp_pat
     assert mem["peak"] < 6 * MiB  # every row is one 16 384-cell tuple at a time, never the sheet
 
 
+SST = b'<?xml version="1.0" encoding="UTF-8"?><x:sst xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+
+
+def xlsx_with_parts(path, parts: dict[str, tuple[bytes, bytes, bytes, int]]) -> None:
+    """A real workbook plus extra or replaced parts, each written as head + body * n + tail; the shared
+    strings part is wired into the content types and the workbook's relations, as Excel does."""
+    wb = openpyxl.Workbook()
+    wb.active.append(["MALL_ORDER_ID", "STATUS"])
+    plain = io.BytesIO()
+    wb.save(plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for info in src.infolist():
+            if info.filename in parts:
+                continue
+            data = src.read(info.filename)
+            if info.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>')
+            if info.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"</Relationships>", b'<Relationship Id="rId99" Type="http://schemas.openxmlformats'
+                                    b'.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>'
+                                    b"</Relationships>")
+            dst.writestr(info.filename, data)
+        for name, (head, body, tail, n) in parts.items():
+            with dst.open(name, "w") as part:
+                part.write(head)
+                for _ in range(n):
+                    part.write(body)
+                part.write(tail)
+
+
+def test_an_xlsx_with_millions_of_shared_strings_is_refused_before_openpyxl_loads_them(tmp_path):
+    """openpyxl holds every shared string: 42 MiB of short ones measured 690 MiB RSS. They are counted
+    first, whatever prefix the elements use."""
+    path = tmp_path / "export.xlsx"
+    body = b"".join(b"<x:si><x:t>%d</x:t></x:si>" % i for i in range(1000))
+    xlsx_with_parts(path, {"xl/sharedStrings.xml": (SST, body, b"</x:sst>", 2000)})  # 2 million strings
+    assert path.stat().st_size < 1 * MiB
+    with peak_memory() as mem:
+        e = refused(fc_adapter(path, tmp_path))
+    assert e.limit == "max_xlsx_strings" and "more than 500000 shared strings" in str(e)
+    assert mem["peak"] < 4 * MiB
+
+
+def test_shared_strings_within_max_xlsx_strings_are_read(tmp_path):
+    path = tmp_path / "export.xlsx"
+    strings = b"<x:si><x:t>MALL_ORDER_ID</x:t></x:si><x:si><x:t>STATUS</x:t></x:si><x:si><x:t>new</x:t></x:si>"
+    sheet = (SHEET_HEAD.replace(b'<row r="1">', b'<row r="0">').split(b"<sheetData>")[0] + b'<sheetData><row r="1">'
+             b'<c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row><row r="2"><c r="A2"><v>7</v></c>'
+             b'<c r="B2" t="s"><v>2</v></c></row>' + SHEET_TAIL)
+    xlsx_with_parts(path, {"xl/sharedStrings.xml": (SST, strings, b"</x:sst>", 1),
+                           "xl/worksheets/sheet1.xml": (sheet, b"", b"", 0)})
+    assert [(r.mall_order_id, r.status) for r in fc_adapter(path, tmp_path, max_xlsx_strings=3).read_feed().rows] == [
+        (7, "new")]
+    assert refused(fc_adapter(path, tmp_path, max_xlsx_strings=2)).limit == "max_xlsx_strings"
+
+
+def test_shared_strings_with_a_dtd_are_not_read(tmp_path):
+    from adapters.base import FeedUnavailable
+
+    path = tmp_path / "export.xlsx"
+    laughs = b'<?xml version="1.0"?><!DOCTYPE sst [<!ENTITY a "aaaaaaaaaa">]><sst><si><t>&a;</t></si></sst>'
+    xlsx_with_parts(path, {"xl/sharedStrings.xml": (laughs, b"", b"", 0)})
+    with pytest.raises(FeedUnavailable, match="sharedStrings declares a DTD or entities"):
+        fc_adapter(path, tmp_path).read_feed()
+
+
+def test_an_xlsx_with_a_huge_styles_part_is_refused(tmp_path):
+    path = tmp_path / "export.xlsx"
+    head = b'<?xml version="1.0"?><styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><cellXfs>'
+    xlsx_with_parts(path, {"xl/styles.xml": (head, b'<xf numFmtId="0"/>' * 1000, b"</cellXfs></styleSheet>", 600)})
+    with peak_memory() as mem:
+        e = refused(fc_adapter(path, tmp_path))
+    assert "its part xl/styles.xml unpacks to" in str(e) and "at most 8 MiB" in str(e)
+    assert mem["peak"] < 2 * MiB
+
+
 def test_an_xlsx_with_more_rows_than_max_rows_is_refused(tmp_path):
     path = tmp_path / "export.xlsx"
     wb = openpyxl.Workbook(write_only=True)
@@ -211,7 +288,7 @@ def test_more_xml_orders_than_max_rows_are_refused(tmp_path):
 def test_the_limits_are_config_keys_with_their_defaults():
     assert FeedLimits().model_dump() == {
         "max_feed_bytes": 100 * MiB, "max_line_bytes": MiB, "max_rows": 500_000, "max_xlsx_bytes": 100 * MiB,
-        "max_xlsx_cells": 5_000_000, "fetch_deadline_s": 120.0}
+        "max_xlsx_cells": 5_000_000, "max_xlsx_strings": 500_000, "fetch_deadline_s": 120.0}
     assert FastCentrikConfig().max_xml_depth == 64
 
 
