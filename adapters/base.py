@@ -129,7 +129,8 @@ HandoffKind = Literal["orders", "changes"]
 
 
 class ShopAdapter(Protocol):
-    """What every shop adapter provides. Implementations: generic_csv, fastcentrik."""
+    """What every shop adapter provides. Implementations are registered by an ``AdapterSpec`` in the
+    entry-point group ``mall_connector.adapters`` (generic_csv, fastcentrik; see adapters/README.md)."""
 
     name: str
 

@@ -16,7 +16,6 @@ from adapters.generic_csv.records import ColumnMap, Records, csv_records, parse_
 from adapters.shared.source import FeedSource, Fetched, redact_url
 
 
-
 def _build(section: GenericCsvConfig, context: AdapterContext) -> GenericCsvAdapter:
     return GenericCsvAdapter(section, context.tz)
 
@@ -40,6 +39,6 @@ ADAPTER = AdapterSpec(
 )
 
 __all__ = [
-    "ADAPTER", "GenericCsvConfig", "GenericCsvAdapter", "Outbox", "ORDER_COLUMNS", "CHANGE_COLUMNS", "safe_cell", "ColumnMap", "Records",
-    "csv_records", "xlsx_records", "records_to_feed", "parse_shop_datetime", "FeedSource", "Fetched", "redact_url",
+    "ADAPTER", "GenericCsvConfig", "GenericCsvAdapter", "Outbox", "ORDER_COLUMNS", "CHANGE_COLUMNS", "safe_cell",
+    "ColumnMap", "Records", "csv_records", "xlsx_records", "records_to_feed", "parse_shop_datetime", "FeedSource", "Fetched", "redact_url",
 ]
