@@ -66,6 +66,6 @@ max_rows = 3
         summary = sync_once(services, sweep=False)
         assert summary.poll.unavailable is None and summary.push.pushed == 3
         assert {sandbox.state.get(oid)["status"] for oid in ids[:3]} == {"shipping"}
-        assert services.ledger.get_kv("shop_feed_failures") == "0"
+        assert services.ledger.kv.get("shop_feed_failures") == "0"
     finally:
         services.close()
