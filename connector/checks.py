@@ -110,7 +110,7 @@ def check_ledger(config: Config) -> Line:
         rev = current_revision(ledger.engine)
         if rev != head_revision():
             return Line(OK, f"ledger {url} is at schema {rev}; the next start migrates it to {head_revision()}")
-        return Line(OK, f"ledger {url} is writable and migrated ({ledger.order_count()} orders)")
+        return Line(OK, f"ledger {url} is writable and migrated ({ledger.orders.count()} orders)")
     finally:
         ledger.close()
 
@@ -121,6 +121,8 @@ def check_outbox(config: Config) -> Line:
     from connector.preflight import outbox_key, outbox_settings, section_key, whoami
 
     sub = outbox_settings(config)
+    if sub is None:
+        return Line(NA, f"adapter {config.shop.adapter} has no outbox folder: not checked")
     folder = Path(sub.outbox)
     key = section_key(outbox_key(config))
     if not folder.is_dir():

@@ -94,12 +94,16 @@ def outbox_key(config: Config) -> str:
 
 
 def outbox_settings(config: Config):
-    return getattr(config.shop, config.shop.adapter)
+    """The adapter's section when it has an outbox folder (a FeedSection); None for an adapter without one."""
+    sub = getattr(config.shop, config.shop.adapter)
+    return sub if hasattr(sub, "outbox") and hasattr(sub, "outbox_mode") else None
 
 
 def check_outbox_folder(config: Config) -> None:
     """The outbox folder must exist (it is shared with the shop, so we never guess its owner and mode)."""
     sub = outbox_settings(config)
+    if sub is None:
+        return
     folder = Path(sub.outbox)
     key = outbox_key(config)
     if not folder.is_dir():

@@ -61,11 +61,14 @@ def secret_source_lines(cfg) -> list[str]:
     else:
         out.append("– webhook tokens: none (set [receiver] tokens, env MALL_CONNECTOR_TOKENS or the systemd credential "
                    "webhook_tokens; until then only the unconfirmed sweep finds new orders)")
-    for key, secret in (("[shop.generic_csv] auth_password", cfg.shop.generic_csv.auth_password),
-                        ("[shop.fastcentrik] auth_password", cfg.shop.fastcentrik.auth_password),
-                        ("[alerts] smtp_password", cfg.alerts.smtp_password)):
-        if secret is not None:
-            out.append(f"✓ {key}: from the config file")
+    from adapters import registry
+
+    for name, spec in registry.adapters().items():
+        for s in spec.secrets:
+            if getattr(getattr(cfg.shop, name), s.key, None) is not None:
+                out.append(f"✓ [shop.{name}] {s.key}: from {sources.get(f'shop.{name}.{s.key}', 'the config file')}")
+    if cfg.alerts.smtp_password is not None:
+        out.append("✓ [alerts] smtp_password: from the config file")
     return out
 
 

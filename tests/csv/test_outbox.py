@@ -8,7 +8,7 @@ import os
 import pytest
 
 from adapters.base import HandoffError, MallChange, NewOrder, NewOrderItem
-from adapters.generic_csv import CHANGE_COLUMNS, ORDER_COLUMNS, Outbox, safe_cell
+from adapters.shared.outbox import CHANGE_COLUMNS, ORDER_COLUMNS, Outbox, safe_cell
 
 ORDER_HEADER = ("mall_order_id,purchase_id,status,shop_status,created_at,ship_date,delivery_date,customer_name,"
                 "company,street,city,zip,country,phone,email,delivery_method,branch_id,payment_type,cod,"

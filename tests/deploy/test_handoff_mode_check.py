@@ -25,11 +25,11 @@ def test_mode_mismatch_blocks_the_confirm_until_fixed(tmp_path, sandbox, monkeyp
         services.inbound.run()
         assert sandbox.state.get(oid)["confirmed"] is False
         assert not [e for e in sandbox.request_log.puts(oid) if e.body.get("confirmed")]
-        assert services.ledger.open_handoffs()  # kept, to be retried
+        assert services.ledger.handoffs.open()  # kept, to be retried
 
         monkeypatch.setattr(os, "fchmod", real_fchmod)  # fixed
-        services.inbound.run()
-        assert sandbox.state.get(oid)["confirmed"] is True and not services.ledger.open_handoffs()
+        services.inbound.run(retry_now=True)  # the next attempt, without waiting out the hand-off's backoff
+        assert sandbox.state.get(oid)["confirmed"] is True and not services.ledger.handoffs.open()
         (published,) = [p for p in shop.outbox.iterdir() if p.suffix == ".csv"]
         assert stat.S_IMODE(os.stat(published).st_mode) == 0o640
         assert len([e for e in sandbox.request_log.puts(oid) if e.body.get("confirmed")]) == 1

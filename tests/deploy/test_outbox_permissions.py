@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from adapters.base import HandoffError, MallChange
-from adapters.generic_csv import Outbox
+from adapters.shared.outbox import Outbox
 
 NAME = "changes-20261201T100000Z-000001"
 RECORD = [MallChange(1001, "cancelled", "Stornována", "2026-12-01 10:00:00", None, "cancelled on MALL")]
@@ -90,7 +90,7 @@ def test_a_group_the_connector_is_not_in_fails_the_handoff_with_what_to_do(open_
     code = textwrap.dedent(f"""
         import os, sys
         from adapters.base import HandoffError, MallChange
-        from adapters.generic_csv import Outbox
+        from adapters.shared.outbox import Outbox
         box = Outbox({str(open_tmp / 'box')!r}, group=0)
         try:
             box.stage("x-1", "changes", [MallChange(1, "cancelled", "", "", None, "")])
