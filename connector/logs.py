@@ -70,7 +70,23 @@ class JsonFormatter(logging.Formatter):
                 out[key] = getattr(record, key)
         if record.exc_text:
             out["exc"] = record.exc_text
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return json.dumps(out, ensure_ascii=False, default=str).translate(_JSON_UNSAFE)
+
+
+# C1 controls and Unicode line separators that json.dumps(ensure_ascii=False) leaves raw.
+_JSON_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7f, 0xa0), 0x2028, 0x2029]}
+
+
+class TerminalSafeFormatter(logging.Formatter):
+    """Text logs: one record is one line, and no control character from data reaches the terminal.
+
+    A MALL error message with a newline cannot forge a second log line; ESC sequences in a customer
+    name cannot repaint the operator's terminal. Tracebacks are kept, on the same line (``\\n``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from connector.safety import terminal_safe
+
+        return terminal_safe(super().format(record))
 
 
 def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
@@ -84,7 +100,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(TerminalSafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries that would log URLs (with the client_id) or per-request noise.

@@ -1,0 +1,189 @@
+"""Neutralising hostile text, and creating files safely where others may write.
+
+Everything MALL sends about a customer (name, address, item titles, notes) is typed by strangers, so
+the connector treats it as hostile wherever it lands:
+
+* in a spreadsheet (CSV or XLSX): a cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR is run
+  as a formula by Excel/LibreOffice, so ``formula_safe`` puts a ``'`` in front (shown as text);
+* on a terminal or in a text log: control characters (ESC, CR, BEL, the other C0 and C1 codes) would
+  move the cursor, clear the screen, set the window title or forge log lines, so ``terminal_safe``
+  writes them as visible escapes (``\\x1b``, ``\\n``);
+* in a file in a folder another user can write (an export folder, /tmp): a name planted there as a
+  symlink would make us write through it, so files are created with ``O_EXCL|O_NOFOLLOW`` (or
+  ``mkstemp`` in the target folder), given their mode with ``fchmod`` (never the umask), and renamed
+  into place.
+
+One module so every writer (exports, CLI tables, logs, the outbox) uses the same rules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+# -- spreadsheets -------------------------------------------------------------------------------------
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A signed number with spaces (a phone number such as "+420 777 123 456", an amount "-15"): a
+#: spreadsheet reads it as a number at worst, never as a call, so it stays intact.
+_PLAIN_NUMBER = re.compile(r"^[+-]?\d[\d ]*$")
+
+
+def formula_safe(value: Any) -> str:
+    """``value`` as text a spreadsheet will not run: a leading ``'`` when it starts like a formula.
+
+    None becomes "". Phone numbers and signed plain numbers stay as they are."""
+    if value is None:
+        return ""
+    s = str(value)
+    if s.startswith(FORMULA_START) and not _PLAIN_NUMBER.match(s):
+        return "'" + s
+    return s
+
+
+def cell_value(value: Any) -> Any:
+    """A spreadsheet cell: numbers, dates and None as they are, any text through ``formula_safe``."""
+    if value is None or isinstance(value, (bool, int, float)) or hasattr(value, "quantize"):
+        return value
+    if hasattr(value, "isoformat"):  # date, datetime
+        return value
+    return formula_safe(value)
+
+
+# -- terminals and text logs --------------------------------------------------------------------------
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
+# C0 (0x00-0x1f), DEL, C1 (0x80-0x9f), and the Unicode line/paragraph separators and bidi overrides
+# that reorder or break what a terminal shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match) -> str:
+    ch = m.group(0)
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: Any, *, keep: str = "") -> str:
+    """``text`` with every control character written as a visible escape, on one line.
+
+    ``ESC[2J`` becomes ``\\x1b[2J``, a newline ``\\n``: nothing can clear the screen, set a window
+    title or start a forged log line. Printable text (Czech letters included) is unchanged. Characters
+    in ``keep`` (e.g. "\\t\\r\\n" for CSV, where the quoting handles them) are left alone."""
+    s = "" if text is None else str(text)
+    if not _CONTROL.search(s):
+        return s
+    if keep:
+        return _CONTROL.sub(lambda m: m.group(0) if m.group(0) in keep else _escape(m), s)
+    return _CONTROL.sub(_escape, s)
+
+
+def has_control(text: str) -> bool:
+    return bool(_CONTROL.search(text))
+
+
+# -- secrets in URLs ----------------------------------------------------------------------------------
+
+
+def redact_url_password(url: str) -> str:
+    """A URL with the password in its user-info part replaced by ``***`` (database URLs, feed URLs).
+
+    ``postgresql+psycopg://app:s3cret@db/ledger`` -> ``postgresql+psycopg://app:***@db/ledger``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"(//[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+# -- files --------------------------------------------------------------------------------------------
+
+PRIVATE_MODE = 0o600
+
+
+def create_exclusive(path: Path | str, mode: int = PRIVATE_MODE) -> int:
+    """Create ``path`` new and open it for writing; never follows a symlink, never opens an existing file.
+
+    The mode is set with ``fchmod`` after creation, so the umask cannot widen or narrow it.
+    Returns the file descriptor. FileExistsError if anything (a file, a planted symlink) is there."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, mode)
+    try:
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_replacing(path: Path, write: Callable[[BinaryIO], None], *, mode: int = PRIVATE_MODE) -> None:
+    """Write ``path`` through a ``mkstemp`` file in the same folder, with ``mode``, then rename it over ``path``.
+
+    ``mkstemp`` creates with ``O_EXCL`` under a random name (a planted symlink is never followed) and
+    ``write`` gets that very file, open (binary), so nothing reopens it by name; ``os.replace`` replaces
+    a symlink planted at ``path`` itself instead of writing through it; a crash never leaves half a
+    file under the final name. The mode is set with ``fchmod``: the umask has no say."""
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            fd = -1  # the file object owns it now
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+            ours = os.fstat(f.fileno())
+        there = os.lstat(tmp)
+        if (there.st_dev, there.st_ino) != (ours.st_dev, ours.st_ino):
+            raise OSError(f"temporary file {tmp} was replaced by someone else while writing; {path} not written")
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            if os.lstat(tmp).st_uid == os.getuid():
+                os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def ensure_private_file(path: Path | str) -> bool:
+    """Create ``path`` as an empty 0600 file if it does not exist (never through a symlink).
+
+    Returns True when it was created. An existing file is left as it is (its mode is the admin's)."""
+    try:
+        fd = create_exclusive(path, PRIVATE_MODE)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def readable_by_others(path: Path | str) -> bool:
+    """True when the file's mode lets users other than its owner and group read it (o+r)."""
+    try:
+        return bool(os.stat(path).st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
+def mode_warning(path: Path | str, what: str) -> str | None:
+    """A warning line when ``path`` (a secret-holding file) is readable by every local user, else None."""
+    if not readable_by_others(path):
+        return None
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    return (f"{what} {path} is readable by every local user (mode {mode:04o}); "
+            f"restrict it with: chmod o-rwx {path}")
