@@ -15,6 +15,7 @@ from connector.config import EXIT_CONFIG, Config, ConfigError
 from connector.logs import redact
 
 OK, BAD, NA = "✓", "✗", "–"
+WARN = "!"  # works, but should be fixed (e.g. a secret file other users can read)
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Line:
     text: str
 
     def show(self) -> None:
-        color = {"✓": "green", "✗": "red", "–": "yellow"}[self.mark]
+        color = {"✓": "green", "✗": "red", "–": "yellow", "!": "yellow"}[self.mark]
         click.echo(f"{click.style(self.mark, fg=color)} {self.text}")
 
 
@@ -147,6 +148,9 @@ def run_checks(ctx) -> int:
         Line(BAD, f"config: {redact(str(e))}").show()
         return EXIT_CONFIG
     lines = [Line(OK, f"config {config.source_path} is valid")]
+    from connector.safety import secret_file_warnings
+
+    lines.extend(Line(WARN, w) for w in secret_file_warnings(config))
     try:
         lines.extend(check_mapping(config))
     except ConfigError as e:

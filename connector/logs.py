@@ -17,6 +17,7 @@ _secrets: set[str] = set()
 _lock = threading.Lock()
 _CLIENT_ID_QS = re.compile(r"(client_id=)[^&\s'\"]+")
 _TOKEN_PATH = re.compile(r"(/webhooks/mall/)[^/\s?'\"]+")
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)[^@\s/'\"]+@")  # scheme://user:PASSWORD@
 MASK = "***"
 
 
@@ -28,11 +29,12 @@ def register_secret(value: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    """``text`` with every registered secret, client_id query value and webhook token masked."""
+    """``text`` with every registered secret, client_id query value, webhook token and URL password masked."""
     if not text:
         return text
     text = _CLIENT_ID_QS.sub(r"\1" + MASK, text)
     text = _TOKEN_PATH.sub(r"\1" + MASK, text)
+    text = _URL_PASSWORD.sub(r"\1" + MASK + "@", text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for s in secrets:

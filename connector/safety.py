@@ -90,6 +90,61 @@ def has_control(text: str) -> bool:
     return bool(_CONTROL.search(text))
 
 
+# -- secrets ------------------------------------------------------------------------------------------
+
+MIN_TOKEN_BITS = 128
+
+
+def _unlikely_run(n: int, p: float) -> int:
+    """The shortest run (each next character matching with probability ``p``) that ``n`` random
+    characters show with odds below 1e-7."""
+    r = 2
+    while n * p ** (r - 1) >= 1e-7:
+        r += 1
+    return r
+
+
+def token_weakness(token: str) -> str | None:
+    """Why ``token`` cannot be a webhook secret (under 128 bits, or visibly not random), else None.
+
+    The bits are counted from the length and the smallest alphabet the token fits (digits, hex,
+    letters and digits, URL-safe), assuming random characters; a repetitive or sequential token is
+    refused whatever its length. A ``secrets.token_urlsafe(16)`` or longer always passes (each
+    repetition test fails a random token with odds below one in ten million)."""
+    import math
+
+    n = len(token)
+    if token.isdigit():
+        per_char = math.log2(10)
+    elif re.fullmatch(r"[0-9a-f]+", token) or re.fullmatch(r"[0-9A-F]+", token):
+        per_char = 4.0
+    elif token.isalnum() and token.isascii():
+        per_char = math.log2(62)
+    else:
+        per_char = 6.0
+    bits = n * per_char
+    if bits < MIN_TOKEN_BITS:
+        return f"{n} characters give about {bits:.0f} bits"
+    if len(set(token)) < 8:
+        return f"only {len(set(token))} different characters"
+    for period in range(1, n // 2 + 1):
+        if all(token[i] == token[i - period] for i in range(period, n)):
+            return f"it repeats {token[:period]!r}"
+    # Run lengths a random token of this alphabet reaches with odds below 1e-7.
+    same_limit = _unlikely_run(n, 2.0 ** -per_char)
+    step_limit = max(8, _unlikely_run(n, 2.0 * 2.0 ** -per_char))
+    same = steps = longest_same = longest_steps = 1
+    for a, b in zip(token, token[1:]):
+        same = same + 1 if a == b else 1
+        steps = steps + 1 if ord(b) - ord(a) in (1, -1) else 1
+        longest_same, longest_steps = max(longest_same, same), max(longest_steps, steps)
+    if longest_same >= same_limit:
+        return f"one character {longest_same} times in a row"
+    if longest_steps >= step_limit:
+        return f"a run of {longest_steps} consecutive characters (like abcdefgh)"
+    return None
+
+
 # -- secrets in URLs ----------------------------------------------------------------------------------
 
 
@@ -106,6 +161,22 @@ def redact_url_password(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is loopback (127.0.0.0/8, ::1, localhost): traffic never leaves the machine."""
+    import ipaddress
+
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # -- files --------------------------------------------------------------------------------------------
@@ -187,3 +258,41 @@ def mode_warning(path: Path | str, what: str) -> str | None:
     mode = stat.S_IMODE(os.stat(path).st_mode)
     return (f"{what} {path} is readable by every local user (mode {mode:04o}); "
             f"restrict it with: chmod o-rwx {path}")
+
+
+def secret_file_warnings(config: Any, environ: Any = None) -> list[str]:
+    """Warnings for every file holding a secret that every local user can read.
+
+    The config file (when it holds a secret), ``[mall] client_id_file``, and the credential files:
+    those under ``$CREDENTIALS_DIRECTORY`` and the usual ``LoadCredential=`` sources next to the
+    config (``client_id``, ``webhook_tokens``)."""
+    env = os.environ if environ is None else environ
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def check(path: Any, what: str) -> None:
+        if path is None or str(path) in seen:
+            return
+        seen.add(str(path))
+        w = mode_warning(path, what)
+        if w:
+            out.append(w)
+
+    src = getattr(config, "source_path", None)
+    if src is not None:
+        try:
+            text = Path(src).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if any(k in text for k in ("client_id =", "client_id=", "tokens", "password", "webhook_url")):
+            check(src, "config file (it holds a secret)")
+        for name in ("client_id", "webhook_tokens"):
+            p = Path(src).parent / name
+            if p.is_file():
+                check(p, "credential file")
+    check(getattr(config.mall, "client_id_file", None), "[mall] client_id_file")
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and Path(cred_dir).is_dir():
+        for p in sorted(Path(cred_dir).iterdir()):
+            check(p, "credential file")
+    return out
