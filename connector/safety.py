@@ -129,7 +129,7 @@ def token_weakness(token: str) -> str | None:
         return f"only {len(set(token))} different characters"
     for period in range(1, n // 2 + 1):
         if all(token[i] == token[i - period] for i in range(period, n)):
-            return f"it repeats {token[:period]!r}"
+            return f"it repeats one {period}-character pattern"
     # Run lengths a random token of this alphabet reaches with odds below 1e-7.
     same_limit = _unlikely_run(n, 2.0 ** -per_char)
     step_limit = max(8, _unlikely_run(n, 2.0 * 2.0 ** -per_char))
@@ -279,6 +279,12 @@ def secret_file_warnings(config: Any, environ: Any = None) -> list[str]:
             out.append(w)
 
     src = getattr(config, "source_path", None)
+    cid_file = getattr(config.mall, "client_id_file", None)
+    if cid_file is not None:
+        cid_file = Path(cid_file).expanduser()
+        if not cid_file.is_absolute() and src is not None:
+            cid_file = Path(src).resolve().parent / cid_file  # as the config loader reads it
+        check(cid_file, "[mall] client_id_file")
     if src is not None:
         try:
             text = Path(src).read_text(encoding="utf-8")
@@ -290,7 +296,6 @@ def secret_file_warnings(config: Any, environ: Any = None) -> list[str]:
             p = Path(src).parent / name
             if p.is_file():
                 check(p, "credential file")
-    check(getattr(config.mall, "client_id_file", None), "[mall] client_id_file")
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir and Path(cred_dir).is_dir():
         for p in sorted(Path(cred_dir).iterdir()):
