@@ -25,7 +25,9 @@ class Line:
 
     def show(self) -> None:
         color = {"✓": "green", "✗": "red", "–": "yellow", "!": "yellow"}[self.mark]
-        click.echo(f"{click.style(self.mark, fg=color)} {self.text}")
+        from connector.safety import terminal_safe
+
+        click.echo(f"{click.style(self.mark, fg=color)} {terminal_safe(self.text)}")
 
 
 def _safe(fn: Callable[[], Line], what: str) -> Line:
