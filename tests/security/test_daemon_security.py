@@ -1,7 +1,7 @@
 """Security checks against the real daemon (`mall-connector --log-level debug run`) over real HTTP.
 
-* More than 30 wrong-token requests a minute from one address get 429 until the minute has passed; a valid
-  token is never throttled meanwhile.
+* More than 30 wrong-token requests a minute from one address get 429 until the minute has passed, the valid
+  token from that address included (issue 16 item 7); other addresses are not throttled.
 * Through a whole working session at DEBUG (webhooks in, a bad body, pushes, 5xx, dropped connections and a
   401 from MALL), the client_id and the webhook token never appear in the daemon's output.
 * The daemon warns when the config file holding a secret is readable by others (0644), not when it is 0640.
