@@ -24,7 +24,7 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 # -- spreadsheets -------------------------------------------------------------------------------------
 
@@ -104,6 +104,25 @@ def _unlikely_run(n: int, p: float) -> int:
     return r
 
 
+def _repeated_chars(token: str, min_len: int = 4) -> int:
+    """How many characters of ``token`` repeat an earlier stretch of ``min_len`` or more (greedy, like LZ77).
+
+    "sec-R4nd0mR4nd0mR4nd0m" has 12 such characters: only the first "R4nd0m" carries information."""
+    covered, i, n = 0, 0, len(token)
+    while i < n:
+        length = 0
+        for L in range(n - i, min_len - 1, -1):
+            if token[i:i + L] in token[:i + L - 1] and token.find(token[i:i + L]) < i:
+                length = L
+                break
+        if length:
+            covered += length
+            i += length
+        else:
+            i += 1
+    return covered
+
+
 def token_weakness(token: str) -> str | None:
     """Why ``token`` cannot be a webhook secret (under 128 bits, or visibly not random), else None.
 
@@ -130,6 +149,9 @@ def token_weakness(token: str) -> str | None:
     for period in range(1, n // 2 + 1):
         if all(token[i] == token[i - period] for i in range(period, n)):
             return f"it repeats one {period}-character pattern"
+    repeated = _repeated_chars(token)
+    if 2 * repeated >= n:
+        return f"it repeats itself ({repeated} of its {n} characters copy earlier parts of it)"
     # Run lengths a random token of this alphabet reaches with odds below 1e-7.
     same_limit = _unlikely_run(n, 2.0 ** -per_char)
     step_limit = max(8, _unlikely_run(n, 2.0 * 2.0 ** -per_char))
@@ -145,22 +167,7 @@ def token_weakness(token: str) -> str | None:
     return None
 
 
-# -- secrets in URLs ----------------------------------------------------------------------------------
-
-
-def redact_url_password(url: str) -> str:
-    """A URL with the password in its user-info part replaced by ``***`` (database URLs, feed URLs).
-
-    ``postgresql+psycopg://app:s3cret@db/ledger`` -> ``postgresql+psycopg://app:***@db/ledger``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"(//[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+# -- URLs ---------------------------------------------------------------------------------------------
 
 
 def is_loopback_url(url: str) -> bool:

@@ -26,7 +26,7 @@ from tests.sync.harness import CsvShop, applied_status_puts
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "sec-token-" + "R4nd0m" * 4
+TOKEN = "sec-token-" + "R4nd0mXq7Lz2Wv9Kp3"  # >= 128 bits, not repetitive (issue 16 item 7)
 FAST = "poll_interval_s = 1\ndrain_interval_s = 1\nsweep_interval_s = 2\n"
 LIMIT = 30  # [receiver] wrong_token_limit_per_minute, the default
 

@@ -79,6 +79,8 @@ def test_json_log_line_carries_no_raw_control_character(log_stream):
     ("a" * 40, "different characters"),
     ("xK9mQ2vL8nR4tW6yZ3bH5jzzzzzzzzzzzzzz", "in a row"),
     ("0123456789abcdef", "bits"),  # 64 bits of hex
+    ("sec-token-" + "R4nd0m" * 4, "repeats itself"),  # long enough, but one 6-character chunk four times
+    ("bench-webhook-token-0123456789abcdef", "consecutive"),
 ])
 def test_weak_tokens_are_a_config_error_naming_the_key(tmp_path, token, why):
     with pytest.raises(ConfigError) as e:
