@@ -212,7 +212,8 @@ class Daemon:
         self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes,
                                        connection_limit=rc.connection_limit,
                                        max_connections_per_address=rc.max_connections_per_address,
-                                       request_timeout_s=rc.request_timeout_s, trusted_proxies=rc.trusted_proxies)
+                                       request_timeout_s=rc.request_timeout_s, trusted_proxies=rc.trusted_proxies,
+                                       metrics=self.metrics)
         self.receiver.start()
         self._started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         self._schedule()

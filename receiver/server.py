@@ -63,8 +63,10 @@ class _Guard:
     proxy limits them itself), and its maintenance (run by waitress's loop every ``cleanup_interval``)
     closes connections still reading a request after ``request_timeout_s``. Both run on the loop thread."""
 
-    def __init__(self, server: Any, *, per_address: int, request_timeout_s: float, exempt: Any = None):
+    def __init__(self, server: Any, *, per_address: int, request_timeout_s: float, exempt: Any = None,
+                 metrics: Any = None):
         self.server = server
+        self.metrics = metrics
         self.per_address = per_address
         self.request_timeout_s = request_timeout_s
         self.exempt = exempt or (lambda addr: False)
@@ -95,6 +97,8 @@ class _Guard:
         host = addr[0] if isinstance(addr, tuple) else str(addr)
         if not self.exempt(host) and self._open_from(host) >= self.per_address:
             self.refused += 1
+            if self.metrics is not None:
+                self.metrics.receiver_connection_closed("per_address")
             now = time.monotonic()
             if now - self._warned.get(host, -1e9) >= 60:
                 if len(self._warned) > 1000:
@@ -116,6 +120,8 @@ class _Guard:
             started = getattr(ch, "request_started", None)
             if started is not None and started < cutoff and not ch.will_close:
                 self.timed_out += 1
+                if self.metrics is not None:
+                    self.metrics.receiver_connection_closed("request_timeout")
                 ch.request_started = None
                 ch.will_close = True  # waitress closes it on the loop's next pass
                 log.info("receiver: closed a connection from %s: its request was not complete after %g s "
@@ -125,13 +131,15 @@ class _Guard:
 class ReceiverServer:
     def __init__(self, app: Any, host: str, port: int, threads: int = 8, max_body_bytes: int = 65536,
                  channel_timeout: int = 30, *, connection_limit: int = 500, max_connections_per_address: int = 50,
-                 request_timeout_s: float = 10.0, trusted_proxies: Any = (), **adjustments: Any):
+                 request_timeout_s: float = 10.0, trusted_proxies: Any = (), metrics: Any = None,
+                 **adjustments: Any):
         """Bind now (so a busy port fails at start, and port 0 gets a real one); serve after ``start()``.
 
         ``connection_limit`` bounds all connections, ``max_connections_per_address`` those of one
         client address, ``request_timeout_s`` the time from a request's first byte to its last
         (``_Guard``). ``trusted_proxies`` are exempt from the per-address limit, and their
         ``X-Forwarded-For`` reaches the app (which believes it only from them).
+        ``metrics`` (a ``Metrics``) counts the connections the limits close.
         ``adjustments`` go to waitress as they are."""
         from receiver.app import _in, parse_networks
 
@@ -154,7 +162,8 @@ class ReceiverServer:
             **adjustments,
         )
         self.guard = _Guard(self._server, per_address=max_connections_per_address,
-                            request_timeout_s=request_timeout_s, exempt=lambda a: _in(a, trusted))
+                            request_timeout_s=request_timeout_s, exempt=lambda a: _in(a, trusted),
+                            metrics=metrics)
         self.host = host
         self.port: int = self._server.effective_port
         self._thread: threading.Thread | None = None

@@ -130,8 +130,8 @@ def test_200_slow_connections_from_200_addresses_do_not_starve_a_webhook(make_ap
     assert srv.guard.timed_out == 200
 
 
-def test_200_slow_connections_from_one_address_are_capped(make_app, serve, ledger, slow_clients):
-    srv = serve(make_app(), max_connections_per_address=50)
+def test_200_slow_connections_from_one_address_are_capped(make_app, serve, ledger, slow_clients, metrics):
+    srv = serve(make_app(), max_connections_per_address=50, metrics=metrics)
     slow = slow_clients(srv.port, ["127.0.0.2"] * 200)
     assert slow.wait_closed(150) >= 150  # everything over the per-address limit is closed at once
     with httpx.Client(base_url=srv.url, timeout=15) as c:
@@ -139,6 +139,9 @@ def test_200_slow_connections_from_one_address_are_capped(make_app, serve, ledge
     assert srv.guard.refused == 150
     assert slow.closed_count() == 150  # the 50 it allowed are still open (their deadline is 10 s)
     assert inbox(ledger) == [7]
+    with httpx.Client(base_url=srv.url, timeout=15) as c:  # and the operator sees it
+        text = c.get("/metrics").text
+    assert 'mall_connector_receiver_connections_closed_total{reason="per_address"} 150.0' in text
 
 
 def test_a_trusted_proxy_is_exempt_from_the_per_address_limit(make_app, serve, slow_clients):
@@ -151,9 +154,9 @@ def test_a_trusted_proxy_is_exempt_from_the_per_address_limit(make_app, serve, s
     assert srv.guard.refused == 15
 
 
-def test_the_deadline_counts_the_body_too(make_app, serve, ledger):
+def test_the_deadline_counts_the_body_too(make_app, serve, ledger, metrics):
     """Headers complete, body trickled: still cut at the deadline, and nothing reaches the inbox."""
-    srv = serve(make_app(), request_timeout_s=2)
+    srv = serve(make_app(), request_timeout_s=2, metrics=metrics)
     s = socket.create_connection(("127.0.0.1", int(srv.port)), timeout=5)
     try:
         s.sendall(f"POST {HOOK} HTTP/1.1\r\nHost: r\r\nContent-Length: 400\r\n\r\n[".encode())
@@ -175,3 +178,4 @@ def test_the_deadline_counts_the_body_too(make_app, serve, ledger):
         s.close()
     assert srv.guard.timed_out == 1
     assert inbox(ledger) == []
+    assert metrics.receiver_closed.labels("request_timeout")._value.get() == 1

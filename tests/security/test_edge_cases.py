@@ -189,3 +189,24 @@ def test_check_warns_about_a_world_readable_client_id_file(tmp_path, sandbox):
     cfg = write(tmp_path, f'[mall]\nclient_id_file = "client_id"\nbase_url = "{sandbox.url}"\n')
     r = runner().invoke(main, ["--config", str(cfg), "check"], catch_exceptions=False, env={"MALL_CLIENT_ID": ""})
     assert f"[mall] client_id_file {cid} is readable by every local user" in r.output
+
+
+# -- item 4: the receiver's new keys ------------------------------------------------------------------------
+
+def test_receiver_limit_defaults(tmp_path):
+    rc = load_config(write(tmp_path, "[receiver]\n")).receiver
+    assert (rc.connection_limit, rc.max_connections_per_address, rc.request_timeout_s, rc.trusted_proxies) == \
+        (500, 50, 10.0, ())
+
+
+@pytest.mark.parametrize("line,key", [
+    ("connection_limit = 0", "receiver.connection_limit"),
+    ("max_connections_per_address = 0", "receiver.max_connections_per_address"),
+    ("request_timeout_s = 0", "receiver.request_timeout_s"),
+    ("request_timeout_s = 'ten'", "receiver.request_timeout_s"),
+    ("trusted_proxies = ['10.0.0.0/33']", "receiver.trusted_proxies"),
+])
+def test_receiver_limit_errors_name_the_key(tmp_path, line, key):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, f"[receiver]\n{line}\n"))
+    assert e.value.key == key and e.value.line == 2
