@@ -91,7 +91,7 @@ class ReceiverConfig(_Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _trusted_proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from receiver.app import parse_networks
+        from connector.safety import parse_networks
 
         parse_networks(v)  # ValueError names the bad entry
         return v

@@ -18,12 +18,13 @@ One module so every writer (exports, CLI tables, logs, the outbox) uses the same
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterable
 from urllib.parse import urlsplit
 
 # -- spreadsheets -------------------------------------------------------------------------------------
@@ -172,8 +173,6 @@ def token_weakness(token: str) -> str | None:
 
 def is_loopback_url(url: str) -> bool:
     """True when the URL's host is loopback (127.0.0.0/8, ::1, localhost): traffic never leaves the machine."""
-    import ipaddress
-
     try:
         host = (urlsplit(url).hostname or "").lower()
     except ValueError:
@@ -184,6 +183,30 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# -- addresses ----------------------------------------------------------------------------------------
+
+def parse_networks(values: Iterable[str]) -> tuple:
+    """``["127.0.0.1", "10.0.0.0/8"]`` -> ip_network objects (ValueError names a bad one)."""
+    nets = []
+    for v in values:
+        try:
+            nets.append(ipaddress.ip_network(str(v).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+    return tuple(nets)
+
+
+def address_in(addr: str, networks: tuple) -> bool:
+    """True when ``addr`` (IPv4, IPv6 or IPv4-mapped IPv6) is in one of ``networks``."""
+    try:
+        ip = ipaddress.ip_address(addr.strip().strip("[]"))
+    except ValueError:
+        return False
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    return any(ip in n for n in networks)
 
 
 # -- files --------------------------------------------------------------------------------------------

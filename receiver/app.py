@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from connector import __version__
 from connector.logs import redact
+from connector.safety import address_in, parse_networks
 from connector.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -108,38 +109,17 @@ class WrongTokenThrottle:
         return len(self._windows)
 
 
-def parse_networks(values: Iterable[str]) -> tuple:
-    """``["127.0.0.1", "10.0.0.0/8"]`` -> ip_network objects (ValueError names a bad one)."""
-    nets = []
-    for v in values:
-        try:
-            nets.append(ipaddress.ip_network(str(v).strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{v!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
-    return tuple(nets)
-
-
-def _in(addr: str, networks: tuple) -> bool:
-    try:
-        ip = ipaddress.ip_address(addr.strip().strip("[]"))
-    except ValueError:
-        return False
-    if getattr(ip, "ipv4_mapped", None):
-        ip = ip.ipv4_mapped
-    return any(ip in n for n in networks)
-
-
 def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: tuple) -> str:
     """The address the throttle counts: the TCP peer, unless the peer is a trusted proxy.
 
     Behind a trusted proxy it is the right-most ``X-Forwarded-For`` entry that is not itself a
     trusted proxy (entries further left are whatever the client claims and are never believed)."""
     peer = remote_addr or "unknown"
-    if not trusted or not forwarded_for or not _in(peer, trusted):
+    if not trusted or not forwarded_for or not address_in(peer, trusted):
         return peer
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops[-32:]):  # a bound: no one chains 32 proxies
-        if not _in(hop, trusted):
+        if not address_in(hop, trusted):
             try:
                 return str(ipaddress.ip_address(hop.strip("[]")))
             except ValueError:

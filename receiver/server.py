@@ -141,7 +141,7 @@ class ReceiverServer:
         ``X-Forwarded-For`` reaches the app (which believes it only from them).
         ``metrics`` (a ``Metrics``) counts the connections the limits close.
         ``adjustments`` go to waitress as they are."""
-        from receiver.app import _in, parse_networks
+        from connector.safety import address_in, parse_networks
 
         _quiet_waitress()
         trusted = parse_networks(trusted_proxies)
@@ -162,7 +162,7 @@ class ReceiverServer:
             **adjustments,
         )
         self.guard = _Guard(self._server, per_address=max_connections_per_address,
-                            request_timeout_s=request_timeout_s, exempt=lambda a: _in(a, trusted),
+                            request_timeout_s=request_timeout_s, exempt=lambda a: address_in(a, trusted),
                             metrics=metrics)
         self.host = host
         self.port: int = self._server.effective_port
