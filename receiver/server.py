@@ -118,7 +118,8 @@ class _Guard:
         cutoff = time.monotonic() - self.request_timeout_s
         for ch in list(self.server.active_channels.values()):
             started = getattr(ch, "request_started", None)
-            if started is not None and started < cutoff and not ch.will_close:
+            # Not while the app is answering an earlier request on it (its reply must not be cut).
+            if started is not None and started < cutoff and not ch.will_close and not ch.requests:
                 self.timed_out += 1
                 if self.metrics is not None:
                     self.metrics.receiver_connection_closed("request_timeout")
