@@ -295,7 +295,7 @@ def secret_file_warnings(config: Any, environ: Any = None) -> list[str]:
 
     The config file (when it holds a secret), ``[mall] client_id_file``, and the credential files:
     those under ``$CREDENTIALS_DIRECTORY`` and the usual ``LoadCredential=`` sources next to the
-    config (``client_id``, ``webhook_tokens``)."""
+    config (``client_id``, ``webhook_tokens``, an adapter's ``<name>_<key>``)."""
     env = os.environ if environ is None else environ
     out: list[str] = []
     seen: set[str] = set()
@@ -308,6 +308,9 @@ def secret_file_warnings(config: Any, environ: Any = None) -> list[str]:
         if w:
             out.append(w)
 
+    from adapters import registry  # the keys each adapter declares secret (AdapterSpec.secrets)
+
+    adapter_secrets = [(name, s) for name, spec in registry.adapters().items() for s in spec.secrets]
     src = getattr(config, "source_path", None)
     cid_file = getattr(config.mall, "client_id_file", None)
     if cid_file is not None:
@@ -320,9 +323,10 @@ def secret_file_warnings(config: Any, environ: Any = None) -> list[str]:
             text = Path(src).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             text = ""
-        if any(k in text for k in ("client_id =", "client_id=", "tokens", "password", "webhook_url")):
+        if any(k in text for k in ("client_id =", "client_id=", "tokens", "password", "webhook_url",
+                                   *(s.key for _, s in adapter_secrets))):
             check(src, "config file (it holds a secret)")
-        for name in ("client_id", "webhook_tokens"):
+        for name in ("client_id", "webhook_tokens", *(s.credential(a) for a, s in adapter_secrets)):
             p = Path(src).parent / name
             if p.is_file():
                 check(p, "credential file")

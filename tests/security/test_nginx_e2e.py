@@ -126,7 +126,7 @@ def stack(tmp_path_factory):
 
 
 def inbox(ledger) -> list[int]:
-    return sorted(ledger.due_inbox(100_000))
+    return sorted(ledger.inbox.due(100_000))
 
 
 def test_webhook_through_nginx_over_tls_reaches_the_inbox(stack):

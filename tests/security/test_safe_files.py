@@ -104,7 +104,8 @@ def test_the_ledger_is_0600_whatever_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
         led = open_ledger("sqlite:///" + str(tmp_path / "ledger.db"))
-        led.set_kv("k", "v")  # writes: the -wal and -shm files exist now
+        with led.write() as c:
+            led.kv.set(c, "k", "v")  # writes: the -wal and -shm files exist now
         files = sorted(p.name for p in tmp_path.iterdir())
         modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in tmp_path.iterdir()}
         led.close()
