@@ -110,6 +110,7 @@ SLACK = "https://hooks.slack.com/services/T0000/B0000/S3cretSlackPath"
     (f"[alerts]\nwebhook_url = ['{SLACK}']\n", SLACK),  # the finding: a list by mistake was printed
     ("[alerts]\nsmtp_password = ['Pa55word-x']\n", "Pa55word-x"),
     ("[mall]\nclient_id = ['abcd-secret-id']\n", "abcd-secret-id"),
+    ("[shop.fastcentrik]\nauth_password = ['Feed-Pa55-Kq8Wz3']\n", "Feed-Pa55-Kq8Wz3"),  # declared by the adapter
     ("[receiver]\ntokens = 'Vw3Lq9Zt5Rk2Hb7Nc4XpQQ'\n", "Vw3Lq9Zt5Rk2Hb7Nc4XpQQ"),
     (f"alerts = '{SLACK}'\n", SLACK),  # a whole section given as a string
 ])
@@ -178,6 +179,20 @@ def test_warnings_for_secret_files_readable_by_others(tmp_path):
     for p in (cid, creds / "webhook_tokens"):
         os.chmod(p, 0o640)
     assert secret_file_warnings(cfg, {"CREDENTIALS_DIRECTORY": str(creds)}) == []
+
+
+def test_warnings_cover_the_secrets_adapters_declare(tmp_path):
+    """An adapter's declared secret (fastcentrik's auth_password) as a credential file next to the config."""
+    cfg_path = write(tmp_path, "[shop]\nadapter = 'fastcentrik'\n")
+    os.chmod(cfg_path, 0o640)
+    cred = tmp_path / "fastcentrik_auth_password"  # AdapterSpec Secret.credential("fastcentrik")
+    cred.write_text("Feed-Pa55-Kq8Wz3\n")
+    os.chmod(cred, 0o644)
+    cfg = load_config(cfg_path, environ={})
+    warnings = secret_file_warnings(cfg, {})
+    assert len(warnings) == 1 and str(cred) in warnings[0] and "credential file" in warnings[0]
+    os.chmod(cred, 0o600)
+    assert secret_file_warnings(cfg, {}) == []
 
 
 def test_check_warns_about_a_world_readable_client_id_file(tmp_path, sandbox):
