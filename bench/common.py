@@ -21,7 +21,7 @@ from typing import Iterator
 import httpx
 
 CLIENT_ID = "bench-client-id-0123456789"
-TOKEN = "bench-webhook-token-0123456789abcdef"
+TOKEN = "bench-webhook-token-7f3a9c1e5b8d2046"  # >= 128 bits, not sequential (issue 16 item 7)
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("mall-connector", "Flask", "Werkzeug", "waitress", "SQLAlchemy", "alembic", "httpx", "httpcore",
             "pydantic", "APScheduler", "prometheus_client", "tenacity")

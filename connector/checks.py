@@ -19,6 +19,7 @@ from connector.logs import redact
 
 OK, BAD, NA = "✓", "✗", "–"
 SERVICE_USER = "mall-connector"  # the unit's User= (packaging/systemd/mall-connector.service)
+WARN = "!"  # works, but should be fixed (e.g. a secret file other users can read)
 
 
 @dataclass
@@ -27,8 +28,10 @@ class Line:
     text: str
 
     def show(self) -> None:
-        color = {"✓": "green", "✗": "red", "–": "yellow"}[self.mark]
-        click.echo(f"{click.style(self.mark, fg=color)} {self.text}")
+        color = {"✓": "green", "✗": "red", "–": "yellow", "!": "yellow"}[self.mark]
+        from connector.safety import terminal_safe
+
+        click.echo(f"{click.style(self.mark, fg=color)} {terminal_safe(self.text)}")
 
 
 def _safe(fn: Callable[[], Line], what: str) -> Line:
@@ -273,6 +276,9 @@ def run_checks(ctx, *, send_alert: bool = False) -> int:
             mark = BAD
         lines.append(Line(mark, rest))
     has_client_id = "mall.client_id" in config.secret_sources
+    from connector.safety import secret_file_warnings
+
+    lines.extend(Line(WARN, w) for w in secret_file_warnings(config))
     try:
         lines.extend(check_mapping(config))
     except ConfigError as e:

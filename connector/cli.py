@@ -48,6 +48,12 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def _terminal_safe(text: str) -> str:
+    from connector.safety import terminal_safe
+
+    return terminal_safe(text)
+
+
 def friendly_errors(fn: Callable) -> Callable:
     """Turn known errors into one line and an exit code; unknown ones into one redacted line."""
 
@@ -56,7 +62,7 @@ def friendly_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:
-            report_error(f"config error: {redact(str(e))}")
+            report_error(f"config error: {_terminal_safe(redact(str(e)))}")
             sys.exit(EXIT_CONFIG)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
@@ -65,7 +71,7 @@ def friendly_errors(fn: Callable) -> Callable:
 
             code, message = describe_error(e)
             log.debug("unexpected error", exc_info=True)
-            report_error(f"error: {redact(message)}")
+            report_error(f"error: {_terminal_safe(redact(message))}")
             sys.exit(code)
 
     return wrapper

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, create_model, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, create_model,
+                      field_validator, model_validator)
 
 DEFAULT_CONFIG_PATH = Path("/etc/mall-connector/config.toml")
 ENV_CONFIG = "MALL_CONNECTOR_CONFIG"
@@ -50,6 +51,7 @@ class MallConfig(_Section):
     client_id_file: Path | None = None
     include_test_orders: bool = False
     timeout_s: float = Field(10.0, gt=0, le=300)
+    allow_insecure: bool = False  # allow an http:// base_url on a non-loopback host (never for the real MALL)
 
     @field_validator("base_url")
     @classmethod
@@ -57,6 +59,16 @@ class MallConfig(_Section):
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError("must be an http(s) URL such as https://mpapi.mallgroup.com")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _https_unless_loopback(self) -> "MallConfig":
+        """The client_id is sent in the query string: over plain http anyone on the path reads it."""
+        from connector.safety import is_loopback_url
+
+        if self.base_url.lower().startswith("http://") and not self.allow_insecure and not is_loopback_url(self.base_url):
+            raise ValueError(f"base_url {self.base_url} is plain http: the client_id would travel unencrypted; "
+                             "use https://, or set [mall] allow_insecure = true for a test server you trust")
+        return self
 
 
 class LedgerConfig(_Section):
@@ -70,6 +82,21 @@ class ReceiverConfig(_Section):
     threads: int = Field(8, ge=1, le=64)
     max_body_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
     wrong_token_limit_per_minute: int = Field(30, ge=1)
+    # Slow clients (issue 16): all connections, those of one address, and a whole-request deadline
+    # counted from the request's first byte (waitress alone has none; see receiver/server.py).
+    connection_limit: int = Field(500, ge=1, le=10000)
+    max_connections_per_address: int = Field(50, ge=1, le=10000)
+    request_timeout_s: float = Field(10.0, gt=0, le=300)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For the throttle believes.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from connector.safety import parse_networks
+
+        parse_networks(v)  # ValueError names the bad entry
+        return v
 
     @field_validator("listen")
     @classmethod
@@ -82,12 +109,20 @@ class ReceiverConfig(_Section):
     @field_validator("tokens")
     @classmethod
     def _tokens(cls, v: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        for t in v:
+        from connector.safety import token_weakness
+
+        for i, t in enumerate(v, 1):
             s = t.get_secret_value()
-            if len(s) < 16 or not re.match(r"^[A-Za-z0-9._~-]+$", s):
+            if not re.match(r"^[A-Za-z0-9._~-]+$", s):
                 raise ValueError(
-                    "each token must be at least 16 URL-safe characters (letters, digits, . _ ~ -); "
+                    f"token {i} must be URL-safe characters only (letters, digits, . _ ~ -); "
                     "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+            weak = token_weakness(s)
+            if weak:
+                raise ValueError(
+                    f"token {i} is too weak: {weak}; a token needs at least 128 random bits (22 or more "
+                    "characters from: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
                 )
         return v
 
@@ -498,9 +533,13 @@ def _prepare_adapter_sections(shop: dict, base: Path, cfg_path: Path, env: dict[
 
 
 def _is_secret(dotted: str) -> bool:
-    if _is_adapter_secret(dotted):
+    """Whether the value at ``dotted`` must never be echoed in a config error: the core's secret keys, the
+    keys an adapter declares secret (``AdapterSpec.secrets``, one list for both), or a whole section given
+    as a scalar (e.g. ``alerts = "https://hooks..."``), which may hold any of them."""
+    # webhook_url: a Slack/Teams URL is itself the secret.
+    if len(dotted.split(".")) == 1 or _is_adapter_secret(dotted):
         return True
-    return any(s in dotted for s in ("client_id", "tokens", "password"))
+    return any(s in dotted for s in ("client_id", "tokens", "password", "webhook_url"))
 
 
 def _is_adapter_secret(dotted: str) -> bool:

@@ -214,9 +214,14 @@ class Daemon:
             ledger=self.ledger, tokens=lambda: self.config.token_values, metrics=self.metrics,
             readiness=self.readiness, max_body_bytes=rc.max_body_bytes,
             wrong_token_limit_per_minute=rc.wrong_token_limit_per_minute, instance_id=self.instance_id,
+            trusted_proxies=rc.trusted_proxies,
         )
         try:
-            self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes)
+            self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes,
+                                           connection_limit=rc.connection_limit,
+                                           max_connections_per_address=rc.max_connections_per_address,
+                                           request_timeout_s=rc.request_timeout_s, trusted_proxies=rc.trusted_proxies,
+                                           metrics=self.metrics)
         except OSError as e:
             from connector.preflight import receiver_in_use
 
@@ -293,6 +298,11 @@ def warn_if_secrets_readable(config: Config) -> None:
     if holds_secret and mode & (stat.S_IROTH | stat.S_IWOTH):
         log.warning("%s holds a secret and is readable by other users: run chmod 0640 %s (or move the client_id "
                     "into a systemd credential)", path, path)
+    from connector.safety import secret_file_warnings
+
+    for w in secret_file_warnings(config):  # client_id_file and credential files (issue 16 item 3)
+        if not w.startswith("config file"):
+            log.warning("%s", w)
 
 
 def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None,

@@ -212,7 +212,7 @@ class Demo:
 
     def _capture_logging(self) -> None:
         """The in-process sandbox logs to <tmp>/sandbox.log, not into the timeline."""
-        from connector.logs import RedactingFilter
+        from connector.logs import RedactingFilter, TerminalSafeFormatter
 
         root = logging.getLogger()
         self._saved_handlers = [h for h in root.handlers if getattr(h, "_mall_connector", False)]
@@ -220,7 +220,7 @@ class Demo:
             root.removeHandler(h)
         handler = logging.FileHandler(self.folder / "sandbox.log", encoding="utf-8")
         handler.addFilter(RedactingFilter())
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(TerminalSafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
         handler._mall_connector = True  # type: ignore[attr-defined]
         root.addHandler(handler)
         self._log_handler = handler

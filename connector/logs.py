@@ -17,6 +17,7 @@ _secrets: set[str] = set()
 _lock = threading.Lock()
 _CLIENT_ID_QS = re.compile(r"(client_id=)[^&\s'\"]+")
 _TOKEN_PATH = re.compile(r"(/webhooks/mall/)[^/\s?'\"]+")
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)[^@\s/'\"]+@")  # scheme://user:PASSWORD@
 MASK = "***"
 
 
@@ -28,11 +29,12 @@ def register_secret(value: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    """``text`` with every registered secret, client_id query value and webhook token masked."""
+    """``text`` with every registered secret, client_id query value, webhook token and URL password masked."""
     if not text:
         return text
     text = _CLIENT_ID_QS.sub(r"\1" + MASK, text)
     text = _TOKEN_PATH.sub(r"\1" + MASK, text)
+    text = _URL_PASSWORD.sub(r"\1" + MASK + "@", text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for s in secrets:
@@ -70,7 +72,23 @@ class JsonFormatter(logging.Formatter):
                 out[key] = getattr(record, key)
         if record.exc_text:
             out["exc"] = record.exc_text
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return json.dumps(out, ensure_ascii=False, default=str).translate(_JSON_UNSAFE)
+
+
+# C1 controls and Unicode line separators that json.dumps(ensure_ascii=False) leaves raw.
+_JSON_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7f, 0xa0), 0x2028, 0x2029]}
+
+
+class TerminalSafeFormatter(logging.Formatter):
+    """Text logs: one record is one line, and no control character from data reaches the terminal.
+
+    A MALL error message with a newline cannot forge a second log line; ESC sequences in a customer
+    name cannot repaint the operator's terminal. Tracebacks are kept, on the same line (``\\n``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from connector.safety import terminal_safe
+
+        return terminal_safe(super().format(record))
 
 
 def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
@@ -84,7 +102,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(TerminalSafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries that would log URLs (with the client_id) or per-request noise.

@@ -78,6 +78,13 @@ class Metrics:
             self.pushes.labels(outcome)
         self._ledger_gauges = _LedgerGauges()
         r.register(self._ledger_gauges)
+        # Connections the receiver closed to protect itself (issue 16): over max_connections_per_address,
+        # or a request not complete within request_timeout_s.
+        self.receiver_closed = Counter(
+            "mall_connector_receiver_connections_closed_total",
+            "Receiver connections closed by its limits, by reason.", ["reason"], registry=r)
+        for reason in ("per_address", "request_timeout"):
+            self.receiver_closed.labels(reason)
 
     @property
     def ledger(self) -> Any:
@@ -109,6 +116,9 @@ class Metrics:
 
     def job_ok(self, job: str, at: float | None = None) -> None:
         self.last_success.labels(job).set(time.time() if at is None else at)
+
+    def receiver_connection_closed(self, reason: str) -> None:
+        self.receiver_closed.labels(reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

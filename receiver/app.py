@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from connector import __version__
 from connector.logs import redact
+from connector.safety import address_in, parse_networks
 from connector.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -91,8 +93,38 @@ class WrongTokenThrottle:
             w[1] += 1
             return w[1], max(0.0, self.window_s - (now - w[0]))
 
+    def blocked(self, addr: str) -> float | None:
+        """Seconds left in ``addr``'s window while it is over the limit, else None.
+
+        While an address is throttled every request from it is refused, the right token included:
+        otherwise each guess would still learn yes (202) or no (429)."""
+        with self._lock:
+            w = self._windows.get(addr)
+            if w is None or w[1] <= self.limit:
+                return None
+            left = self.window_s - (self.clock() - w[0])
+            return left if left > 0 else None
+
     def __len__(self) -> int:
         return len(self._windows)
+
+
+def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: tuple) -> str:
+    """The address the throttle counts: the TCP peer, unless the peer is a trusted proxy.
+
+    Behind a trusted proxy it is the right-most ``X-Forwarded-For`` entry that is not itself a
+    trusted proxy (entries further left are whatever the client claims and are never believed)."""
+    peer = remote_addr or "unknown"
+    if not trusted or not forwarded_for or not address_in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops[-32:]):  # a bound: no one chains 32 proxies
+        if not address_in(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop.strip("[]")))
+            except ValueError:
+                return peer  # garbage in the header: count the proxy itself
+    return peer
 
 
 def _token_source(tokens: Callable[[], Iterable[Any]] | Sequence[Any]) -> Callable[[], list[bytes]]:
@@ -153,16 +185,20 @@ def create_app(
     wrong_token_limit_per_minute: int = 30,
     instance_id: str | None = None,
     clock: Callable[[], float] = time.monotonic,
+    trusted_proxies: Iterable[str] = (),
 ) -> Flask:
     """The receiver's WSGI app. ``tokens`` may be a zero-arg callable so a config reload can swap them.
 
     ``instance_id`` (random when None) is shown by /healthz so ``check`` can prove that the public URL
-    reaches this very process. ``clock`` is injectable for the wrong-token throttle tests."""
+    reaches this very process. ``clock`` is injectable for the wrong-token throttle tests.
+    ``trusted_proxies`` (addresses or networks): only a peer among them may name the client in
+    ``X-Forwarded-For``; the throttle then counts that client, not the proxy."""
     metrics = metrics or Metrics()
     if metrics.ledger is None:
         metrics.bind_ledger(ledger)
     valid_tokens = _token_source(tokens)
     throttle = WrongTokenThrottle(wrong_token_limit_per_minute, clock)
+    trusted = parse_networks(trusted_proxies)
     instance = instance_id or uuid.uuid4().hex
 
     app = Flask(__name__, static_folder=None)  # no static route: every unknown path is a plain 404
@@ -181,8 +217,12 @@ def create_app(
 
     def _webhook(token: str) -> Response:
         metrics.webhook_received()
+        addr = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
+        left = throttle.blocked(addr)
+        if left is not None:  # throttled: no answer tells a right guess from a wrong one
+            metrics.webhook_rejected("throttled")
+            return _error(429, "too many requests", **{"Retry-After": str(max(1, math.ceil(left)))})
         if not _token_ok(token, valid_tokens()):
-            addr = request.remote_addr or "unknown"
             count, retry_after = throttle.hit(addr)
             if count > throttle.limit:
                 metrics.webhook_rejected("throttled")

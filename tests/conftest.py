@@ -71,6 +71,9 @@ def sandbox(make_sandbox) -> SandboxServer:
 SYSTEM_TESTS = (
     "tests/chaos/", "tests/daemon/", "tests/demo/", "tests/packaging/", "tests/dbfaults/",
     "tests/security/test_daemon_security.py", "tests/sync/test_crash_e2e.py", "tests/service/test_unit_file.py",
+    # issue 16: the daemon as a subprocess, real nginx, the unit file under systemd-analyze
+    "tests/security/test_daemon_receiver_limits.py", "tests/security/test_nginx_e2e.py",
+    "tests/security/test_unit_hardening.py",
 )
 
 

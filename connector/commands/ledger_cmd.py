@@ -11,6 +11,7 @@ import click
 from connector.cli import Context, friendly_errors, pass_ctx
 from connector.commands.output import emit, render_table
 from connector.ledger.types import ChangeState, ItemKind, parse_item_ref
+from connector.safety import terminal_safe
 
 S = ChangeState
 STATE_FILTERS = {
@@ -98,11 +99,12 @@ def ledger_show(ctx: Context, order_id: int) -> None:
         if o is None:
             click.echo(f"order {order_id} is not in the ledger", err=True)
             sys.exit(1)
-        click.echo(f"order {order_id}  shop order {o.shop_order_id or '-'}")
-        click.echo(f"  MALL: {o.mall_status or 'unknown'}  confirmed={o.mall_confirmed}  mdp={o.mdp}  test={o.test}  "
-                   f"read {o.mall_read_at or '-'} UTC")
-        click.echo(f"  shop: {o.shop_status or '-'}  handed over: {o.handed_at or 'no'}  "
-                   f"last status handed: {o.handed_status or '-'}")
+        safe = terminal_safe  # shop and MALL text may hold escape sequences (issue 16 item 6)
+        click.echo(safe(f"order {order_id}  shop order {o.shop_order_id or '-'}"))
+        click.echo(safe(f"  MALL: {o.mall_status or 'unknown'}  confirmed={o.mall_confirmed}  mdp={o.mdp}  "
+                        f"test={o.test}  read {o.mall_read_at or '-'} UTC"))
+        click.echo(safe(f"  shop: {o.shop_status or '-'}  handed over: {o.handed_at or 'no'}  "
+                        f"last status handed: {o.handed_status or '-'}"))
         changes = ledger.changes.list(order_id=order_id)
         if changes:
             click.echo("\nchanges:")
@@ -114,12 +116,12 @@ def ledger_show(ctx: Context, order_id: int) -> None:
         if quarantined:
             click.echo("\nquarantined (bring back with: mall-connector ledger retry ITEM):")
             for item in quarantined:
-                click.echo(f"  {item.ref:<16} {item.what}, {item.attempts} attempt(s): {item.reason}")
+                click.echo(safe(f"  {item.ref:<16} {item.what}, {item.attempts} attempt(s): {item.reason}"))
         events = ledger.orders.events_for(order_id)
         if events:
             click.echo("\nhistory (UTC):")
             for at, kind, message in events:
-                click.echo(f"  {at:%Y-%m-%d %H:%M:%S}  {kind:<10} {message}")
+                click.echo(f"  {at:%Y-%m-%d %H:%M:%S}  {terminal_safe(kind):<10} {terminal_safe(message)}")
 
 
 @ledger_group.command("retry")

@@ -74,6 +74,27 @@ def _output(path: Path, allowed: tuple[str, ...]) -> str:
         raise click.BadParameter(str(e), param_hint=OUTPUT_HINT) from None
 
 
+def _file_mode(ctx: click.Context, param: click.Parameter, value: str | None) -> int:
+    """``--mode 0640`` -> 0o640. Exports hold customer data: 0600 unless asked; never executable."""
+    from connector.exports.common import EXPORT_MODE
+
+    if value is None:
+        return EXPORT_MODE
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an octal file mode such as 0600 or 0640") from None
+    if not 0 <= mode <= 0o666 or mode & 0o111 or not mode & 0o600 == 0o600:
+        raise click.BadParameter(f"{value!r}: give read and write for the owner and no execute bits "
+                                 "(e.g. 0600, 0640, 0644)")
+    return mode
+
+
+MODE_OPTION = click.option("--mode", "file_mode", default=None, callback=_file_mode, metavar="OCTAL",
+                           help="File permissions of the written file, e.g. 0640 to let the group read it "
+                                "[default: 0600, whatever the umask: it holds customer data].")
+
+
 def _write(path: Path, write) -> None:
     """Run ``write()``; a file-system failure is a clear line about the output, not a traceback."""
     try:
@@ -174,10 +195,11 @@ def export_group() -> None:
 @click.option("--test", "include_test", is_flag=True, help="Include MALL test orders (left out by default).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="The file to write: .xlsx (sheets Picking and Packing) or .csv (both sections, UTF-8).")
+@MODE_OPTION
 @click.pass_context
 @friendly_errors
 def export_picking(click_ctx: click.Context, statuses: list[str], order_ids: list[int] | None, include_test: bool,
-                   output: Path) -> None:
+                   output: Path, file_mode: int) -> None:
     """A warehouse picking list: one line per product with the total quantity and which orders need how
     many (e.g. "10085339302×2, 10085339303×1"), sorted by the shop feed's warehouse location (else by
     item id); then a packing section per order. Orders without MALL data in the ledger are named as
@@ -199,7 +221,7 @@ def export_picking(click_ctx: click.Context, statuses: list[str], order_ids: lis
         pl = build_picking(ledger, statuses=statuses, order_ids=order_ids, include_test=include_test)
     finally:
         ledger.close()
-    _write(output, lambda: write_picking(pl, output, kind))
+    _write(output, lambda: write_picking(pl, output, kind, mode=file_mode))
     pieces = sum(ln.quantity for ln in pl.lines)
     click.echo(f"wrote {output}: {len(pl.lines)} product(s), {pieces} piece(s) for {len(pl.orders)} order(s)")
     for w in pl.warnings:
@@ -212,9 +234,10 @@ def export_picking(click_ctx: click.Context, statuses: list[str], order_ids: lis
 @click.option("--to", "date_to", type=DATE, required=True, metavar="DATE",
               help="Last day of the period (YYYY-MM-DD), up to 23:59:59 Prague time.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .xlsx file to write.")
+@MODE_OPTION
 @pass_ctx
 @friendly_errors
-def export_billing(ctx: Context, date_from: datetime, date_to: datetime, output: Path) -> None:
+def export_billing(ctx: Context, date_from: datetime, date_to: datetime, output: Path, file_mode: int) -> None:
     """The manual-billing file for MALL: orders delivered in the period (by delivered_at), one row per
     item with unit price, VAT, commission and line total; COD amount (non-zero = a COD order),
     delivery price and order total on each order's first row; totals per currency. Sheets: Billing,
@@ -236,7 +259,7 @@ def export_billing(ctx: Context, date_from: datetime, date_to: datetime, output:
         billing = build_billing(ledger, d_from, d_to)
     finally:
         ledger.close()
-    _write(output, lambda: write_billing(billing, output))
+    _write(output, lambda: write_billing(billing, output, mode=file_mode))
     totals = "; ".join(f"{cur} {t.total:,.2f} ({t.orders} order(s), {t.cod_orders} COD)"
                        for cur, t in billing.totals.items()) or "nothing delivered"
     click.echo(f"wrote {output}: {len(billing.orders)} order(s) delivered {d_from} to {d_to}: {totals}")

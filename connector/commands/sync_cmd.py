@@ -30,6 +30,8 @@ def sync_once(ctx: Context, retry_now: bool, no_sweep: bool) -> None:
         summary = run_pass(services, retry_now=retry_now, sweep=not no_sweep)
     finally:
         services.close()
+    from connector.safety import terminal_safe
+
     for line in summary.lines():
-        click.echo(line)
+        click.echo(terminal_safe(line))  # reasons quote MALL and the shop (issue 16 item 6)
     sys.exit(summary.exit_code)

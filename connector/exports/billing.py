@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import BinaryIO
 
-from connector.exports.common import MONEY_FORMAT, Column, add_sheet, money, write_atomically
+from connector.exports.common import EXPORT_MODE, MONEY_FORMAT, Column, add_sheet, money, write_atomically
 from connector.exports.orders import snapshot_order
 from connector.ledger import Ledger
 from connector.mall.models import Order
@@ -176,11 +177,11 @@ def billing_rows(b: Billing) -> list[list]:
     return rows
 
 
-def write_billing(b: Billing, path: Path) -> None:
-    write_atomically(path, lambda tmp: _write_xlsx(b, tmp))
+def write_billing(b: Billing, path: Path, *, mode: int = EXPORT_MODE) -> None:
+    write_atomically(path, lambda f: _write_xlsx(b, f), mode=mode)
 
 
-def _write_xlsx(b: Billing, path: Path) -> None:
+def _write_xlsx(b: Billing, path: Path | BinaryIO) -> None:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)

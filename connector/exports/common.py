@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 from zoneinfo import ZoneInfo
+
+from connector.safety import cell_value, write_replacing
 
 PRAGUE = ZoneInfo("Europe/Prague")  # MALL's timestamps are Prague local time
 CENT = Decimal("0.01")
@@ -58,27 +59,15 @@ def output_kind(path: Path, allowed: Sequence[str]) -> str:
     return kind
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+#: Exports hold customer names and addresses: private unless the partner asks (``--mode``).
+EXPORT_MODE = 0o600
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None], *, mode: int = EXPORT_MODE) -> None:
     """Write through a temp file in the same folder and rename it: a crash never leaves half a file
-    where someone (or a mail script) would pick it up."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    where someone (or a mail script) would pick it up. ``write`` gets the open temp file (binary);
+    it is created symlink-safe with ``mode`` whatever the umask (``connector.safety.write_replacing``)."""
+    write_replacing(path, write, mode=mode)
 
 
 def prague_date(dt: datetime | None) -> date | None:
@@ -113,7 +102,10 @@ def add_sheet(wb: Any, title: str, columns: Sequence[Column], rows: Sequence[Seq
     bold = Font(bold=True)
 
     def cell(value: Any, fmt: str | None, font: Any = None) -> Any:
+        value = cell_value(value)
         c = WriteOnlyCell(ws, value=value)
+        if isinstance(value, str):
+            c.data_type = "s"  # text is a string cell, never a formula (openpyxl makes "=..." a formula)
         if fmt and isinstance(value, (int, Decimal)) and not isinstance(value, bool):
             c.number_format = fmt
         if font is not None:

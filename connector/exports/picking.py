@@ -10,13 +10,15 @@ yet) cannot be listed item by item; it is named in a warning instead of silently
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import BinaryIO, Iterable, Sequence
 
-from connector.exports.common import Column, add_sheet, natural_key, write_atomically
+from connector.exports.common import EXPORT_MODE, Column, add_sheet, natural_key, write_atomically
 from connector.exports.orders import snapshot_order
 from connector.ledger import Ledger
+from connector.safety import cell_value
 
 TIMES = "\u00d7"  # "10085339302×2"
 CSV_DELIMITER = ";"  # what Excel expects in Czech/Slovak locales (the comma is their decimal mark)
@@ -128,12 +130,12 @@ def _packing_rows(pl: PickingList) -> list[list]:
              it.item_id, it.title, it.quantity] for o in pl.orders for it in o.items]
 
 
-def write_picking(pl: PickingList, path: Path, kind: str) -> None:
-    """Write ``path`` as ``kind`` ("xlsx" or "csv"), atomically."""
-    write_atomically(path, lambda tmp: (_write_xlsx if kind == "xlsx" else _write_csv)(pl, tmp))
+def write_picking(pl: PickingList, path: Path, kind: str, *, mode: int = EXPORT_MODE) -> None:
+    """Write ``path`` as ``kind`` ("xlsx" or "csv"), atomically, with ``mode`` (0600 by default)."""
+    write_atomically(path, lambda f: (_write_xlsx if kind == "xlsx" else _write_csv)(pl, f), mode=mode)
 
 
-def _write_xlsx(pl: PickingList, path: Path) -> None:
+def _write_xlsx(pl: PickingList, path: Path | BinaryIO) -> None:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -143,11 +145,12 @@ def _write_xlsx(pl: PickingList, path: Path) -> None:
     wb.save(path)
 
 
-def _write_csv(pl: PickingList, path: Path) -> None:
+def _write_csv(pl: PickingList, out: BinaryIO) -> None:
     """Both sections in one file, each under a title row, separated by a blank line; UTF-8 with a BOM
-    so Excel shows Czech and Slovak letters right."""
-    with open(path, "w", encoding="utf-8-sig", newline="") as f:
-        w = csv.writer(f, delimiter=CSV_DELIMITER)
+    so Excel shows Czech and Slovak letters right. Every text cell goes through ``formula_safe``."""
+    f = io.TextIOWrapper(out, encoding="utf-8-sig", newline="", write_through=True)
+    try:
+        w = _SafeWriter(csv.writer(f, delimiter=CSV_DELIMITER))
         w.writerow(["Picking"])
         w.writerow([c.header for c in PICKING_COLUMNS])
         w.writerows(_picking_rows(pl))
@@ -159,3 +162,20 @@ def _write_csv(pl: PickingList, path: Path) -> None:
             w.writerow([])
             w.writerow(["Warnings"])
             w.writerows([[msg] for msg in pl.warnings])
+        f.flush()
+    finally:
+        f.detach()  # the caller closes the binary file
+
+
+class _SafeWriter:
+    """A csv writer whose every cell passes ``cell_value`` (text made formula-safe, numbers kept)."""
+
+    def __init__(self, writer):
+        self._w = writer
+
+    def writerow(self, row) -> None:
+        self._w.writerow([cell_value(v) for v in row])
+
+    def writerows(self, rows) -> None:
+        for row in rows:
+            self.writerow(row)

@@ -32,6 +32,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 15000) -> Engine:
             folder = Path(db).resolve().parent
             if not folder.is_dir():
                 raise LedgerError(f"ledger folder {folder} does not exist (from [ledger] url)")
+            create_private_sqlite_file(db)
         engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000}, pool_pre_ping=False)
 
         @event.listens_for(engine, "connect")
@@ -54,6 +55,20 @@ def make_engine(url: str, *, busy_timeout_ms: int = 15000) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def create_private_sqlite_file(db: str) -> None:
+    """Create a new SQLite ledger file as 0600 before SQLite opens it, whatever the caller's umask.
+
+    The ledger holds customer names and addresses. SQLite gives its -wal and -shm files the main
+    file's permissions, so they are private too. Never follows a symlink planted at the name. An
+    existing file (or link) is left as its admin made it."""
+    from connector.safety import ensure_private_file
+
+    try:
+        ensure_private_file(db)
+    except OSError as e:
+        raise LedgerError(f"cannot create the ledger file {db}: {e.strerror or e}") from None
 
 
 def _alembic_config(connection):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 import click
 
@@ -37,23 +38,31 @@ def _check_url(ctx, param, value):
 
 
 @click.command("sandbox", context_settings={"max_content_width": 100}, epilog="""\b
-Example (a second terminal then points the connector at it):
-  mall-connector sandbox --client-id demo-client-id --orders 100 \\
-      --webhook-url http://127.0.0.1:8080/webhooks/mall/TOKEN --webhook-interval 5
+Example (a second terminal then points the connector at it). Secrets from the environment or a file,
+never on the command line (any local user reads argv in /proc):
+  export MALL_CLIENT_ID=demo-client-id
+  export MALL_SANDBOX_WEBHOOK_URL=http://127.0.0.1:8080/webhooks/mall/TOKEN
+  mall-connector sandbox --orders 100 --webhook-interval 5
   curl 'http://127.0.0.1:8800/v1/orders/unconfirmed?client_id=demo-client-id&filter=basic'
   curl -X POST http://127.0.0.1:8800/_sandbox/orders -d '{"count": 3, "kind": "cod"}'
 """)
 @click.option("--listen", type=ListenAddress(), default="127.0.0.1:8800", show_default=True,
               help="Address to serve on. Keep it on loopback: the operator endpoints need no key.")
-@click.option("--client-id", envvar="MALL_CLIENT_ID", required=True,
-              help="The client_id the sandbox accepts (also $MALL_CLIENT_ID). Any string; "
-                   "do not reuse your real MALL key.")
+@click.option("--client-id", envvar="MALL_CLIENT_ID", default=None,
+              help="The client_id the sandbox accepts. Any string; do not reuse your real MALL key. Better from "
+                   "$MALL_CLIENT_ID or --client-id-file: a command-line argument is visible to every local user "
+                   "in /proc.")
+@click.option("--client-id-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="MALL_CLIENT_ID_FILE", help="Read the client_id from this file (first line).")
 @click.option("--orders", type=click.IntRange(0, 100_000), default=50, show_default=True,
               help="Orders to seed, spread over all 8 statuses.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seed for the generated orders and the fault dice (same seed, same orders).")
-@click.option("--webhook-url", callback=_check_url, default=None,
-              help="Where to POST batches of changed order ids, as MALL's order webhook does.")
+@click.option("--webhook-url", envvar="MALL_SANDBOX_WEBHOOK_URL", default=None,
+              help="Where to POST batches of changed order ids, as MALL's order webhook does. It holds the "
+                   "receiver's token: better from $MALL_SANDBOX_WEBHOOK_URL or --webhook-url-file.")
+@click.option("--webhook-url-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="MALL_SANDBOX_WEBHOOK_URL_FILE", help="Read the webhook URL from this file (first line).")
 @click.option("--webhook-interval", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
               metavar="SECONDS", help="At most one webhook batch per this many seconds (MALL: 60).")
 @click.option("--error-rate", type=RATE, default=0.0, show_default=True,
@@ -68,17 +77,24 @@ Example (a second terminal then points the connector at it):
               help="Delay added to every API answer.")
 @click.option("--drop-rate", type=RATE, default=0.0, show_default=True,
               help="Share of API requests whose connection is closed without a reply.")
-def sandbox(listen, client_id, orders, seed, webhook_url, webhook_interval, error_rate, rate_limit_rate,
-            rate_limit_budget, rate_limit_window, latency_ms, drop_rate):
+def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhook_url_file, webhook_interval,
+            error_rate, rate_limit_rate, rate_limit_budget, rate_limit_window, latency_ms, drop_rate):
     """Run a local MALL Marketplace look-alike to try a mapping safely.
 
     It speaks MALL's order API (/v1/orders...) with MALL's status rules, sends MALL-style webhooks
     and lets you play MALL's part (pay, cancel, MALL Delivery events) through /_sandbox/
     endpoints. Orders live in memory and vanish when it stops (Ctrl+C or SIGTERM).
     """
+    if client_id_file is not None:
+        client_id = _first_line(client_id_file, "--client-id-file")
+    if client_id is None:
+        raise click.UsageError("give the client_id: env MALL_CLIENT_ID, --client-id-file FILE, or --client-id")
     if not client_id.strip():
         raise click.BadParameter("must not be empty", param_hint="--client-id")
     register_secret(client_id)
+    if webhook_url_file is not None:
+        webhook_url = _first_line(webhook_url_file, "--webhook-url-file")
+    webhook_url = _check_url(None, None, webhook_url)
     host, port = listen
     faults = Faults(seed=seed, error_rate=error_rate, rate_limit_rate=rate_limit_rate, latency_ms=latency_ms,
                     drop_rate=drop_rate, rate_limit_budget=rate_limit_budget, rate_limit_window_s=rate_limit_window)
@@ -99,6 +115,18 @@ def sandbox(listen, client_id, orders, seed, webhook_url, webhook_interval, erro
     finally:
         server.stop()
     click.echo("sandbox stopped")
+
+
+def _first_line(path: Path, hint: str) -> str:
+    """The first line of a secret file (trailing whitespace dropped); a clear error when it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.BadParameter(f"cannot read {path}: {getattr(e, 'strerror', None) or e}", param_hint=hint) from None
+    line = text.splitlines()[0].strip() if text.strip() else ""
+    if not line:
+        raise click.BadParameter(f"{path} is empty", param_hint=hint)
+    return line
 
 
 def _banner(server: SandboxServer, orders: int, webhook_url: str | None, interval: float) -> None:

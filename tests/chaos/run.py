@@ -40,7 +40,7 @@ from tests.chaos.world import MAPPING_TOML, SENT, DaemonRunner, MallDriver, Repl
 from tests.conftest import TEST_CLIENT_ID, free_port
 from tests.sync.harness import CsvShop
 
-TOKEN = "chaos-token-" + "Q7" * 12
+TOKEN = "chaos-token-" + "Q7mB4xN9pL2vR8kT5wZ3cH6j"  # >= 128 bits, not repetitive (issue 16 item 7)
 TICK_S = 0.25
 
 

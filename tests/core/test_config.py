@@ -91,7 +91,7 @@ def test_relative_paths_are_relative_to_the_config_folder(tmp_path):
     ("[shop]\nadapter = 'shoptet'\n", "shop.adapter", 2, "generic_csv"),
     ("[shop]\ntimezone = 'Mars/Base'\n", "shop.timezone", 2, "unknown time zone"),
     ("[mall]\nbase_url = 'ftp://x'\n", "mall.base_url", 2, "http(s) URL"),
-    ("[receiver]\ntokens = ['short']\n", "receiver.tokens", 2, "at least 16"),
+    ("[receiver]\ntokens = ['short']\n", "receiver.tokens", 2, "at least 128 random bits"),
 ])
 def test_errors_name_file_line_key_and_reason(tmp_path, text, key, line, words):
     path = write(tmp_path, text)
@@ -121,8 +121,9 @@ def test_missing_file(tmp_path):
 
 def test_secrets_from_env_and_credentials(tmp_path):
     path = write(tmp_path, "[mall]\n")
-    cfg = load_config(path, environ={"MALL_CLIENT_ID": "from-env-123", "MALL_CONNECTOR_TOKENS": "a" * 16 + ", " + "b" * 16})
-    assert cfg.client_id == "from-env-123" and cfg.token_values == ("a" * 16, "b" * 16)
+    t1, t2 = "Fv3kP9sQ2wLx7mZr4cTb8N", "Hq6yD1gUj5oWe0aKs3RiVm"  # >= 128 bits each (issue 16 item 7)
+    cfg = load_config(path, environ={"MALL_CLIENT_ID": "from-env-123", "MALL_CONNECTOR_TOKENS": t1 + ", " + t2})
+    assert cfg.client_id == "from-env-123" and cfg.token_values == (t1, t2)
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "mall_client_id").write_text("from-credential\n")

@@ -18,7 +18,7 @@ from tests.conftest import free_port
 from tests.sync.harness import CsvShop, applied_status_puts, status_puts
 
 pytestmark = pytest.mark.e2e
-TOKEN = "daemon-token-" + "z" * 20
+TOKEN = "daemon-token-" + "Zq8rT2wXc5Vb9NmK4pLs"  # >= 128 bits, not repetitive (issue 16 item 7)
 FAST = "poll_interval_s = 1\ndrain_interval_s = 1\nsweep_interval_s = 30\n"
 
 

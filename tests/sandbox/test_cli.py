@@ -110,5 +110,6 @@ def test_port_in_use_is_a_one_line_error():
 def test_help_shows_an_example():
     result = CliRunner().invoke(sandbox_command, ["--help"])
     assert result.exit_code == 0
-    assert "Example" in result.output and "mall-connector sandbox --client-id" in result.output
+    assert "Example" in result.output and "mall-connector sandbox --orders" in result.output
+    assert "MALL_SANDBOX_WEBHOOK_URL" in result.output  # secrets from the environment, not argv (issue 16 item 8)
     assert "MALL_CLIENT_ID" in result.output

@@ -18,7 +18,7 @@ from receiver.server import ReceiverServer
 from tests.sync.harness import CsvShop
 
 pytestmark = pytest.mark.e2e
-TOKEN = "tok-" + "x" * 28
+TOKEN = "tok-" + "Hy7Ud3Kp9Wm2Qx6Rb4Tn8Vc5Ze1Ls0Ag"  # >= 128 bits, not repetitive (issue 16 item 7)
 
 
 @pytest.fixture
