@@ -15,7 +15,7 @@ from tests.conftest import free_port
 from tests.sync.harness import CsvShop
 
 pytestmark = pytest.mark.e2e
-TOKEN = "backup-token-" + "b" * 20
+TOKEN = "backup-token-Jm5Qw8Zr3Tx7Lp2Vn6Kd"  # >= 128 bits, not repetitive (issue 16 item 7)
 
 
 def _wait(pred, what, timeout=30.0):

@@ -81,7 +81,7 @@ def test_placeholder_in_env_and_password_are_refused_too(tmp_path):
 
 def test_tokens_precedence_and_source(tmp_path):
     path = tmp_path / "config.toml"
-    inline, env_tok, cred_tok = "i" * 22, "e" * 22, "c" * 22
+    inline, env_tok, cred_tok = "inl-Q7mB4xN9pL2vR8kT5wZ3", "env-Hy7Ud3Kp9Wm2Qx6Rb4Tn", "crd-Zq8rT2wXc5Vb9NmK4pLs"
     path.write_text(f'[receiver]\ntokens = ["{inline}"]\n')
     creds = tmp_path / "creds"
     creds.mkdir()

@@ -28,7 +28,7 @@ from tests.sync.harness import applied_status_puts
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "svc-e2e-" + "k" * 30
+TOKEN = "svc-e2e-Hq4Vz8Lm2Rt6Xw9Kb3Np7Cs5"  # >= 128 bits, not repetitive (issue 16 item 7)
 SHOP_USER = "shop"
 OUTBOX_GROUP = "mall-outbox"
 
