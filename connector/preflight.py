@@ -38,12 +38,9 @@ def whoami() -> str:
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite ledger URL; None for other databases and in-memory ones."""
-    from sqlalchemy.engine import make_url
+    from connector.ledger.location import sqlite_path as path_of
 
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" or u.database.startswith("file:"):
-        return None
-    return Path(u.database)
+    return path_of(url)
 
 
 EXIT_NO_LEDGER = 66  # EX_NOINPUT from sysexits.h: the input (the ledger) does not exist
