@@ -1,8 +1,17 @@
-"""Alerts to a human: e-mail and/or a chat webhook, deduplicated through the ledger.
+"""Alerts to a human: e-mail and/or a chat webhook, deduplicated through the ledger, sent as a digest.
 
 The daemon runs unattended, so a problem must reach a person once, be repeated while it lasts
-(every ``[alerts] repeat_after_s``), and be followed by exactly one "resolved" message. The
+(at most every ``[alerts] repeat_after_s``), and be followed by exactly one "resolved" message. The
 state lives in the ledger's ``alerts`` table, so a restart neither forgets nor re-sends.
+
+Two ways in:
+
+* ``observe(key, ...)`` / ``clear(key, ...)`` + ``flush()`` - the daemon's way (issue 14). The rules
+  (connector/alert_rules.py, one table) observe what is wrong after every job; ``flush`` sends one
+  message per channel listing what is new, still open (due for a repeat) and resolved, at most
+  ``digest_s`` after the oldest of them; an *urgent* new problem (MALL rejecting the account, the
+  feed down, an order due within 2 hours) makes it go out at once.
+* ``problem(key, ...)`` / ``resolved(key, ...)`` - one problem, sent at once (outside the digest).
 
 Problem keys the daemon uses (one open problem per key):
 
@@ -18,6 +27,9 @@ Row semantics (``alerts`` table): ``state`` open|resolved; ``message`` is the re
 "title\\nmessage"; ``count`` how often the problem was reported since it opened. While open,
 ``last_sent_at`` is when the last alert went out (NULL: not yet delivered). Once resolved,
 ``last_sent_at`` is NULL while the "resolved" message is still owed, else when it went out.
+``urgent`` skips the digest wait; ``last_seen_at`` is the latest evaluation that saw it. ``count``
+is how many polls saw the problem: the wording is "seen on 569 polls", never "reported 569x",
+because it is not how many messages were sent.
 
 Sending: every text passes through ``connector.logs.redact``. A failing sender is logged and
 never raises; the problem stays unsent and the next call tries again, but a sender that just
@@ -47,6 +59,7 @@ from connector.config import AlertsConfig
 from connector.ledger import schema as s
 from connector.ledger.repo import utcnow
 from connector.logs import redact, register_secret
+from connector.timefmt import clock_time, duration, zone_name
 
 log = logging.getLogger("mall_connector.alerts")
 
@@ -143,16 +156,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _fmt(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "-"
-
-
 def _duration(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    if seconds >= 60:
-        return f"{int(seconds // 60)} min"
-    return f"{int(seconds)} s"
+    return duration(seconds)
+
+
+def _polls(n: int) -> str:
+    return f"seen on {n} poll{'s' if n != 1 else ''}"
 
 
 class Alerter:
@@ -164,24 +173,157 @@ class Alerter:
     alert rather than losing it.
 
     ``clock`` returns the current naive-UTC datetime (the ledger's convention); tests inject one.
-    ``senders=None`` builds them from ``config``; ``senders=[]`` means log only.
+    ``senders=None`` builds them from ``config``; ``senders=[]`` means log only. ``tz`` is the zone
+    times are shown in (``[shop] timezone``); each message names it once.
     """
 
     def __init__(self, config: AlertsConfig, ledger, *, senders: Sequence[Sender] | None = None,
-                 clock: Callable[[], datetime] | None = None, sender_retry_s: float = 60.0):
+                 clock: Callable[[], datetime] | None = None, sender_retry_s: float = 60.0,
+                 tz: str = "Europe/Prague"):
         self.config = config
         self.ledger = ledger
         self.senders: list[Sender] = list(senders_from_config(config) if senders is None else senders)
         self.clock = clock or utcnow
         self.repeat_after = timedelta(seconds=config.repeat_after_s)
+        self.digest = timedelta(seconds=getattr(config, "digest_s", 300))
         self.sender_retry = timedelta(seconds=sender_retry_s)
+        self.tz = tz
         self.hostname = socket.gethostname()
         self._lock = threading.Lock()
         self._sender_down_until: dict[str, datetime] = {}
 
-    # -- public API ---------------------------------------------------------------------------
+    # -- the digest (the daemon's way) --------------------------------------------------------
+    def observe(self, key: str, title: str, message: str, *, urgent: bool = False, seen: bool = True) -> None:
+        """Record that problem ``key`` is there now. Sends nothing: ``flush`` does.
+
+        ``seen`` counts this evaluation as one more poll that saw it. A problem that turns urgent while
+        open (an order now due within 2 hours) is announced again at once."""
+        self._check_key(key)
+        title = _one_line(redact(title))[:200] or key
+        stored = f"{title}\n{redact(message)[:MAX_TEXT]}"
+        with self._lock:
+            now = self._now()
+            with self.ledger.write() as c:
+                row = c.execute(select(s.alerts).where(s.alerts.c.key == key)).first()
+                if row is None:
+                    c.execute(insert(s.alerts).values(key=key, state="open", message=stored, first_at=now,
+                                                      last_sent_at=None, resolved_at=None, count=1, urgent=urgent,
+                                                      last_seen_at=now))
+                elif row.state != "open":  # back again after it was resolved: a new problem
+                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
+                        state="open", message=stored, first_at=now, last_sent_at=None, resolved_at=None, count=1,
+                        urgent=urgent, last_seen_at=now))
+                else:
+                    values = {"message": stored, "last_seen_at": now, "urgent": urgent or row.urgent}
+                    if seen:
+                        values["count"] = row.count + 1
+                    if urgent and not row.urgent:
+                        values["last_sent_at"] = None  # escalated: say it again, now
+                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(**values))
+
+    def clear(self, key: str, message: str | None = None) -> None:
+        """Problem ``key`` is gone: the next digest says "resolved" (once). Silent if nobody was told."""
+        self._check_key(key)
+        with self._lock:
+            now = self._now()
+            with self.ledger.write() as c:
+                row = c.execute(select(s.alerts).where(s.alerts.c.key == key)).first()
+                if row is None or row.state != "open":
+                    return
+                announced = row.last_sent_at is not None
+                title = row.message.partition("\n")[0]
+                text = redact(message)[:MAX_TEXT] if message else "The problem has cleared."
+                c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
+                    state="resolved", resolved_at=now, message=f"{title}\n{text}",
+                    last_sent_at=None if announced else now))
+            if not announced:
+                log.info("alert %s resolved before anyone was told; no message sent", key)
+
+    def open_keys(self, prefix: str = "") -> set[str]:
+        """Keys of the open problems starting with ``prefix`` (a rule resolves what it no longer sees)."""
+        with self.ledger.read() as c:
+            q = select(s.alerts.c.key).where(s.alerts.c.state == "open")
+            if prefix:
+                q = q.where(s.alerts.c.key.startswith(prefix, autoescape=True))
+            return set(c.execute(q).scalars())
+
+    def flush(self) -> bool:
+        """Send the digest when it is due; True when one went out (or was logged, with no sender).
+
+        Due: an urgent problem is new, or the oldest thing waiting (a new problem, a repeat that came
+        due, a resolution) has waited ``digest_s``. One message per channel lists them all."""
+        with self._lock:
+            now = self._now()
+            with self.ledger.read() as c:
+                rows = c.execute(select(s.alerts).where(
+                    ((s.alerts.c.state == "open")
+                     & (s.alerts.c.last_sent_at.is_(None) | (s.alerts.c.last_sent_at <= now - self.repeat_after)))
+                    | ((s.alerts.c.state == "resolved") & s.alerts.c.last_sent_at.is_(None))
+                ).order_by(s.alerts.c.first_at, s.alerts.c.key)).all()
+            if not rows:
+                return False
+            new = [r for r in rows if r.state == "open" and r.last_sent_at is None]
+            repeat = [r for r in rows if r.state == "open" and r.last_sent_at is not None]
+            gone = [r for r in rows if r.state == "resolved"]
+            waiting_since = min([r.first_at for r in new] + [r.last_sent_at + self.repeat_after for r in repeat]
+                                + [r.resolved_at for r in gone])
+            urgent = any(r.urgent for r in new)
+            if not urgent and now - waiting_since < self.digest:
+                return False
+            title, body = self._digest_text(new, repeat, gone, now)
+            if not self._deliver("digest", title, body, now):
+                return False
+            with self.ledger.write() as c:
+                for r in new + repeat:
+                    c.execute(update(s.alerts).where(s.alerts.c.key == r.key, s.alerts.c.state == "open")
+                              .values(last_sent_at=now))
+                for r in gone:
+                    c.execute(update(s.alerts).where(s.alerts.c.key == r.key, s.alerts.c.state == "resolved",
+                                                     s.alerts.c.last_sent_at.is_(None)).values(last_sent_at=now))
+            return True
+
+    def _since(self, r, now: datetime) -> str:
+        return f"open since {clock_time(r.first_at, self.tz, now)} ({duration((now - r.first_at).total_seconds())})"
+
+    def _digest_text(self, new, repeat, gone, now: datetime) -> tuple[str, str]:
+        def title_of(r) -> str:
+            return r.message.partition("\n")[0]
+
+        if len(new) + len(repeat) + len(gone) == 1:
+            r = (new + repeat + gone)[0]
+            title = title_of(r) if r in new else (f"Still open: {title_of(r)}" if r in repeat
+                                                 else f"Resolved: {title_of(r)}")
+        else:
+            parts = [f"{len(new)} new" if new else "", f"{len(repeat)} still open" if repeat else "",
+                     f"{len(gone)} resolved" if gone else ""]
+            title = ", ".join(p for p in parts if p)
+            if new:
+                title += ": " + title_of(new[0]) + (" and more" if len(new) > 1 else "")
+        out: list[str] = []
+        for heading, group in (("New", new), ("Still open", repeat), ("Resolved", gone)):
+            if not group:
+                continue
+            out.append(f"{heading} ({len(group)}):")
+            for r in group:
+                head, _, text = r.message.partition("\n")
+                if r.state == "resolved":
+                    span = (f"open from {clock_time(r.first_at, self.tz, now)} to "
+                            f"{clock_time(r.resolved_at, self.tz, now)} "
+                            f"({duration((r.resolved_at - r.first_at).total_seconds())}), {_polls(r.count)}")
+                else:
+                    span = f"{self._since(r, now)}, {_polls(r.count)}"
+                out.append(f"* {'URGENT: ' if r.urgent and r.state == 'open' else ''}{head} - {span}")
+                out += [f"  {line}" for line in text.splitlines() if line.strip()]
+                out.append(f"  (problem {r.key})")
+            out.append("")
+        out.append(f"Times in {zone_name(self.tz)}. Host: {self.hostname}.")
+        out.append(f"A problem that stays open is repeated at most every {duration(self.repeat_after.total_seconds())}; "
+                   f"each is reported once more when it is resolved.")
+        return title, "\n".join(out)
+
+    # -- one problem at once ------------------------------------------------------------------
     def problem(self, key: str, title: str, message: str) -> bool:
-        """Open or refresh the problem ``key``; alert when new, unsent or due again. True if sent."""
+        """Open or refresh the problem ``key``; alert at once when new, unsent or due again. True if sent."""
         self._check_key(key)
         title = _one_line(redact(title))[:200] or key
         message = redact(message)[:MAX_TEXT]
@@ -192,15 +334,18 @@ class Alerter:
                 stored = f"{title}\n{message}"
                 if row is None:
                     c.execute(insert(s.alerts).values(key=key, state="open", message=stored, first_at=now,
-                                                      last_sent_at=None, resolved_at=None, count=1))
+                                                      last_sent_at=None, resolved_at=None, count=1,
+                                                      last_seen_at=now))
                     first_at, count, last_sent = now, 1, None
                 elif row.state != "open":  # back again after it was resolved: a new problem
                     c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
-                        state="open", message=stored, first_at=now, last_sent_at=None, resolved_at=None, count=1))
+                        state="open", message=stored, first_at=now, last_sent_at=None, resolved_at=None, count=1,
+                        last_seen_at=now))
                     first_at, count, last_sent = now, 1, None
                 else:
                     count = row.count + 1
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(message=stored, count=count))
+                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(message=stored, count=count,
+                                                                                   last_seen_at=now))
                     first_at, last_sent = row.first_at, row.last_sent_at
             if last_sent is not None and now - last_sent < self.repeat_after:
                 return False
@@ -208,7 +353,8 @@ class Alerter:
             body = (
                 f"{reminder}{message}\n\n"
                 f"Problem: {key}\n"
-                f"Open since: {_fmt(first_at)} (reported {count}x)\n"
+                f"Open since {clock_time(first_at, self.tz, now)} ({duration((now - first_at).total_seconds())}), "
+                f"{_polls(count)}. Times in {zone_name(self.tz)}.\n"
                 f"Host: {self.hostname}\n"
                 f"You will be reminded every {_duration(self.repeat_after.total_seconds())} while it lasts "
                 f"and told once when it is resolved."
@@ -221,7 +367,7 @@ class Alerter:
             return True
 
     def resolved(self, key: str, message: str | None = None) -> bool:
-        """Close the problem ``key`` if open and send one "resolved" message. True if sent.
+        """Close the problem ``key`` if open and send one "resolved" message at once. True if sent.
 
         A problem nobody was told about (every send failed) is closed silently. A "resolved"
         message that failed to go out is retried by the next ``resolved(key)`` call."""
@@ -250,7 +396,9 @@ class Alerter:
             body = (
                 f"{text}\n\n"
                 f"Problem: {key}\n"
-                f"Open from {_fmt(row.first_at)} to {_fmt(resolved_at)} (reported {row.count}x)\n"
+                f"Open from {clock_time(row.first_at, self.tz, now)} to {clock_time(resolved_at, self.tz, now)} "
+                f"({duration((resolved_at - row.first_at).total_seconds())}), {_polls(row.count)}. "
+                f"Times in {zone_name(self.tz)}.\n"
                 f"Host: {self.hostname}"
             )
             if not self._deliver(key, "Resolved: " + title, body, now):

@@ -197,6 +197,8 @@ class AlertsConfig(_Section):
     webhook_url: str | None = None
     repeat_after_s: int = Field(3600, ge=60)
     rate_limit_alert_after_s: int = Field(900, ge=1)
+    #: One message per channel per digest_s lists new, still-open and resolved problems (urgent ones: at once).
+    digest_s: int = Field(300, ge=1)
 
 
 class LoggingConfig(_Section):

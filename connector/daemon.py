@@ -51,9 +51,10 @@ class Daemon:
         self._last_progress = time.monotonic()
         self._first_429: float | None = None
         self._unauthorized = False
+        self._rejected_code: int | None = None  # 401 or 403 while MALL rejects the account (alerts)
         self.services = Services(config, metrics=self.metrics, on_response=self._on_mall_response)
         self.ledger = self.services.ledger
-        self.alerter = Alerter(config.alerts, self.ledger)
+        self.alerter = Alerter(config.alerts, self.ledger, tz=config.shop.timezone)
         for engine in (self.services.outbound, self.services.inbound):
             engine.should_stop = self._tick
         self.scheduler = BackgroundScheduler(
@@ -72,8 +73,12 @@ class Daemon:
         elif 200 <= code < 300:
             self._first_429 = None
             self._unauthorized = False
+            self._rejected_code = None
         elif code == 401:
             self._unauthorized = True
+            self._rejected_code = 401
+        elif code == 403:
+            self._rejected_code = 403
 
     def _tick(self) -> bool:
         """Called between work items: proves progress to the watchdog; True when stopping."""
@@ -108,7 +113,7 @@ class Daemon:
             self.metrics.job_ok(name)
         finally:
             self._tick()
-            self._evaluate_alerts()
+            self._evaluate_alerts(seen=name == "poll")
 
     def job_poll(self) -> None:
         self.services.outbound.poll_shop()
@@ -143,16 +148,18 @@ class Daemon:
             )
 
     # -- alerts -------------------------------------------------------------------------------
-    def _evaluate_alerts(self) -> None:
+    def _evaluate_alerts(self, seen: bool = True) -> None:
         try:
-            self._alerts()
+            self._alerts(seen)
         except Exception:  # noqa: BLE001 - alerting problems must not stop syncing
             log.exception("could not evaluate alerts")
 
-    def _alerts(self) -> None:
+    def _alerts(self, seen: bool = True) -> None:
         limited_for = time.monotonic() - self._first_429 if self._first_429 is not None else None
-        evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=self._unauthorized,
-                        rate_limited_for_s=limited_for)
+        rejected = self._rejected_code or (401 if self._unauthorized else None)
+        evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=rejected is not None,
+                        rate_limited_for_s=limited_for, mapping=self.services.mapping(), rejected_code=rejected,
+                        seen=seen)
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -182,7 +189,7 @@ class Daemon:
             engine.config = new
         from connector.alerts import Alerter
 
-        self.alerter = Alerter(new.alerts, self.ledger)
+        self.alerter = Alerter(new.alerts, self.ledger, tz=new.shop.timezone)
         self._schedule()
         log.info("reloaded config %s and mapping %s", self.config_path, mapping.path)
         notify.ready()
@@ -283,50 +290,18 @@ def warn_if_secrets_readable(config: Config) -> None:
                     "into a systemd credential)", path, path)
 
 
-def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None) -> None:
-    """Open or resolve every alert problem from the current state (called after each job)."""
-    if unauthorized:
-        a.problem("mall_unauthorized", "MALL rejects the client_id",
-                  "MALL answers 401 to the connector: the client_id in [mall] client_id is wrong or the account is "
-                  "disabled. Nothing can be synced until it is fixed.")
-    else:
-        a.resolved("mall_unauthorized", "MALL accepts the client_id again.")
-    if rate_limited_for_s is not None and rate_limited_for_s >= config.alerts.rate_limit_alert_after_s:
-        a.problem("rate_limited", "MALL rate limit persists",
-                  f"MALL has answered 429 (rate limited) for {int(rate_limited_for_s)} s. Check the API usage in "
-                  "the MALL Partner portal; the connector slows down and keeps trying.")
-    elif rate_limited_for_s is None:
-        a.resolved("rate_limited", "MALL no longer rate-limits the connector.")
-    failures = int(ledger.get_kv("shop_feed_failures") or 0)
-    if failures >= config.shop.unreadable_polls_alert:
-        a.problem("feed_unreadable", "shop feed unreadable",
-                  f"The shop feed could not be read for {failures} polls in a row. Check the feed file or URL in "
-                  "[shop]; the connector's log says why.")
-    elif failures == 0:
-        a.resolved("feed_unreadable", "The shop feed is readable again.")
-    failed = {c.id: c for c in ledger.list_changes(states=("failed",))}
-    for cid, ch in failed.items():
-        a.problem(f"change_failed:{cid}", f"order {ch.mall_order_id}: change failed",
-                  f"Change {cid} (order {ch.mall_order_id}, shop status {ch.shop_status!r} → MALL "
-                  f"{ch.target_status}) failed: {ch.reason}. Fix it, then: mall-connector ledger retry {cid} "
-                  f"(or ledger skip {cid} --reason ...).")
-    for p in a.open_problems():
-        key = p["key"]
-        if key.startswith("change_failed:") and int(key.split(":")[1]) not in failed:
-            a.resolved(key, f"Change {key.split(':')[1]} is no longer failed.")
-    open_ids = set()
-    for item in ledger.open_actions():
-        open_ids.add(item["id"])
-        a.problem(f"action:{item['id']}", f"order {item['mall_order_id']} needs a human",
-                  f"{item['message']}\nWhen done: mall-connector ledger done {item['id']}")
-    for p in a.open_problems():
-        key = p["key"]
-        if key.startswith("action:") and int(key.split(":")[1]) not in open_ids:
-            a.resolved(key, f"Needs-action item {key.split(':')[1]} was cleared.")
-    stuck = [h for h in ledger.open_handoffs()]
-    if stuck:
-        a.problem("handoff_failing", "cannot hand MALL orders to the shop",
-                  f"{len(stuck)} batch(es) could not be written to the shop outbox (e.g. {stuck[0][1]}). Check the "
-                  "outbox folder exists and is writable; the connector retries.")
-    else:
-        a.resolved("handoff_failing", "The shop outbox is writable again.")
+def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None,
+                    mapping=None, rejected_code: int | None = None, seen: bool = True) -> None:
+    """Open or resolve every alert problem from the current state (called after each job).
+
+    The rules are one table in connector/alert_rules.py; ``seen`` counts this as one more poll that saw
+    each open problem ("seen on N polls"). Without ``mapping`` the config's mapping file is read."""
+    from connector.alert_rules import Facts, evaluate
+
+    if mapping is None:
+        from connector.mapping import load_mapping
+
+        mapping = load_mapping(config.mapping_path)
+    rejected = rejected_code if rejected_code is not None else (401 if unauthorized else None)
+    evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, mall_rejected=rejected,
+                      rate_limited_for_s=rate_limited_for_s), seen=seen)

@@ -65,6 +65,8 @@ class PollResult:
     not_ready: bool = False
     unchanged: bool = False
     unavailable: str | None = None
+    #: issue 14: "ok", "unreadable" (missing, cannot be read: exit 66) or "unusable" (read, not usable: exit 65).
+    feed_status: str = "ok"
 
 
 @dataclass
@@ -87,6 +89,34 @@ def _may_have_landed(ch: ChangeRow) -> bool:
     return ch.state == "sending" or (ch.attempts > 0 and not (ch.last_error or "").startswith(REFUSED))
 
 
+def _note_feed_failure(ledger, e: FeedUnavailable) -> str:
+    """issue 14: remember why the feed failed (alerts, exit codes); "unusable" or "unreadable"."""
+    from adapters.base import FeedUnusable
+    from connector.ledger import alerting
+
+    status = alerting.FEED_UNUSABLE if isinstance(e, FeedUnusable) else alerting.FEED_UNREADABLE
+    alerting.record_feed_failure(ledger, status, str(e))
+    return status
+
+
+def _note_feed_answered(ledger) -> None:
+    from connector.ledger import alerting
+
+    alerting.feed_reachable(ledger)
+
+
+def _note_feed_read(ledger, adapter, feed, result: "PollResult") -> None:
+    """issue 14: remember the rows rejected by kind, and call an empty feed after a full one unusable."""
+    from connector.ledger import alerting
+
+    label = getattr(getattr(adapter, "source", None), "label", None) or "the shop feed"
+    rows = len({r.mall_order_id for r in feed.rows})
+    state = alerting.record_feed_read(ledger, rows=rows, problems=feed.problems, label=label)
+    if state.state != alerting.FEED_OK:
+        log.warning("shop feed unusable: %s", state.message)
+        result.feed_status, result.unavailable = state.state, state.message
+
+
 class OutboundSync(Engine):
     """Shop → MALL: feed polling and the push pass."""
 
@@ -107,6 +137,7 @@ class OutboundSync(Engine):
             self.ledger.set_kv(FEED_FAILURES_KV, str(failures))
             log.warning("shop feed unreadable (%d poll(s) in a row): %s", failures, e)
             result.unavailable = str(e)
+            result.feed_status = _note_feed_failure(self.ledger, e)
             return result
         if self.ledger.get_kv(FEED_FAILURES_KV) not in (None, "0"):
             self.ledger.set_kv(FEED_FAILURES_KV, "0")
@@ -114,7 +145,9 @@ class OutboundSync(Engine):
         for p in feed.problems:
             log.warning("shop feed: %s (row skipped)", p)
         if feed.not_ready or feed.unchanged:
+            _note_feed_answered(self.ledger)
             return result
+        _note_feed_read(self.ledger, self.adapter, feed, result)
         rows: dict[int, ShopOrderState] = {}
         for row in feed.rows:
             rows[row.mall_order_id] = row  # the last row of an order wins
