@@ -318,7 +318,7 @@ class Alerter:
             out.append("")
         out.append(f"Times in {zone_name(self.tz)}. Host: {self.hostname}.")
         out.append(f"A problem that stays open is repeated at most every {duration(self.repeat_after.total_seconds())}; "
-                   f"each is reported once more when it is resolved.")
+                   f"you are told once more when it is resolved.")
         return title, "\n".join(out)
 
     # -- one problem at once ------------------------------------------------------------------
