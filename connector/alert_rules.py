@@ -228,11 +228,11 @@ RULES: tuple[Rule, ...] = (
          "the feed was read but a required column is missing, or it has no order rows while the previous "
          "read had some", "a read of the feed is usable again", "yes", check_feed_unusable,
          "The shop feed is usable again."),
-    Rule("change_failed:", "a change failed", "a change gave up (state failed)",
-         "it is retried successfully or skipped by hand", "no", check_failed, "It is no longer failed."),
-    Rule("quarantined:", "an item was quarantined",
-         "an item (inbox id, hand-off, confirmation) was set aside after failing again and again",
-         "it is released or cleared", "no", lambda f: [], "It is no longer quarantined."),
+    Rule("change_failed:", "a change failed, or an item was quarantined",
+         "a change gave up (state failed), or an item (inbox id, change, hand-off, confirmation) was set aside "
+         "after failing again and again; one problem per item (read through ledger/alerting.py failed_items)",
+         "it is retried successfully, skipped or released by hand", "no", check_failed,
+         "It is no longer failed."),
     Rule("mall_unauthorized", "MALL answered 401 or 403", "MALL rejects the client_id or the account",
          "MALL answers a call successfully again", "yes", check_mall_rejected, "MALL accepts the account again."),
     Rule("deadline:", "an order is close to MALL's 24-hour limit",

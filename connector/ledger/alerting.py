@@ -157,7 +157,7 @@ class FailedItem:
     @property
     def alert_key(self) -> str:
         # change_failed:{id} is the key the first release used: existing open alerts keep their identity.
-        return f"change_failed:{self.id}" if self.kind == "change" else f"quarantined:{self.kind}:{self.id}"
+        return f"change_failed:{self.id}" if self.kind == "change" else f"change_failed:{self.kind}:{self.id}"
 
 
 def failed_items(ledger) -> list[FailedItem]:
