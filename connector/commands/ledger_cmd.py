@@ -43,32 +43,63 @@ def ledger_group() -> None:
 @click.option("--state", type=click.Choice(list(STATE_FILTERS)), default=None,
               help="Only changes in this state. Default: everything not done.")
 @click.option("--order", "order_id", type=int, default=None, help="Only changes of this MALL order id.")
-@click.option("--needs-action", is_flag=True, help="List the orders where a human must act, with what to do.")
+@click.option("--needs-action", is_flag=True,
+              help="List the orders where a human must act: kind, how the item closes, what to do.")
+@click.option("--since", "since", default=None, metavar="DATE",
+              help="Only changes updated since DATE (YYYY-MM-DD or 'YYYY-MM-DD HH:MM[:SS]', [shop] timezone).")
+@click.option("--all", "show_all", is_flag=True, help="Also show skipped changes older than 7 days (hidden by default).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_ctx
 @friendly_errors
-def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_action: bool, fmt: str) -> None:
+def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_action: bool, since: str | None,
+                show_all: bool, fmt: str) -> None:
     """List changes, one line each: change id, MALL order, shop status, target MALL status, state,
-    attempts, reason.
+    attempts, updated (in [shop] timezone), reason. Skipped changes older than 7 days are hidden
+    unless --all.
 
     Examples: mall-connector ledger list; mall-connector ledger list --state failed;
-    mall-connector ledger list --needs-action
+    mall-connector ledger list --since 2026-12-01; mall-connector ledger list --needs-action
     """
+    _list_changes(ctx, state, order_id, needs_action, since, show_all, fmt)
+
+
+def _list_changes(ctx: Context, state, order_id, needs_action: bool, since, show_all: bool, fmt: str) -> None:
+    """issue 14: times in [shop] timezone (ISO with offset in JSON), --since, old skipped changes hidden."""
+    from connector.commands.needs_action_view import list_needs_action
+    from connector.ledger.listing import list_changes
+    from connector.timefmt import iso, local, zone_name
+
+    tz = ctx.config().shop.timezone
+    since_utc = _parse_since(since, tz) if since else None
     with _ledger(ctx) as ledger:
         if needs_action:
-            items = ledger.open_actions()
-            rows = [(a["id"], a["mall_order_id"], a["kind"], a["created_at"], a["message"]) for a in items]
-            emit(fmt if fmt == "json" else "wide", ["id", "mall_order_id", "kind", "since", "what to do"], rows,
-                 empty="nothing needs a human")
-            if rows and fmt == "table":
-                click.echo("\nWhen done, clear an item with: mall-connector ledger done ID")
+            list_needs_action(ledger, tz, fmt)
             return
         states = STATE_FILTERS[state] if state else NOT_DONE
-        changes = ledger.list_changes(states=states, order_id=order_id)
+        changes, hidden = list_changes(ledger, states=states, order_id=order_id, since=since_utc,
+                                       show_old_skipped=show_all)
+        when = (lambda at: iso(at, tz)) if fmt == "json" else (lambda at: local(at, tz))
         rows = [(c.id, c.mall_order_id, c.shop_status or "", c.target_status or "", c.state, c.attempts,
-                 c.reason or c.last_error or "") for c in changes]
-        emit(fmt, ["change", "mall_order_id", "shop_status", "mall_status", "state", "attempts", "reason"], rows,
+                 when(c.updated_at), c.reason or c.last_error or "") for c in changes]
+        emit(fmt, ["change", "mall_order_id", "shop_status", "mall_status", "state", "attempts",
+                   "updated" if fmt == "json" else f"updated ({zone_name(tz)})", "reason"], rows,
              empty="no changes" + ("" if state else " waiting or needing attention"))
+        if hidden and fmt == "table":
+            click.echo(f"\n{hidden} skipped change(s) older than 7 days not shown (--all shows them)")
+
+
+def _parse_since(text: str, tz: str):
+    """DATE in [shop] timezone -> naive UTC (the ledger's convention). BadParameter names the option."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            at = datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+        return at.replace(tzinfo=ZoneInfo(tz)).astimezone(timezone.utc).replace(tzinfo=None)
+    raise click.BadParameter(f"{text!r} is not a date (use YYYY-MM-DD or 'YYYY-MM-DD HH:MM')", param_hint="'--since'")
 
 
 @ledger_group.command("show")
@@ -77,15 +108,19 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
 @friendly_errors
 def ledger_show(ctx: Context, order_id: int) -> None:
     """Show one order's whole history: what MALL and the shop say, every change and event."""
+    from connector.commands.needs_action_view import show_items
+    from connector.timefmt import local, zone_name
+
+    tz = ctx.config().shop.timezone
     with _ledger(ctx) as ledger:
         o = ledger.get_order(order_id)
         if o is None:
             click.echo(f"order {order_id} is not in the ledger", err=True)
             sys.exit(1)
-        click.echo(f"order {order_id}  shop order {o.shop_order_id or '-'}")
+        click.echo(f"order {order_id}  shop order {o.shop_order_id or '-'}  (times in {zone_name(tz)})")
         click.echo(f"  MALL: {o.mall_status or 'unknown'}  confirmed={o.mall_confirmed}  mdp={o.mdp}  test={o.test}  "
-                   f"read {o.mall_read_at or '-'} UTC")
-        click.echo(f"  shop: {o.shop_status or '-'}  handed over: {o.handed_at or 'no'}  "
+                   f"read {local(o.mall_read_at, tz, empty='-')}")
+        click.echo(f"  shop: {o.shop_status or '-'}  handed over: {local(o.handed_at, tz, empty='no')}  "
                    f"last status handed: {o.handed_status or '-'}")
         changes = ledger.list_changes(order_id=order_id)
         if changes:
@@ -94,11 +129,12 @@ def ledger_show(ctx: Context, order_id: int) -> None:
                 ["change", "origin", "shop_status", "mall_status", "state", "attempts", "reason"],
                 [(c.id, c.origin, c.shop_status or "", c.target_status or "", c.state, c.attempts,
                   c.reason or c.last_error or "") for c in changes], max_width=90))
+        show_items(ledger, order_id, tz)
         events = ledger.events_for(order_id)
         if events:
-            click.echo("\nhistory (UTC):")
+            click.echo(f"\nhistory ({zone_name(tz)}):")
             for at, kind, message in events:
-                click.echo(f"  {at:%Y-%m-%d %H:%M:%S}  {kind:<10} {message}")
+                click.echo(f"  {local(at, tz)}  {kind:<10} {message}")
 
 
 @ledger_group.command("retry")
@@ -153,15 +189,30 @@ def ledger_skip(ctx: Context, change_id: int, reason: str) -> None:
 
 
 @ledger_group.command("done")
-@click.argument("item_id", type=int)
+@click.argument("item_ids", type=int, nargs=-1)
+@click.option("--kind", default=None, metavar="KIND",
+              help="Every open item of this kind (e.g. shop_action, branch_change, credit_note, deadline).")
+@click.option("--all", "every", is_flag=True, help="Every open item.")
 @click.option("--note", default=None, help="What was done (kept in the ledger).")
 @pass_ctx
 @friendly_errors
-def ledger_done(ctx: Context, item_id: int, note: str | None) -> None:
-    """Clear a needs-action item once a human has handled it. Example: ledger done 7"""
+def ledger_done(ctx: Context, item_ids: tuple[int, ...], kind: str | None, every: bool, note: str | None) -> None:
+    """Clear needs-action items once a human has handled them: one or several ids, every item of a
+    kind, or all. Exit 1 when a given id is not an open item (the others are still cleared).
+
+    Examples: ledger done 7; ledger done 7 8 12; ledger done --kind shop_action; ledger done --all
+    """
+    from connector.ledger.needs_action import done_many
+
+    if not item_ids and not kind and not every:
+        raise click.UsageError("give item ids, --kind KIND or --all (see: mall-connector ledger list --needs-action)")
     with _ledger(ctx) as ledger:
-        if ledger.action_done(item_id, note):
-            click.echo(f"item {item_id} done")
-        else:
-            click.echo(f"no open needs-action item {item_id} (see: ledger list --needs-action)", err=True)
-            sys.exit(1)
+        closed, missing = done_many(ledger, ids=item_ids, kind=kind, every=every, note=note)
+    if closed:
+        click.echo(f"{len(closed)} item(s) done: {', '.join(str(i) for i in closed)}")
+    elif not missing:
+        click.echo("no open needs-action item matched" + (f" kind {kind!r}" if kind else ""))
+    for i in missing:
+        click.echo(f"no open needs-action item {i} (see: ledger list --needs-action)", err=True)
+    if missing:
+        sys.exit(1)
