@@ -74,5 +74,13 @@ def duration(seconds: float) -> str:
 
 
 def file_stamp(at: datetime, tz: tzinfo | str | None) -> str:
-    """The time part of a file name in the display zone with its offset: ``20261201T100213+0100``."""
-    return as_local(at, tz).strftime("%Y%m%dT%H%M%S%z")
+    """The time part of a file name, in the display zone and naming it: ``20261201T100213CET``.
+
+    Only letters and digits (outbox names allow ``A-Za-z0-9._-``): the zone's abbreviation (CET, CEST),
+    or ``UTCp0300`` / ``UTCm0500`` for a zone that has none."""
+    local_at = as_local(at, tz)
+    abbrev = local_at.strftime("%Z")
+    if not abbrev.isalpha():
+        offset = local_at.strftime("%z")
+        abbrev = "UTC" + ("p" if offset.startswith("+") else "m") + offset[1:]
+    return local_at.strftime("%Y%m%dT%H%M%S") + abbrev

@@ -518,14 +518,16 @@ class Ledger:
                       [{"_id": ch.id, "_state": ch.state, "_attempts": ch.attempts} for ch in changes])
 
     # -- handoffs (outbox batches) ------------------------------------------------------------
-    def create_handoff(self, kind: str, change_ids: Sequence[int]) -> tuple[int, str]:
-        """Record a batch and its final name before anything is written (state ``sending``)."""
+    def create_handoff(self, kind: str, change_ids: Sequence[int], *, stamp: str | None = None) -> tuple[int, str]:
+        """Record a batch and its final name before anything is written (state ``sending``).
+
+        ``stamp`` is the name's time part (connector.timefmt.file_stamp: [shop] timezone, zone named)."""
         now = utcnow()
         with self.write() as c:
             res = c.execute(insert(s.handoffs).values(name=f"tmp-{kind}-{now.timestamp()}", kind=kind,
                                                       state="sending", created_at=now))
             hid = int(res.inserted_primary_key[0])
-            name = f"{kind}-{now.strftime('%Y%m%dT%H%M%SZ')}-{hid:06d}"
+            name = f"{kind}-{stamp or now.strftime('%Y%m%dT%H%M%SZ')}-{hid:06d}"
             c.execute(update(s.handoffs).where(s.handoffs.c.id == hid).values(name=name))
             for chunk in _chunks(list(change_ids)):
                 c.execute(update(s.changes).where(s.changes.c.id.in_(chunk))

@@ -30,6 +30,13 @@ from connector.sync.decide import MALL_CHANGE_NOTES
 log = logging.getLogger("mall_connector.inbound")
 
 
+def _file_stamp(config) -> str:
+    """issue 14: outbox file names carry the time in [shop] timezone and name the zone."""
+    from connector.timefmt import file_stamp
+
+    return file_stamp(utcnow(), config.shop.timezone)
+
+
 def store_snapshot(ledger: Ledger, c, order: Order) -> None:
     """Record what MALL says about an order (inside the caller's write transaction)."""
     address = order.address
@@ -251,7 +258,7 @@ class InboundSync(Engine):
             for kind, group in (("orders", [ch for ch in todo if ch.kind == "new_order"]),
                                 ("changes", [ch for ch in todo if ch.kind != "new_order"])):
                 if group:
-                    hid, name = self.ledger.create_handoff(kind, [ch.id for ch in group])
+                    hid, name = self.ledger.create_handoff(kind, [ch.id for ch in group], stamp=_file_stamp(self.config))
                     if not self._finish_handoff(hid, name, kind, "sending", result):
                         return result
         return result

@@ -98,3 +98,19 @@ def test_times_follow_a_configured_zone(tmp_path, sandbox):
     js = json.loads(shop.cli("ledger", "list", "--format", "json").stdout)
     assert datetime.fromisoformat(js[0]["updated"]).utcoffset() in (timedelta(hours=-5), timedelta(hours=-4))
     assert "updated (America/New_York)" in shop.cli("ledger", "list").stdout
+
+
+def test_outbox_file_names_carry_the_shop_zone(shop, sandbox):
+    from zoneinfo import ZoneInfo
+
+    (a,) = [o["id"] for o in sandbox.state.create_orders(1, status="open")]
+    before = datetime.now(ZoneInfo("Europe/Prague")).replace(microsecond=0, tzinfo=None)
+    assert shop.cli("sync-once").returncode == 0
+    after = datetime.now(ZoneInfo("Europe/Prague")).replace(tzinfo=None)
+    [name] = [p.name for p in shop.outbox.iterdir() if p.name.startswith("orders-")]
+    m = re.fullmatch(r"orders-(\d{8}T\d{6})(CET|CEST)-(\d{6})\.csv", name)
+    assert m, name
+    stamp = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S")
+    assert before - timedelta(seconds=1) <= stamp <= after  # Prague wall-clock time, not UTC
+    rows = shop.outbox_rows("orders-")
+    assert [int(r["mall_order_id"]) for r in rows] == [a]
