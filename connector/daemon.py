@@ -130,7 +130,7 @@ class Daemon:
         from connector.sync.deadlines import check_deadlines
 
         check_deadlines(self.ledger, warn_after_h=self.config.sync.confirm_deadline_warn_h,
-                        include_test=self.config.mall.include_test_orders)
+                        include_test=self.config.mall.include_test_orders, tz=self.config.shop.timezone)
 
     def _schedule(self) -> None:
         s = self.config.sync

@@ -201,7 +201,12 @@ def test_order_near_the_24h_limit_escalates_to_urgent_within_2_hours(world):
 
     opened_at = order_from_snapshot(opened.snapshot).open
     at_21h = opened_at + timedelta(hours=21)
-    assert check_deadlines(world.ledger, now=at_21h, warn_after_h=20) == 1
+    assert check_deadlines(world.ledger, now=at_21h, warn_after_h=20, tz="Europe/Prague") == 1
+    [item] = [i for i in world.ledger.open_actions() if i["kind"] == "deadline"]
+    from zoneinfo import ZoneInfo
+
+    since = opened_at.astimezone(ZoneInfo("Europe/Prague")).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"(since {since})" in item["message"] and "times in Europe/Prague" in item["message"]
     world.evaluate(now=at_21h)
     assert world.posts == []  # 3 h left: in the digest
     world.later(DIGEST_S)
