@@ -116,6 +116,9 @@ class Daemon:
             self._evaluate_alerts(seen=name == "poll")
 
     def job_poll(self) -> None:
+        from connector.sync.runner import replay_remapped
+
+        replay_remapped(self.services)  # issue 14: a status mapped since the last poll moves its orders
         self.services.outbound.poll_shop()
         self.services.outbound.push_due()
 

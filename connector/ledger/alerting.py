@@ -185,3 +185,36 @@ def open_deadline_items(ledger) -> list[dict]:
                          .where(a.kind == "deadline", a.done_at.is_(None)).order_by(a.id)).all()
     return [{"id": r.id, "mall_order_id": r.mall_order_id, "message": r.message, "snapshot": r.snapshot}
             for r in rows]
+
+
+# -- orders held by a status the mapping did not know -------------------------------------------
+FEED_FINGERPRINT_KV = "shop_feed_fingerprint"  # the outbound engine's "feed unchanged since" marker
+
+
+def replay_remapped(ledger, mapping) -> list[int]:
+    """Orders whose shop status was unmapped when last seen and that the mapping in force now maps: forget
+    their last-seen row (and the feed's fingerprint), so the next poll records them again and they move.
+
+    Without this, adding the missing line resolves the alert but the orders behind it never move: the
+    feed row is unchanged, so the poll never looks at it again. Each order is replayed once (its row is
+    re-recorded, which makes ``shop_seen_at`` newer than the unmapped change)."""
+    o, ch = s.orders.c, s.changes.c
+    with ledger.read() as c:
+        rows = c.execute(select(o.mall_order_id, o.shop_status, ch.key).select_from(
+            s.orders.join(s.changes, ch.mall_order_id == o.mall_order_id))
+            .where(ch.origin == "shop", ch.state == "skipped", ch.target_status.is_(None),
+                   ch.key.like("shop:%:unmapped:%"), o.shop_status.is_not(None), o.shop_fingerprint.is_not(None),
+                   o.shop_seen_at <= ch.created_at)).all()
+    replay = sorted({oid for oid, status, key in rows
+                     if key == f"shop:{oid}:unmapped:{status.strip().casefold()}"
+                     and mapping.lookup(status).kind == "mapped"})
+    if not replay:
+        return []
+    from sqlalchemy import update
+
+    with ledger.write() as c:
+        for i in range(0, len(replay), 500):
+            c.execute(update(s.orders).where(s.orders.c.mall_order_id.in_(replay[i:i + 500]))
+                      .values(shop_fingerprint=None))
+        ledger.set_kv(FEED_FINGERPRINT_KV, None, conn=c)
+    return replay

@@ -127,6 +127,7 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
               sweep: bool = True) -> SyncSummary:
     """One poll and push pass, then the inbound pipeline (sweep, inbox, hand-off, confirm)."""
     summary = SyncSummary()
+    replay_remapped(services)
     summary.poll = services.outbound.poll_shop(wait_for_settle=wait_for_settle)
     _feed_state_when_unchanged(services, summary.poll)
     summary.push = services.outbound.push_due(include_not_due=retry_now)
@@ -157,3 +158,12 @@ def _close_needs_action_by_evidence(services: Services) -> None:
 
     for item_id, note in close_by_evidence(services.ledger, services.mapping()):
         log.info("needs-action item %s %s", item_id, note)
+
+
+def replay_remapped(services: Services) -> None:
+    """issue 14: orders held by a status the mapping now maps are looked at again by the next poll."""
+    from connector.ledger.alerting import replay_remapped as replay
+
+    ids = replay(services.ledger, services.mapping())
+    if ids:
+        log.info("%d order(s) had a shop status the mapping now maps: their feed rows are read again", len(ids))

@@ -271,3 +271,26 @@ def test_open_problem_is_repeated_at_most_once_per_repeat_after(world):
     assert m, text
     assert int(m.group(3)) > 50
     assert not re.search(r"reported \d+x", text) and "Times in Europe/Prague" in text
+
+
+def test_orders_held_by_an_unmapped_status_move_once_the_mapping_maps_it(world):
+    from tests.sync.harness import applied_status_puts
+
+    a, b = open_orders(world.sandbox, 2)
+    world.shop.write_feed([{"mall_order_id": a, "status": "Balíme"}, {"mall_order_id": b, "status": "Balíme"}])
+    world.sync()
+    assert applied_status_puts(world.sandbox) == []
+    mapping = world.services.mapping()
+    text = mapping.path.read_text(encoding="utf-8").replace('[to_mall]\n', '[to_mall]\n"Balíme" = "shipping"\n', 1)
+    fixed = world.shop.folder / "mapping.toml"
+    fixed.write_text(text, encoding="utf-8")
+    world.services.mapping.replace(load_mapping(fixed))
+    world.sync()  # the same, unchanged feed
+    assert sorted(p.order_id for p in applied_status_puts(world.sandbox)) == sorted([a, b])
+    assert {world.sandbox.state.get(x)["status"] for x in (a, b)} == {"shipping"}
+    world.sync()
+    world.sync()
+    assert len(applied_status_puts(world.sandbox)) == 2  # replayed once, pushed once
+    from connector.ledger.alerting import replay_remapped
+
+    assert replay_remapped(world.ledger, world.services.mapping()) == []  # nothing left to replay
