@@ -38,14 +38,22 @@ class Facts:
     mall_rejected: int | None = None
     rate_limited_for_s: float | None = None
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    open_keys: set[str] = field(default_factory=set)  # problems open before this evaluation (set by evaluate)
 
 
 @dataclass(frozen=True)
 class Problem:
+    """What a rule sees now. A Problem with no title only keeps an open one as it is (the rule could not
+    look this time, e.g. the feed was unreadable, so its rejected rows are neither re-counted nor resolved)."""
+
     key: str
     title: str
     message: str
     urgent: bool = False
+
+
+def keep(key: str) -> Problem:
+    return Problem(key, "", "")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class Rule:
     urgent: str  # "yes", "no" or when
     check: Callable[[Facts], list[Problem]]
     resolution: str = "The problem has cleared."
+    #: Its evidence changes only when the feed is polled: evaluations after other jobs leave it as it is.
+    after_poll: bool = False
 
     def owns(self, key: str) -> bool:
         return key.startswith(self.key) if self.key.endswith(":") else key == self.key
@@ -95,7 +105,7 @@ def check_unmapped(f: Facts) -> list[Problem]:
 def check_feed_rows(f: Facts) -> list[Problem]:
     state = q.read_feed_state(f.ledger)
     if state.unreadable is not None:  # nothing was read: keep what the last read said
-        return [Problem(k, "", "") for k in _still_open(f, "feed_rows:")]
+        return [keep(k) for k in sorted(f.open_keys) if k.startswith("feed_rows:")]
     out = []
     for kind, n in sorted((state.problem_counts or {}).items()):
         examples = [p for p in state.problems if p.get("kind") == kind][:EXAMPLES]
@@ -110,11 +120,6 @@ def check_feed_rows(f: Facts) -> list[Problem]:
             f"Examples:\n{lines}",
         ))
     return out
-
-
-def _still_open(f: Facts, prefix: str) -> list[str]:
-    alerter = getattr(f, "_alerter", None)
-    return sorted(alerter.open_keys(prefix)) if alerter is not None else []
 
 
 def check_feed_unreadable(f: Facts) -> list[Problem]:
@@ -215,19 +220,19 @@ RULES: tuple[Rule, ...] = (
          "orders have a shop status the mapping neither maps nor ignores; per status: how many orders, one "
          "example, the exact line to add to the mapping file",
          "no order has it any more, or the mapping (reloaded) maps or ignores it", "no", check_unmapped,
-         "The shop status is mapped or ignored now (or no order has it)."),
+         "The shop status is mapped or ignored now (or no order has it).", after_poll=True),
     Rule("feed_rows:", "rows rejected from the feed",
          "the last read of the feed rejected rows; per kind of problem, with file:line examples",
          "a read of the feed has no rejected row of that kind", "no", check_feed_rows,
-         "The shop feed has no rejected rows of this kind any more."),
+         "The shop feed has no rejected rows of this kind any more.", after_poll=True),
     Rule("feed_unreadable", "the feed is unreadable",
          "the feed could not be read (missing file, permissions, HTTP error, refused XML) for [shop] "
          "unreadable_polls_alert polls in a row", "the feed is read again", "yes", check_feed_unreadable,
-         "The shop feed is readable again."),
+         "The shop feed is readable again.", after_poll=True),
     Rule("feed_unusable", "the feed is unusable",
          "the feed was read but a required column is missing, or it has no order rows while the previous "
          "read had some", "a read of the feed is usable again", "yes", check_feed_unusable,
-         "The shop feed is usable again."),
+         "The shop feed is usable again.", after_poll=True),
     Rule("change_failed:", "a change failed, or an item was quarantined",
          "a change gave up (state failed), or an item (inbox id, change, hand-off, confirmation) was set aside "
          "after failing again and again; one problem per item (read through ledger/alerting.py failed_items)",
@@ -255,26 +260,30 @@ RULES: tuple[Rule, ...] = (
 def evaluate(alerter, facts: Facts, *, seen: bool = True, rules: tuple[Rule, ...] = RULES) -> None:
     """Observe what every rule sees now, clear what it no longer sees, then send the digest when due.
 
-    A rule that fails is logged and skipped: one broken check must not silence the others (its open
-    problems stay open rather than being reported resolved)."""
-    facts._alerter = alerter  # type: ignore[attr-defined]  # lets a rule keep its problems while blind
-    open_now = alerter.open_keys()
+    ``seen``: this evaluation follows a poll of the feed (it counts as one more poll that saw each problem,
+    and the feed's rules look; after other jobs they leave their problems as they are). A rule that fails
+    is logged and skipped: one broken check must not silence the others (its open problems stay open
+    rather than being reported resolved). One ledger transaction records what every rule saw."""
+    facts.open_keys = alerter.open_keys()
     if facts.mapping is not None:
         try:
             needs_action.close_by_evidence(facts.ledger, facts.mapping)
         except Exception:  # noqa: BLE001 - alerting must go on
             log.exception("could not close needs-action items by evidence")
+    seen_now: list[tuple[str, str, str, bool]] = []
+    gone: list[tuple[str, str]] = []
     for rule in rules:
+        if rule.after_poll and not seen:
+            continue
         try:
             problems = rule.check(facts)
         except Exception:  # noqa: BLE001
             log.exception("alert rule %s failed", rule.key)
             continue
-        keep = set()
-        for p in problems:
-            keep.add(p.key)
-            if p.title:  # a problem without a title only says "keep it as it is"
-                alerter.observe(p.key, p.title, p.message, urgent=p.urgent, seen=seen)
-        for key in sorted(k for k in open_now if rule.owns(k) and k not in keep):
-            alerter.clear(key, rule.resolution)
+        kept = {p.key for p in problems}
+        seen_now += [(p.key, p.title, p.message, p.urgent) for p in problems if p.title]
+        gone += [(k, rule.resolution) for k in sorted(facts.open_keys) if rule.owns(k) and k not in kept]
+    alerter.observe_many(seen_now, seen=seen)
+    for key, resolution in gone:
+        alerter.clear(key, resolution)
     alerter.flush()

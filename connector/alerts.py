@@ -198,28 +198,40 @@ class Alerter:
 
         ``seen`` counts this evaluation as one more poll that saw it. A problem that turns urgent while
         open (an order now due within 2 hours) is announced again at once."""
-        self._check_key(key)
-        title = _one_line(redact(title))[:200] or key
-        stored = f"{title}\n{redact(message)[:MAX_TEXT]}"
+        self.observe_many([(key, title, message, urgent)], seen=seen)
+
+    def observe_many(self, problems, *, seen: bool = True) -> None:
+        """``observe`` for [(key, title, message, urgent)], in one ledger transaction (one commit per
+        evaluation, however many problems are open)."""
+        if not problems:
+            return
+        prepared = []
+        for key, title, message, urgent in problems:
+            self._check_key(key)
+            title = _one_line(redact(title))[:200] or key
+            prepared.append((key, f"{title}\n{redact(message)[:MAX_TEXT]}", bool(urgent)))
         with self._lock:
             now = self._now()
             with self.ledger.write() as c:
-                row = c.execute(select(s.alerts).where(s.alerts.c.key == key)).first()
-                if row is None:
-                    c.execute(insert(s.alerts).values(key=key, state="open", message=stored, first_at=now,
-                                                      last_sent_at=None, resolved_at=None, count=1, urgent=urgent,
-                                                      last_seen_at=now))
-                elif row.state != "open":  # back again after it was resolved: a new problem
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
-                        state="open", message=stored, first_at=now, last_sent_at=None, resolved_at=None, count=1,
-                        urgent=urgent, last_seen_at=now))
-                else:
-                    values = {"message": stored, "last_seen_at": now, "urgent": urgent or row.urgent}
-                    if seen:
-                        values["count"] = row.count + 1
-                    if urgent and not row.urgent:
-                        values["last_sent_at"] = None  # escalated: say it again, now
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(**values))
+                keys = [k for k, _, _ in prepared]
+                rows = {r.key: r for r in c.execute(select(s.alerts).where(s.alerts.c.key.in_(keys)))}
+                for key, stored, urgent in prepared:
+                    row = rows.get(key)
+                    if row is None:
+                        c.execute(insert(s.alerts).values(key=key, state="open", message=stored, first_at=now,
+                                                          last_sent_at=None, resolved_at=None, count=1,
+                                                          urgent=urgent, last_seen_at=now))
+                    elif row.state != "open":  # back again after it was resolved: a new problem
+                        c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
+                            state="open", message=stored, first_at=now, last_sent_at=None, resolved_at=None,
+                            count=1, urgent=urgent, last_seen_at=now))
+                    else:
+                        values = {"message": stored, "last_seen_at": now, "urgent": urgent or row.urgent}
+                        if seen:
+                            values["count"] = row.count + 1
+                        if urgent and not row.urgent:
+                            values["last_sent_at"] = None  # escalated: say it again, now
+                        c.execute(update(s.alerts).where(s.alerts.c.key == key).values(**values))
 
     def clear(self, key: str, message: str | None = None) -> None:
         """Problem ``key`` is gone: the next digest says "resolved" (once). Silent if nobody was told."""
