@@ -104,7 +104,7 @@ def check_unmapped(f: Facts) -> list[Problem]:
 
 def check_feed_rows(f: Facts) -> list[Problem]:
     state = q.read_feed_state(f.ledger)
-    if state.unreadable is not None:  # nothing was read: keep what the last read said
+    if q.feed_failures(f.ledger) > 0:  # nothing was read: keep what the last read said
         return [keep(k) for k in sorted(f.open_keys) if k.startswith("feed_rows:")]
     out = []
     for kind, n in sorted((state.problem_counts or {}).items()):
@@ -125,9 +125,9 @@ def check_feed_rows(f: Facts) -> list[Problem]:
 def check_feed_unreadable(f: Facts) -> list[Problem]:
     failures = q.feed_failures(f.ledger)
     state = q.read_feed_state(f.ledger)
-    if failures < f.config.shop.unreadable_polls_alert or state.unreadable is None and state.state != q.FEED_OK:
-        return []  # an unusable feed (read, but a column missing) is the next rule's
-    why = f" The last error: {state.unreadable}." if state.unreadable else ""
+    if failures < f.config.shop.unreadable_polls_alert:
+        return []
+    why = f" The last error: {state.last_error}." if state.last_error else ""
     return [Problem("feed_unreadable", "shop feed unreadable",
                     f"The shop feed could not be read for {failures} polls in a row.{why} Check the feed file or "
                     "URL in [shop]; nothing from the shop reaches MALL meanwhile.", urgent=True)]
@@ -137,6 +137,8 @@ def check_feed_unusable(f: Facts) -> list[Problem]:
     state = q.read_feed_state(f.ledger)
     if state.state != q.FEED_UNUSABLE:
         return []
+    if q.feed_failures(f.ledger) > 0:  # unreadable now: the last verdict on what was read stands
+        return [keep("feed_unusable")]
     return [Problem("feed_unusable", "shop feed unusable",
                     f"The shop feed was read but cannot be used: {state.message}. Nothing from the shop reaches "
                     "MALL until the export is fixed.", urgent=True)]

@@ -17,10 +17,8 @@ from typing import Any, Sequence
 from sqlalchemy import func, select
 
 from connector.ledger import schema as s
-from connector.ledger.repo import utcnow
 
 FEED_STATE_KV = "shop_feed_state"  # JSON: the outcome of the last poll that got an answer (see FeedState)
-FEED_ROWS_KV = "shop_feed_rows"  # order rows of the last successful read that had some
 FEED_FAILURES_KV = "shop_feed_failures"  # polls in a row the feed could not be read (outbound keeps it)
 MAX_STORED_PROBLEMS = 200  # rejected rows kept for the alert's examples: a pointer, not a copy of the feed
 
@@ -30,61 +28,84 @@ FEED_OK, FEED_UNREADABLE, FEED_UNUSABLE = "ok", "unreadable", "unusable"
 @dataclass(frozen=True)
 class FeedState:
     """The feed's health. ``state`` is the verdict of the last read: ok, or unusable (read, but a required
-    column is missing or no order rows while there were some: exit 65). ``unreadable`` is set while the
-    feed cannot be fetched or parsed at all (missing, HTTP error, refused XML: exit 66)."""
+    column is missing or no order rows while there were some: exit 65). Whether the feed is unreadable
+    right now (missing, HTTP error, refused XML: exit 66) is ``feed_failures`` > 0 (the outbound engine
+    counts the polls in a row); ``last_error`` is the message of the latest such failure."""
 
     state: str = FEED_OK
     message: str = ""
     rows: int = 0
+    last_rows: int = 0  # order rows of the last read that had some ("empty when it had orders before")
     problems: tuple[dict, ...] = ()  # {"kind", "source", "line", "message"}, at most MAX_STORED_PROBLEMS
     problem_counts: dict | None = None  # kind -> how many rows of that kind were rejected
-    unreadable: str | None = None
-    at: str | None = None  # ISO time (UTC) of the last read that got an answer
+    last_error: str | None = None
 
 
 def read_feed_state(ledger) -> FeedState:
-    raw = ledger.get_kv(FEED_STATE_KV)
+    return _parse_feed_state(ledger.get_kv(FEED_STATE_KV))
+
+
+def _parse_feed_state(raw: str | None) -> FeedState:
     if not raw:
         return FeedState()
     try:
         d = json.loads(raw)
         return FeedState(state=d.get("state", FEED_OK), message=d.get("message", ""), rows=int(d.get("rows", 0)),
-                         problems=tuple(d.get("problems", ())), problem_counts=d.get("problem_counts") or {},
-                         unreadable=d.get("unreadable"), at=d.get("at"))
+                         last_rows=int(d.get("last_rows", 0)), problems=tuple(d.get("problems", ())),
+                         problem_counts=d.get("problem_counts") or {}, last_error=d.get("last_error"))
     except (ValueError, TypeError, AttributeError):
         return FeedState()
 
 
-def _write_feed_state(ledger, state: FeedState) -> None:
-    ledger.set_kv(FEED_STATE_KV, json.dumps({
-        "state": state.state, "message": state.message, "rows": state.rows, "problems": list(state.problems),
-        "problem_counts": state.problem_counts or {}, "unreadable": state.unreadable, "at": state.at,
-    }, ensure_ascii=False))
+def _dump(state: FeedState) -> str:
+    return json.dumps({
+        "state": state.state, "message": state.message, "rows": state.rows, "last_rows": state.last_rows,
+        "problems": list(state.problems), "problem_counts": state.problem_counts or {},
+        "last_error": state.last_error,
+    }, ensure_ascii=False, sort_keys=True)
+
+
+def _store(ledger, raw_before: str | None, state: FeedState) -> FeedState:
+    """Write the state only when it changed: a poll of the same feed costs one read, no write."""
+    text = _dump(state)
+    if text != raw_before:
+        ledger.set_kv(FEED_STATE_KV, text)
+    return state
+
+
+def store_feed_state(ledger, text: str, conn) -> None:
+    """Write a state from ``judge_feed_read`` in the caller's transaction (with the feed's fingerprint)."""
+    ledger.set_kv(FEED_STATE_KV, text, conn=conn)
 
 
 def record_feed_failure(ledger, status: str, message: str) -> FeedState:
     """The feed failed this poll. ``status`` unusable (a required column missing: a verdict on what was
     read) or unreadable (nothing was read: the last read's verdict and rejected rows stay)."""
-    old = read_feed_state(ledger)
+    raw = ledger.get_kv(FEED_STATE_KV)
+    old = _parse_feed_state(raw)
     if status == FEED_UNUSABLE:
-        new = FeedState(state=FEED_UNUSABLE, message=message, rows=0, at=utcnow().isoformat())
+        new = replace(old, state=FEED_UNUSABLE, message=message, rows=0, problems=(), problem_counts={},
+                      last_error=None)
     else:
-        new = replace(old, unreadable=message)
-    _write_feed_state(ledger, new)
-    return new
-
-
-def feed_reachable(ledger) -> None:
-    """The feed answered (unchanged, or still being written): it is not unreadable any more."""
-    old = read_feed_state(ledger)
-    if old.unreadable is not None:
-        _write_feed_state(ledger, replace(old, unreadable=None))
+        new = replace(old, last_error=message)
+    return _store(ledger, raw, new)
 
 
 def record_feed_read(ledger, *, rows: int, problems: Sequence[Any], label: str) -> FeedState:
-    """A feed that was read and parsed. Returns its state: unusable when it has no order rows while the
-    previous successful read had some (a half-exported or truncated feed must not look like "no orders")."""
-    previous_rows = int(ledger.get_kv(FEED_ROWS_KV) or 0)
+    """``judge_feed_read`` and store the result at once."""
+    state, text = judge_feed_read(ledger, rows=rows, problems=problems, label=label)
+    if text is not None:
+        ledger.set_kv(FEED_STATE_KV, text)
+    return state
+
+
+def judge_feed_read(ledger, *, rows: int, problems: Sequence[Any], label: str) -> tuple[FeedState, str | None]:
+    """A feed that was read and parsed: its state, and the text to store (None: unchanged, nothing to write).
+
+    Unusable when it has no order rows while the previous successful read had some (a half-exported or
+    truncated feed must not look like "no orders")."""
+    raw = ledger.get_kv(FEED_STATE_KV)
+    old = _parse_feed_state(raw)
     counts: dict[str, int] = {}
     stored = []
     for p in problems:
@@ -92,18 +113,16 @@ def record_feed_read(ledger, *, rows: int, problems: Sequence[Any], label: str) 
         counts[kind] = counts.get(kind, 0) + 1
         if len(stored) < MAX_STORED_PROBLEMS:
             stored.append({"kind": kind, "source": p.source, "line": p.line, "message": p.message})
-    if rows == 0 and previous_rows > 0:
-        state = FeedState(state=FEED_UNUSABLE, rows=0, problems=tuple(stored), problem_counts=counts,
-                          message=f"{label}: no order rows, while the previous read had {previous_rows}; "
-                                  "an empty or cut-off export? (orders that leave the feed are not changed)",
-                          at=utcnow().isoformat())
+    if rows == 0 and old.last_rows > 0:
+        state = FeedState(state=FEED_UNUSABLE, rows=0, last_rows=old.last_rows, problems=tuple(stored),
+                          problem_counts=counts,
+                          message=f"{label}: no order rows, while the previous read had {old.last_rows}; "
+                                  "an empty or cut-off export? (orders that leave the feed are not changed)")
     else:
-        state = FeedState(state=FEED_OK, rows=rows, problems=tuple(stored), problem_counts=counts,
-                          at=utcnow().isoformat())
-        if rows > 0:
-            ledger.set_kv(FEED_ROWS_KV, str(rows))
-    _write_feed_state(ledger, state)
-    return state
+        state = FeedState(state=FEED_OK, rows=rows, last_rows=rows or old.last_rows, problems=tuple(stored),
+                          problem_counts=counts)
+    text = _dump(state)
+    return state, (text if text != raw else None)
 
 
 def feed_failures(ledger) -> int:
@@ -118,12 +137,21 @@ class UnmappedStatus:
     example_order: int
 
 
+#: MALL statuses of orders that can still move (by index ix_orders_mall_status; NULL: not read from MALL yet).
+#: Closed orders are left out: their number grows with the ledger's age, and they need nothing pushed.
+ACTIVE_STATUSES = ("blocked", "open", "shipping", "shipped")
+
+
+def _active(o):
+    return o.mall_status.in_(ACTIVE_STATUSES) | o.mall_status.is_(None)
+
+
 def shop_status_counts(ledger) -> list[tuple[str, int, int]]:
-    """(shop status, orders with it now, smallest order id) for every shop status in the ledger."""
+    """(shop status, active orders with it now, smallest order id) for every shop status of active orders."""
     o = s.orders.c
     with ledger.read() as c:
         rows = c.execute(select(o.shop_status, func.count(), func.min(o.mall_order_id))
-                         .where(o.shop_status.is_not(None)).group_by(o.shop_status)).all()
+                         .where(_active(o), o.shop_status.is_not(None)).group_by(o.shop_status)).all()
     return [(st, n, ex) for st, n, ex in rows]
 
 
@@ -192,26 +220,31 @@ FEED_FINGERPRINT_KV = "shop_feed_fingerprint"  # the outbound engine's "feed unc
 
 
 def replay_remapped(ledger, mapping) -> list[int]:
-    """Orders whose shop status was unmapped when last seen and that the mapping in force now maps: forget
-    their last-seen row (and the feed's fingerprint), so the next poll records them again and they move.
+    """Active orders whose shop status was unmapped when last seen and that the mapping in force now maps:
+    forget their last-seen row (and the feed's fingerprint), so the next poll records them again and they move.
 
     Without this, adding the missing line resolves the alert but the orders behind it never move: the
     feed row is unchanged, so the poll never looks at it again. Each order is replayed once (its row is
     re-recorded, which makes ``shop_seen_at`` newer than the unmapped change)."""
     o, ch = s.orders.c, s.changes.c
     with ledger.read() as c:
-        rows = c.execute(select(o.mall_order_id, o.shop_status, ch.key).select_from(
-            s.orders.join(s.changes, ch.mall_order_id == o.mall_order_id))
-            .where(ch.origin == "shop", ch.state == "skipped", ch.target_status.is_(None),
-                   ch.key.like("shop:%:unmapped:%"), o.shop_status.is_not(None), o.shop_fingerprint.is_not(None),
-                   o.shop_seen_at <= ch.created_at)).all()
-    replay = sorted({oid for oid, status, key in rows
-                     if key == f"shop:{oid}:unmapped:{status.strip().casefold()}"
-                     and mapping.lookup(status).kind == "mapped"})
+        orders = c.execute(select(o.mall_order_id, o.shop_status, o.shop_seen_at)
+                           .where(_active(o), o.shop_status.is_not(None), o.shop_fingerprint.is_not(None))).all()
+        candidates = {f"shop:{oid}:unmapped:{status.strip().casefold()}": (oid, seen)
+                      for oid, status, seen in orders if mapping.lookup(status).kind == "mapped"}
+        replay = []
+        keys = list(candidates)
+        for i in range(0, len(keys), 500):
+            for key, created in c.execute(select(ch.key, ch.created_at).where(
+                    ch.key.in_(keys[i:i + 500]), ch.state == "skipped", ch.target_status.is_(None))):
+                oid, seen = candidates[key]
+                if seen is not None and seen <= created:  # not re-recorded since the status was unmapped
+                    replay.append(oid)
     if not replay:
         return []
     from sqlalchemy import update
 
+    replay.sort()
     with ledger.write() as c:
         for i in range(0, len(replay), 500):
             c.execute(update(s.orders).where(s.orders.c.mall_order_id.in_(replay[i:i + 500]))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 
 from connector.ledger import schema as s
 from connector.ledger.repo import utcnow
@@ -73,9 +73,13 @@ def classify(ledger) -> int:
     A shop_action item was opened for one MALL-side change; its key is ``shop_action:`` + that change's
     key (sync/inbound.py), so the change says what it is about (a new order, a cancel, ...)."""
     a, ch = s.actions.c, s.changes.c
+    prefix = "shop_action:"
+    # changes.key = the item's key without the prefix: a lookup by the unique index, not a scan of changes.
+    change_key = func.substr(a.key, len(prefix) + 1)
     with ledger.read() as c:
         rows = c.execute(select(a.id, a.kind, ch.kind.label("change_kind"), ch.target_status)
-                         .select_from(s.actions.outerjoin(s.changes, ("shop_action:" + ch.key) == a.key))
+                         .select_from(s.actions.outerjoin(s.changes, (ch.key == change_key)
+                                                          & a.key.startswith(prefix)))
                          .where(a.done_at.is_(None), a.closes_on.is_(None))).all()
     if not rows:
         return 0

@@ -160,6 +160,8 @@ alerts = Table(
     # saw the problem (``count`` is how many evaluations, i.e. polls, saw it).
     Column("urgent", Boolean, nullable=False, default=False),
     Column("last_seen_at", DateTime),
+    # Resolved problems stay (a restart must not re-announce them): the digest and the rules read by state.
+    Index("ix_alerts_state_last_sent_at", "state", "last_sent_at"),
 )
 
 kv = Table(

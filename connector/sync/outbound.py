@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from adapters.base import FeedProblem, FeedUnavailable, ShopOrderState
+from adapters.base import FeedProblem, FeedUnavailable, FeedUnusable, ShopOrderState
 from connector.ledger import schema as s
 from connector.ledger.repo import ChangeRow, OrderRow, utcnow
 from connector.mall.errors import (
@@ -91,7 +91,6 @@ def _may_have_landed(ch: ChangeRow) -> bool:
 
 def _note_feed_failure(ledger, e: FeedUnavailable) -> str:
     """issue 14: remember why the feed failed (alerts, exit codes); "unusable" or "unreadable"."""
-    from adapters.base import FeedUnusable
     from connector.ledger import alerting
 
     status = alerting.FEED_UNUSABLE if isinstance(e, FeedUnusable) else alerting.FEED_UNREADABLE
@@ -99,22 +98,24 @@ def _note_feed_failure(ledger, e: FeedUnavailable) -> str:
     return status
 
 
-def _note_feed_answered(ledger) -> None:
-    from connector.ledger import alerting
-
-    alerting.feed_reachable(ledger)
-
-
-def _note_feed_read(ledger, adapter, feed, result: "PollResult") -> None:
-    """issue 14: remember the rows rejected by kind, and call an empty feed after a full one unusable."""
+def _note_feed_read(ledger, adapter, feed, result: "PollResult") -> str | None:
+    """issue 14: judge the read (rows rejected by kind; empty after a full one is unusable). Returns the
+    state to store with the feed's fingerprint, or None when it is the same as before."""
     from connector.ledger import alerting
 
     label = getattr(getattr(adapter, "source", None), "label", None) or "the shop feed"
     rows = len({r.mall_order_id for r in feed.rows})
-    state = alerting.record_feed_read(ledger, rows=rows, problems=feed.problems, label=label)
+    state, text = alerting.judge_feed_read(ledger, rows=rows, problems=feed.problems, label=label)
     if state.state != alerting.FEED_OK:
         log.warning("shop feed unusable: %s", state.message)
         result.feed_status, result.unavailable = state.state, state.message
+    return text
+
+
+def _store_feed_state(ledger, text: str, conn) -> None:
+    from connector.ledger import alerting
+
+    alerting.store_feed_state(ledger, text, conn)
 
 
 class OutboundSync(Engine):
@@ -132,6 +133,13 @@ class OutboundSync(Engine):
         previous = self.ledger.get_kv(FEED_KV)
         try:
             feed = self.adapter.read_feed(previous_fingerprint=previous, wait_for_settle=wait_for_settle)
+        except FeedUnusable as e:  # issue 14: read, but unusable (a required column missing): exit 65, own alert
+            if self.ledger.get_kv(FEED_FAILURES_KV) not in (None, "0"):
+                self.ledger.set_kv(FEED_FAILURES_KV, "0")
+            log.warning("shop feed unusable: %s", e)
+            result.unavailable = str(e)
+            result.feed_status = _note_feed_failure(self.ledger, e)
+            return result
         except FeedUnavailable as e:
             failures = int(self.ledger.get_kv(FEED_FAILURES_KV) or 0) + 1
             self.ledger.set_kv(FEED_FAILURES_KV, str(failures))
@@ -145,9 +153,8 @@ class OutboundSync(Engine):
         for p in feed.problems:
             log.warning("shop feed: %s (row skipped)", p)
         if feed.not_ready or feed.unchanged:
-            _note_feed_answered(self.ledger)
             return result
-        _note_feed_read(self.ledger, self.adapter, feed, result)
+        feed_state = _note_feed_read(self.ledger, self.adapter, feed, result)
         rows: dict[int, ShopOrderState] = {}
         for row in feed.rows:
             rows[row.mall_order_id] = row  # the last row of an order wins
@@ -166,8 +173,12 @@ class OutboundSync(Engine):
                 result.changed_rows += len(changed)
                 with self.ledger.write() as c:
                     self._record_rows(c, changed, mapping, result)
-        if feed.fingerprint is not None:
-            self.ledger.set_kv(FEED_KV, feed.fingerprint)
+        if feed.fingerprint is not None or feed_state is not None:
+            with self.ledger.write() as c:  # one commit: the feed's fingerprint and its health (issue 14)
+                if feed.fingerprint is not None:
+                    self.ledger.set_kv(FEED_KV, feed.fingerprint, conn=c)
+                if feed_state is not None:
+                    _store_feed_state(self.ledger, feed_state, c)
         return result
 
     def _row_payload(self, row: ShopOrderState) -> dict:

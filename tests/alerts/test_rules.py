@@ -294,3 +294,32 @@ def test_orders_held_by_an_unmapped_status_move_once_the_mapping_maps_it(world):
     from connector.ledger.alerting import replay_remapped
 
     assert replay_remapped(world.ledger, world.services.mapping()) == []  # nothing left to replay
+
+
+def test_alert_evaluation_never_scans_a_table_that_grows_with_the_ledger(world):
+    """The rules run after every job: each query must SEARCH by an index, never SCAN a growing table."""
+    import re as _re
+
+    from tests.perf.conftest import count_sql, fill_ledger
+
+    fill_ledger(world.ledger, 1, 2_000)
+    (a,) = open_orders(world.sandbox, 1)
+    world.shop.write_feed([{"mall_order_id": a, "status": WAITING}])
+    world.sync()
+    with count_sql(world.ledger.engine) as sql:
+        world.evaluate()
+        world.later(DIGEST_S)
+        world.evaluate()
+    assert world.posts, "the evaluation did find the unmapped status"
+    scans = []
+    raw = world.ledger.engine.raw_connection()
+    try:
+        for q, params in {(q, tuple(p) if isinstance(p, (list, tuple)) else p) for q, p in sql.statements
+                          if q.lstrip().upper().startswith("SELECT")}:
+            for row in raw.cursor().execute("EXPLAIN QUERY PLAN " + q, params or ()).fetchall():
+                m = _re.match(r"SCAN (\w+)", row[-1])
+                if m and m.group(1) in ("orders", "changes", "events", "actions", "handoffs", "alerts"):
+                    scans.append((row[-1], q))
+    finally:
+        raw.close()
+    assert not scans, scans
