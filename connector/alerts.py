@@ -156,10 +156,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _duration(seconds: float) -> str:
-    return duration(seconds)
-
-
 def _polls(n: int) -> str:
     return f"seen on {n} poll{'s' if n != 1 else ''}"
 
@@ -185,7 +181,7 @@ class Alerter:
         self.senders: list[Sender] = list(senders_from_config(config) if senders is None else senders)
         self.clock = clock or utcnow
         self.repeat_after = timedelta(seconds=config.repeat_after_s)
-        self.digest = timedelta(seconds=getattr(config, "digest_s", 300))
+        self.digest = timedelta(seconds=config.digest_s)
         self.sender_retry = timedelta(seconds=sender_retry_s)
         self.tz = tz
         self.hostname = socket.gethostname()
@@ -368,7 +364,7 @@ class Alerter:
                 f"Open since {clock_time(first_at, self.tz, now)} ({duration((now - first_at).total_seconds())}), "
                 f"{_polls(count)}. Times in {zone_name(self.tz)}.\n"
                 f"Host: {self.hostname}\n"
-                f"You will be reminded every {_duration(self.repeat_after.total_seconds())} while it lasts "
+                f"You will be reminded every {duration(self.repeat_after.total_seconds())} while it lasts "
                 f"and told once when it is resolved."
             )
             if not self._deliver(key, title, body, now):
@@ -462,7 +458,7 @@ class Alerter:
             except Exception as e:  # noqa: BLE001 - a broken channel must never break the sync
                 self._sender_down_until[sender.name] = now + self.sender_retry
                 log.warning("alert %s not sent by %s (retrying in %s): %s", key, sender.name,
-                            _duration(self.sender_retry.total_seconds()), redact(f"{type(e).__name__}: {e}"))
+                            duration(self.sender_retry.total_seconds()), redact(f"{type(e).__name__}: {e}"))
             else:
                 self._sender_down_until.pop(sender.name, None)
                 delivered = True

@@ -91,14 +91,6 @@ def record_feed_failure(ledger, status: str, message: str) -> FeedState:
     return _store(ledger, raw, new)
 
 
-def record_feed_read(ledger, *, rows: int, problems: Sequence[Any], label: str) -> FeedState:
-    """``judge_feed_read`` and store the result at once."""
-    state, text = judge_feed_read(ledger, rows=rows, problems=problems, label=label)
-    if text is not None:
-        ledger.set_kv(FEED_STATE_KV, text)
-    return state
-
-
 def judge_feed_read(ledger, *, rows: int, problems: Sequence[Any], label: str) -> tuple[FeedState, str | None]:
     """A feed that was read and parsed: its state, and the text to store (None: unchanged, nothing to write).
 

@@ -258,7 +258,8 @@ class InboundSync(Engine):
             for kind, group in (("orders", [ch for ch in todo if ch.kind == "new_order"]),
                                 ("changes", [ch for ch in todo if ch.kind != "new_order"])):
                 if group:
-                    hid, name = self.ledger.create_handoff(kind, [ch.id for ch in group], stamp=_file_stamp(self.config))
+                    hid, name = self.ledger.create_handoff(kind, [ch.id for ch in group],
+                                                           stamp=_file_stamp(self.config))
                     if not self._finish_handoff(hid, name, kind, "sending", result):
                         return result
         return result
