@@ -82,6 +82,8 @@ def test_rejected_rows_per_kind_with_file_line_examples(world):
     assert f"{feed}:3: order {b}: delivered_at" in text and "2026-13-01" in text  # the bad date, file:line
     assert f"{feed}:4: mall_order_id '12x'" in text  # the bad id, its own kind
     assert "a date that is not a valid date" in text and "mall_order_id missing or not a positive" in text
+    world.sync()  # the same feed again
+    assert quiet_evaluations(world) == 0  # raised once
 
     world.shop.write_feed([{"mall_order_id": a, "status": "packing"},
                            {"mall_order_id": b, "status": "delivered", "delivered_at": "2026-12-01 10:00"}])
@@ -161,6 +163,7 @@ def test_failed_change_in_digest_then_resolved_when_skipped(world):
     world.evaluate()
     assert [p["title"] for p in world.posts] == [f"order {a}: change failed"]
     assert "tracking number" in world.posts[0]["text"] and "ledger retry" in world.posts[0]["text"]
+    assert quiet_evaluations(world) == 0
     [ch] = world.ledger.list_changes(states=("failed",))
     assert world.shop.cli("ledger", "skip", str(ch.id), "--reason", "sent by hand").returncode == 0
     world.evaluate()
@@ -240,6 +243,8 @@ def test_handoff_that_cannot_be_written_then_resolved(world):
     world.later(DIGEST_S)
     world.evaluate()
     assert [p["title"] for p in world.posts] == ["cannot hand MALL orders to the shop"]
+    world.sync()
+    assert quiet_evaluations(world) == 0
     outbox.unlink()
     outbox.mkdir()
     world.sync()
@@ -323,3 +328,25 @@ def test_alert_evaluation_never_scans_a_table_that_grows_with_the_ledger(world):
     finally:
         raw.close()
     assert not scans, scans
+
+
+def test_needs_action_item_is_alerted_once_and_resolved_when_it_closes_by_itself(world):
+    (a,) = [o["id"] for o in world.sandbox.state.create_orders(1, kind="pickup", status="open")]
+    world.sync(sweep=True)
+    branch = world.sandbox.state.get(a)["branch_id"]
+    world.sandbox.state.mall_event(a, "change_branch", branch_id=branch + 1)
+    world.sync(sweep=True)
+    world.evaluate()
+    world.later(DIGEST_S)
+    world.evaluate()
+    [post] = world.posts
+    assert post["title"] == f"order {a} needs a human"
+    assert "closes by itself on the order's next status change" in post["text"]
+    assert quiet_evaluations(world) == 0
+    world.shop.write_feed([{"mall_order_id": a, "status": "packing"}])  # the next status change
+    world.sync()
+    world.evaluate()
+    world.later(DIGEST_S)
+    world.evaluate()
+    assert world.posts[-1]["title"] == f"Resolved: order {a} needs a human"
+    assert len(world.posts) == 2
