@@ -13,18 +13,11 @@ Two ways in:
   feed down, an order due within 2 hours) makes it go out at once.
 * ``problem(key, ...)`` / ``resolved(key, ...)`` - one problem, sent at once (outside the digest).
 
-Problem keys the daemon uses (one open problem per key):
-
-* ``change_failed:{change_id}`` - a change could not be applied at MALL and gave up (ledger
-  ``changes.id``); resolved when it is retried successfully or skipped by hand.
-* ``mall_unauthorized`` - MALL answers 401/403: the client_id is wrong or revoked; nothing syncs.
-* ``rate_limited`` - MALL has answered 429 for longer than ``[alerts] rate_limit_alert_after_s``.
-* ``feed_unreadable`` - the shop feed could not be read ``[shop] unreadable_polls_alert`` polls in a row.
-* ``action:{action_id}`` - a needs-action item (ledger ``actions.id``) a human must do; resolved when done.
-* ``handoff_failing`` - orders or changes cannot be written to the shop's outbox folder.
+The problem keys and their rules are the table ``RULES`` in connector/alert_rules.py (and the
+same table in docs/alerts.md).
 
 Row semantics (``alerts`` table): ``state`` open|resolved; ``message`` is the redacted
-"title\\nmessage"; ``count`` how often the problem was reported since it opened. While open,
+"title\\nmessage" (once resolved, "title\\nresolution"). While open,
 ``last_sent_at`` is when the last alert went out (NULL: not yet delivered). Once resolved,
 ``last_sent_at`` is NULL while the "resolved" message is still owed, else when it went out.
 ``urgent`` skips the digest wait; ``last_seen_at`` is the latest evaluation that saw it. ``count``
