@@ -17,12 +17,17 @@ from connector.cli import Context, friendly_errors, pass_ctx
 def sync_once(ctx: Context, retry_now: bool, no_sweep: bool) -> None:
     """Run one poll of the shop feed, one push pass to MALL, and the inbound pipeline.
 
-    Retries that are due are processed too. Exit status, first match wins:
-    66 the shop feed is missing or cannot be read (file, permissions, HTTP error, refused XML);
-    65 the feed was read but is unusable (a required column is missing, or no order rows while the
-    previous successful read had some); 2 some change is failed (see `mall-connector ledger list
-    --state failed`); 75 some changes still wait for a retry; 0 all well; 78 a config error.
-    The message names the feed and the problem.
+    Retries that are due are processed too. The message names the feed and the problem.
+
+    \b
+    Exit status (the first that applies):
+      66  the shop feed is missing or cannot be read (file, permissions, HTTP error, refused XML)
+      65  the feed was read but is unusable (a required column is missing, or no order rows
+          while the previous successful read had some)
+       2  some change is failed (see `mall-connector ledger list --state failed`)
+      75  some changes still wait for a retry
+       0  all well
+      78  a config error
 
     Example: mall-connector --config /etc/mall-connector/config.toml sync-once
     """
