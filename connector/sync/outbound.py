@@ -112,6 +112,13 @@ def _note_feed_read(ledger, adapter, feed, result: "PollResult") -> str | None:
     return text
 
 
+def _shown(at, config) -> str:
+    """issue 14: a time in a message a person reads, in [shop] timezone with the zone named."""
+    from connector.timefmt import local, zone_name
+
+    return f"{local(at, config.shop.timezone)} {zone_name(config.shop.timezone)}"
+
+
 def _store_feed_state(ledger, text: str, conn) -> None:
     from connector.ledger import alerting
 
@@ -606,7 +613,7 @@ class OutboundSync(Engine):
         with self.ledger.write() as c:
             self.ledger.update_change(ch.id, conn=c, state="retry", attempts=attempts, next_attempt_at=at,
                                       last_error=error[:2000])
-            self.ledger.add_event(c, ch.mall_order_id, "retry", f"will retry at {at:%Y-%m-%d %H:%M:%S} UTC: {error}")
+            self.ledger.add_event(c, ch.mall_order_id, "retry", f"will retry at {_shown(at, self.config)}: {error}")
         result.retry += 1
         self._metric(outcome)
         log.info("order %s: change %s will retry: %s", ch.mall_order_id, ch.id, error)
