@@ -60,6 +60,8 @@ SUBJECT_PREFIX = "[mall-connector] "
 SEND_TIMEOUT_S = 10.0
 MAX_TEXT = 4000  # chat webhooks cut or refuse long texts; an alert is a pointer, not a report
 KEY_MAX = 160  # alerts.key column width
+DIGEST_ITEMS = 25  # problems listed per section of a digest; the rest are counted ("and 480 more")
+DIGEST_ITEM_TEXT = 1200  # characters of one problem's text in a digest (chat webhooks refuse long texts)
 
 
 class Sender(Protocol):
@@ -290,6 +292,8 @@ class Alerter:
         def title_of(r) -> str:
             return r.message.partition("\n")[0]
 
+        new = sorted(new, key=lambda r: not r.urgent)  # urgent first: in the subject, never cut off by the bound
+
         if len(new) + len(repeat) + len(gone) == 1:
             r = (new + repeat + gone)[0]
             title = title_of(r) if r in new else (f"Still open: {title_of(r)}" if r in repeat
@@ -305,8 +309,10 @@ class Alerter:
             if not group:
                 continue
             out.append(f"{heading} ({len(group)}):")
-            for r in group:
+            for r in group[:DIGEST_ITEMS]:
                 head, _, text = r.message.partition("\n")
+                if len(text) > DIGEST_ITEM_TEXT:
+                    text = text[:DIGEST_ITEM_TEXT - 1] + "…"
                 if r.state == "resolved":
                     span = (f"open from {clock_time(r.first_at, self.tz, now)} to "
                             f"{clock_time(r.resolved_at, self.tz, now)} "
@@ -316,6 +322,9 @@ class Alerter:
                 out.append(f"* {'URGENT: ' if r.urgent and r.state == 'open' else ''}{head} - {span}")
                 out += [f"  {line}" for line in text.splitlines() if line.strip()]
                 out.append(f"  (problem {r.key})")
+            if len(group) > DIGEST_ITEMS:
+                out.append(f"* ... and {len(group) - DIGEST_ITEMS} more (mall-connector ledger list, ledger list "
+                           "--needs-action and the log have them all)")
             out.append("")
         out.append(f"Times in {zone_name(self.tz)}. Host: {self.hostname}.")
         out.append(f"A problem that stays open is repeated at most every {duration(self.repeat_after.total_seconds())}; "

@@ -50,7 +50,7 @@ def test_urgent_goes_at_once_and_takes_the_waiting_ones_along(ledger, hook):
     a.observe("mall_unauthorized", "MALL rejects the account", "401", urgent=True)
     assert a.flush() is True
     [post] = [r["json"] for r in hook.requests]
-    assert post["title"] == "2 new: status 'x' unmapped and more"
+    assert post["title"] == "2 new: MALL rejects the account and more"  # the urgent one names the message
     assert "URGENT: MALL rejects the account" in post["text"] and "status 'x' unmapped" in post["text"]
 
 
@@ -105,3 +105,16 @@ def test_without_a_channel_the_digest_is_logged(ledger, caplog):
     with caplog.at_level("WARNING", logger="mall_connector.alerts"):
         assert a.flush() is True
     assert "ALERT digest: shop feed unreadable" in caplog.text
+
+
+def test_a_digest_of_many_problems_is_bounded_and_urgent_ones_come_first(ledger, hook):
+    a, clock = alerter(ledger, hook=hook)
+    a.observe_many([(f"change_failed:{i}", f"order {i}: change failed", "x" * 5000, False) for i in range(300)])
+    a.observe("feed_unusable", "shop feed unusable", "no column 'status'", urgent=True)
+    assert a.flush() is True
+    [post] = [r["json"] for r in hook.requests]
+    text = post["text"]
+    assert "New (301):" in text and "and 276 more" in text
+    assert text.index("URGENT: shop feed unusable") < text.index("order 0: change failed")
+    assert len(text) < 40_000  # under what chat webhooks accept
+    assert a.flush() is False  # everything was told (listed or counted)
