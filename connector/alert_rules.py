@@ -202,9 +202,12 @@ def check_handoffs(f: Facts) -> list[Problem]:
     stuck = f.ledger.open_handoffs()
     if not stuck:
         return []
+    error = q.last_handoff_error(f.ledger)
+    why = f" The last error: {error}." if error else ""
     return [Problem("handoff_failing", "cannot hand MALL orders to the shop",
-                    f"{len(stuck)} batch(es) could not be written to the shop outbox (e.g. {stuck[0][1]}). Check the "
-                    "outbox folder exists and is writable; the connector retries, and nothing is lost meanwhile.")]
+                    f"{len(stuck)} batch(es) could not be written to the shop outbox (e.g. {stuck[0][1]}).{why} "
+                    "Check the outbox folder exists and is writable; the connector retries, and nothing is lost "
+                    "meanwhile.")]
 
 
 def check_rate_limited(f: Facts) -> list[Problem]:

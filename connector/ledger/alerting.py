@@ -121,6 +121,18 @@ def feed_failures(ledger) -> int:
     return int(ledger.get_kv(FEED_FAILURES_KV) or 0)
 
 
+# -- hand-offs ----------------------------------------------------------------------------------
+HANDOFF_ERROR_KV = "handoff_last_error"
+
+
+def record_handoff_error(ledger, message: str) -> None:
+    ledger.set_kv(HANDOFF_ERROR_KV, message[:1000])
+
+
+def last_handoff_error(ledger) -> str | None:
+    return ledger.get_kv(HANDOFF_ERROR_KV)
+
+
 # -- unmapped shop statuses --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UnmappedStatus:

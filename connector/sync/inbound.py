@@ -37,6 +37,13 @@ def _file_stamp(config) -> str:
     return file_stamp(utcnow(), config.shop.timezone)
 
 
+def _note_handoff_error(ledger: Ledger, name: str, e: Exception) -> None:
+    """issue 14: the alert about a hand-off that cannot be written says why."""
+    from connector.ledger.alerting import record_handoff_error
+
+    record_handoff_error(ledger, f"{name}: {e}")
+
+
 def store_snapshot(ledger: Ledger, c, order: Order) -> None:
     """Record what MALL says about an order (inside the caller's write transaction)."""
     address = order.address
@@ -293,6 +300,7 @@ class InboundSync(Engine):
             self.adapter.publish_handoff(name)  # False: the rename already happened before a crash
         except HandoffError as e:
             log.error("could not hand batch %s to the shop (will retry): %s", name, e)
+            _note_handoff_error(self.ledger, name, e)
             return False
         now = utcnow()
         with self.ledger.write() as c:

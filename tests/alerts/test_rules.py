@@ -243,6 +243,7 @@ def test_handoff_that_cannot_be_written_then_resolved(world):
     world.later(DIGEST_S)
     world.evaluate()
     assert [p["title"] for p in world.posts] == ["cannot hand MALL orders to the shop"]
+    assert "The last error: orders-" in world.posts[0]["text"] and str(outbox) in world.posts[0]["text"]
     world.sync()
     assert quiet_evaluations(world) == 0
     outbox.unlink()
