@@ -202,16 +202,18 @@ def ledger_done(ctx: Context, item_ids: tuple[int, ...], kind: str | None, every
 
     Examples: ledger done 7; ledger done 7 8 12; ledger done --kind shop_action; ledger done --all
     """
-    from connector.ledger.needs_action import done_many
+    from connector.ledger.needs_action import done_many, open_items
 
     if not item_ids and not kind and not every:
         raise click.UsageError("give item ids, --kind KIND or --all (see: mall-connector ledger list --needs-action)")
     with _ledger(ctx) as ledger:
         closed, missing = done_many(ledger, ids=item_ids, kind=kind, every=every, note=note)
+        open_kinds = sorted({i.kind for i in open_items(ledger)}) if kind and not closed else []
     if closed:
         click.echo(f"{len(closed)} item(s) done: {', '.join(str(i) for i in closed)}")
     elif not missing:
-        click.echo("no open needs-action item matched" + (f" kind {kind!r}" if kind else ""))
+        click.echo("no open needs-action item matched" + (f" kind {kind!r}" if kind else "")
+                   + (f" (open kinds: {', '.join(open_kinds)})" if open_kinds else ""))
     for i in missing:
         click.echo(f"no open needs-action item {i} (see: ledger list --needs-action)", err=True)
     if missing:

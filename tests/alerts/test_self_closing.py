@@ -136,6 +136,9 @@ def test_done_with_several_ids_kind_and_all(fc, sandbox):
     assert r.returncode == 0 and f"2 item(s) done: {new[0]}, {new[1]}" in r.stdout
     r = cli(fc, "ledger", "done", str(new[0]), str(new[2]))  # one already done: named, the other still cleared
     assert r.returncode == 1 and f"no open needs-action item {new[0]}" in r.stderr and "1 item(s) done" in r.stdout
+    r = cli(fc, "ledger", "done", "--kind", "shop_actoin")  # a typo: nothing closed, the open kinds named
+    assert r.returncode == 0 and "no open needs-action item matched kind 'shop_actoin'" in r.stdout
+    assert "open kinds: credit_note, shop_action" in r.stdout
     r = cli(fc, "ledger", "done", "--kind", "shop_action")
     assert r.returncode == 0 and "2 item(s) done" in r.stdout
     assert [i["kind"] for i in items(fc)] == ["credit_note"]
