@@ -118,3 +118,27 @@ def test_a_digest_of_many_problems_is_bounded_and_urgent_ones_come_first(ledger,
     assert text.index("URGENT: shop feed unusable") < text.index("order 0: change failed")
     assert len(text) < 40_000  # under what chat webhooks accept
     assert a.flush() is False  # everything was told (listed or counted)
+
+
+def test_a_broken_rule_neither_silences_the_others_nor_resolves_its_own(ledger, hook, caplog):
+    from connector.alert_rules import Facts, Problem, Rule, evaluate
+
+    calls = {"n": 0}
+
+    def flaky(f):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RuntimeError("the ledger query broke")
+        return [Problem("flaky:1", "flaky problem", "seen once")]
+
+    rules = (Rule("flaky:", "a flaky rule", "-", "-", "no", flaky),
+             Rule("steady", "a steady rule", "-", "-", "yes", lambda f: [Problem("steady", "steady", "s", True)]))
+    a, clock = alerter(ledger, hook=hook)
+    facts = Facts(ledger=ledger, config=None)
+    evaluate(a, facts, rules=rules)
+    clock.advance(300)
+    with caplog.at_level("ERROR", logger="mall_connector.alerts"):
+        evaluate(a, Facts(ledger=ledger, config=None), rules=rules)
+    assert "alert rule flaky: failed" in caplog.text
+    assert a.open_keys() == {"flaky:1", "steady"}  # not reported resolved because its check broke
+    assert [r["json"]["title"] for r in hook.requests] == ["2 new: steady and more"]
