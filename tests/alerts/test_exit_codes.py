@@ -80,10 +80,14 @@ def test_http_error_is_66(tmp_path, sandbox):
     assert "HTTP 503" in r.stderr and "127.0.0.1" in r.stderr and server.hits == 1
 
 
-def test_refused_xml_is_66(tmp_path, sandbox):
+def fastcentrik_sync_once(tmp_path, sandbox, xml: str):
+    """sync-once (the CLI) of a FastCentrik shop whose export file holds ``xml``."""
+    import subprocess
+    import sys
+
     from tests.conftest import TEST_CLIENT_ID
 
-    (tmp_path / "feed.xml").write_text('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><ORDERS/>')
+    (tmp_path / "feed.xml").write_text(xml, encoding="utf-8")
     os.utime(tmp_path / "feed.xml", (1, 1))
     cfg = tmp_path / "config.toml"
     cfg.write_text(f"""[mall]
@@ -98,13 +102,27 @@ source = "feed.xml"
 outbox = "outbox"
 settle_s = 0
 """)
-    import subprocess
-    import sys
+    return subprocess.run([sys.executable, "-m", "connector", "--config", str(cfg), "sync-once", "--no-sweep"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
-    r = subprocess.run([sys.executable, "-m", "connector", "--config", str(cfg), "sync-once", "--no-sweep"],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+def test_refused_xml_is_66(tmp_path, sandbox):
+    r = fastcentrik_sync_once(tmp_path, sandbox, '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><ORDERS/>')
     assert r.returncode == 66, r.stderr
     assert "feed.xml" in r.stderr and "refused" in r.stderr
+
+
+def test_broken_xml_is_66(tmp_path, sandbox):
+    r = fastcentrik_sync_once(tmp_path, sandbox, "<ORDERS><ORDER><STATUS>x</ORDER>")
+    assert r.returncode == 66, r.stderr
+    assert "feed.xml" in r.stderr and "not well-formed XML at line 1" in r.stderr
+
+
+def test_xml_with_orders_under_another_element_name_is_65(tmp_path, sandbox):
+    r = fastcentrik_sync_once(tmp_path, sandbox, "<ORDERS><OBJEDNAVKA><MALL_ORDER_ID>1</MALL_ORDER_ID>"
+                                                 "<STATUS>x</STATUS></OBJEDNAVKA></ORDERS>")
+    assert r.returncode == 65, r.stderr
+    assert "feed.xml" in r.stderr and "outside any <ORDER> element" in r.stderr
 
 
 def test_missing_required_column_is_65(shop):
