@@ -158,7 +158,8 @@ def check_mall_rejected(f: Facts) -> list[Problem]:
         return []
     what = "401 (the client_id is wrong or revoked)" if f.mall_rejected == 401 else \
         "403 (the account may not use this API: disabled, or not approved for it)"
-    return [Problem("mall_unauthorized", "MALL rejects the account",
+    title = "MALL rejects the account" if f.mall_rejected == 401 else "MALL refuses the account (403)"
+    return [Problem("mall_unauthorized", title,
                     f"MALL answers {what}. Check [mall] client_id and the account in the MALL Partner portal. "
                     "Nothing can be synced until it is fixed.", urgent=True)]
 
@@ -199,7 +200,7 @@ def check_actions(f: Facts) -> list[Problem]:
 
 
 def check_handoffs(f: Facts) -> list[Problem]:
-    stuck = f.ledger.open_handoffs()
+    stuck = f.ledger.handoffs.open()
     if not stuck:
         return []
     error = q.last_handoff_error(f.ledger)

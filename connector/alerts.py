@@ -46,10 +46,7 @@ from typing import Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import insert, select, update
-
 from connector.config import AlertsConfig
-from connector.ledger import schema as s
 from connector.ledger.repo import utcnow
 from connector.logs import redact, register_secret
 from connector.timefmt import clock_time, duration, zone_name
@@ -203,26 +200,25 @@ class Alerter:
             prepared.append((key, f"{title}\n{redact(message)[:MAX_TEXT]}", bool(urgent)))
         with self._lock:
             now = self._now()
+            repo = self.ledger.alerts
             with self.ledger.write() as c:
-                keys = [k for k, _, _ in prepared]
-                rows = {r.key: r for r in c.execute(select(s.alerts).where(s.alerts.c.key.in_(keys)))}
+                rows = repo.get_many(c, [k for k, _, _ in prepared])
                 for key, stored, urgent in prepared:
                     row = rows.get(key)
-                    if row is None:
-                        c.execute(insert(s.alerts).values(key=key, state="open", message=stored, first_at=now,
-                                                          last_sent_at=None, resolved_at=None, count=1,
-                                                          urgent=urgent, last_seen_at=now))
-                    elif row.state != "open":  # back again after it was resolved: a new problem
-                        c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
-                            state="open", message=stored, first_at=now, last_sent_at=None, resolved_at=None,
-                            count=1, urgent=urgent, last_seen_at=now))
-                    else:
-                        values = {"message": stored, "last_seen_at": now, "urgent": urgent or row.urgent}
-                        if seen:
-                            values["count"] = row.count + 1
-                        if urgent and not row.urgent:
-                            values["last_sent_at"] = None  # escalated: say it again, now
-                        c.execute(update(s.alerts).where(s.alerts.c.key == key).values(**values))
+                    if row is None or row.state != "open":  # new, or back again after it was resolved
+                        repo.open(c, key, stored, now, exists=row is not None, urgent=urgent)
+                        continue
+                    escalated = urgent and not row.urgent
+                    if row.last_sent_at is not None and not escalated:
+                        # Told already: it keeps the title it was announced under, so its reminders and its
+                        # "Resolved: ..." match what the human saw (e-mail threads by subject); the text is current.
+                        stored = row.message.partition("\n")[0] + "\n" + stored.partition("\n")[2]
+                    values = {"message": stored, "last_seen_at": now, "urgent": urgent or row.urgent}
+                    if seen:
+                        values["count"] = row.count + 1
+                    if escalated:
+                        values["last_sent_at"] = None  # escalated: say it again, now
+                    repo.refresh(c, key, **values)
 
     def clear(self, key: str, message: str | None = None) -> None:
         """Problem ``key`` is gone: the next digest says "resolved" (once). Silent if nobody was told."""
@@ -230,39 +226,30 @@ class Alerter:
         with self._lock:
             now = self._now()
             with self.ledger.write() as c:
-                row = c.execute(select(s.alerts).where(s.alerts.c.key == key)).first()
+                row = self.ledger.alerts.get(c, key)
                 if row is None or row.state != "open":
                     return
                 announced = row.last_sent_at is not None
                 title = row.message.partition("\n")[0]
                 text = redact(message)[:MAX_TEXT] if message else "The problem has cleared."
-                c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
-                    state="resolved", resolved_at=now, message=f"{title}\n{text}",
-                    last_sent_at=None if announced else now))
+                self.ledger.alerts.resolve(c, key, now, last_sent_at=None if announced else now,
+                                           message=f"{title}\n{text}")
             if not announced:
                 log.info("alert %s resolved before anyone was told; no message sent", key)
 
     def open_keys(self, prefix: str = "") -> set[str]:
         """Keys of the open problems starting with ``prefix`` (a rule resolves what it no longer sees)."""
-        with self.ledger.read() as c:
-            q = select(s.alerts.c.key).where(s.alerts.c.state == "open")
-            if prefix:
-                q = q.where(s.alerts.c.key.startswith(prefix, autoescape=True))
-            return set(c.execute(q).scalars())
+        return self.ledger.alerts.open_keys(prefix)
 
     def flush(self) -> bool:
         """Send the digest when it is due; True when one went out (or was logged, with no sender).
 
-        Due: an urgent problem is new, or the oldest thing waiting (a new problem, a repeat that came
-        due, a resolution) has waited ``digest_s``. One message per channel lists them all."""
+        Due: an urgent problem is new or resolved (who was told at once is told at once that it cleared), or
+        the oldest thing waiting (a new problem, a repeat that came due, a resolution) has waited ``digest_s``.
+        One message per channel lists them all."""
         with self._lock:
             now = self._now()
-            with self.ledger.read() as c:
-                rows = c.execute(select(s.alerts).where(
-                    ((s.alerts.c.state == "open")
-                     & (s.alerts.c.last_sent_at.is_(None) | (s.alerts.c.last_sent_at <= now - self.repeat_after)))
-                    | ((s.alerts.c.state == "resolved") & s.alerts.c.last_sent_at.is_(None))
-                ).order_by(s.alerts.c.first_at, s.alerts.c.key)).all()
+            rows = self.ledger.alerts.owed(now, self.repeat_after)
             if not rows:
                 return False
             new = [r for r in rows if r.state == "open" and r.last_sent_at is None]
@@ -270,7 +257,7 @@ class Alerter:
             gone = [r for r in rows if r.state == "resolved"]
             waiting_since = min([r.first_at for r in new] + [r.last_sent_at + self.repeat_after for r in repeat]
                                 + [r.resolved_at for r in gone])
-            urgent = any(r.urgent for r in new)
+            urgent = any(r.urgent for r in new) or any(r.urgent for r in gone)
             if not urgent and now - waiting_since < self.digest:
                 return False
             title, body = self._digest_text(new, repeat, gone, now)
@@ -278,11 +265,9 @@ class Alerter:
                 return False
             with self.ledger.write() as c:
                 for r in new + repeat:
-                    c.execute(update(s.alerts).where(s.alerts.c.key == r.key, s.alerts.c.state == "open")
-                              .values(last_sent_at=now))
+                    self.ledger.alerts.mark_sent(c, r.key, "open", now)
                 for r in gone:
-                    c.execute(update(s.alerts).where(s.alerts.c.key == r.key, s.alerts.c.state == "resolved",
-                                                     s.alerts.c.last_sent_at.is_(None)).values(last_sent_at=now))
+                    self.ledger.alerts.mark_sent(c, r.key, "resolved", now, only_unsent=True)
             return True
 
     def _since(self, r, now: datetime) -> str:
@@ -340,22 +325,14 @@ class Alerter:
         with self._lock:
             now = self._now()
             with self.ledger.write() as c:
-                row = c.execute(select(s.alerts).where(s.alerts.c.key == key)).first()
+                row = self.ledger.alerts.get(c, key)
                 stored = f"{title}\n{message}"
-                if row is None:
-                    c.execute(insert(s.alerts).values(key=key, state="open", message=stored, first_at=now,
-                                                      last_sent_at=None, resolved_at=None, count=1,
-                                                      last_seen_at=now))
-                    first_at, count, last_sent = now, 1, None
-                elif row.state != "open":  # back again after it was resolved: a new problem
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
-                        state="open", message=stored, first_at=now, last_sent_at=None, resolved_at=None, count=1,
-                        last_seen_at=now))
+                if row is None or row.state != "open":  # new, or back again after it was resolved: a new problem
+                    self.ledger.alerts.open(c, key, stored, now, exists=row is not None)
                     first_at, count, last_sent = now, 1, None
                 else:
                     count = row.count + 1
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(message=stored, count=count,
-                                                                                   last_seen_at=now))
+                    self.ledger.alerts.repeat(c, key, stored, count, now=now)
                     first_at, last_sent = row.first_at, row.last_sent_at
             if last_sent is not None and now - last_sent < self.repeat_after:
                 return False
@@ -372,8 +349,7 @@ class Alerter:
             if not self._deliver(key, title, body, now):
                 return False
             with self.ledger.write() as c:
-                c.execute(update(s.alerts).where(s.alerts.c.key == key, s.alerts.c.state == "open")
-                          .values(last_sent_at=now))
+                self.ledger.alerts.mark_sent(c, key, "open", now)
             return True
 
     def resolved(self, key: str, message: str | None = None) -> bool:
@@ -385,15 +361,14 @@ class Alerter:
         with self._lock:
             now = self._now()
             with self.ledger.write() as c:
-                row = c.execute(select(s.alerts).where(s.alerts.c.key == key)).first()
+                row = self.ledger.alerts.get(c, key)
                 if row is None:
                     return False
                 if row.state == "open":
                     announced = row.last_sent_at is not None
                     resolved_at = now
                     # NULL = the "resolved" message is owed; a timestamp = nothing (more) to send.
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
-                        state="resolved", resolved_at=now, last_sent_at=None if announced else now))
+                    self.ledger.alerts.resolve(c, key, now, last_sent_at=None if announced else now)
                     if not announced:
                         log.info("alert %s resolved before anyone was told; no message sent", key)
                         return False
@@ -414,15 +389,12 @@ class Alerter:
             if not self._deliver(key, "Resolved: " + title, body, now):
                 return False
             with self.ledger.write() as c:
-                c.execute(update(s.alerts).where(s.alerts.c.key == key, s.alerts.c.state == "resolved",
-                                                 s.alerts.c.last_sent_at.is_(None)).values(last_sent_at=now))
+                self.ledger.alerts.mark_sent(c, key, "resolved", now, only_unsent=True)
             return True
 
     def open_problems(self) -> list[dict]:
         """Open problems, oldest first: key, title, message, first_at, last_sent_at, count."""
-        with self.ledger.read() as c:
-            rows = c.execute(select(s.alerts).where(s.alerts.c.state == "open").order_by(s.alerts.c.first_at,
-                                                                                          s.alerts.c.key)).all()
+        rows = self.ledger.alerts.open_problems()
         out = []
         for r in rows:
             title, _, message = r.message.partition("\n")

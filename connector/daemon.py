@@ -28,7 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connector import notify
 from connector.config import Config, ConfigError, load_config
 from connector.logs import register_secret
-from connector.mall.errors import MallError, MallUnauthorized
+from connector.mall.errors import MallError, MallForbidden, MallUnauthorized
 from connector.mapping import load_mapping
 from connector.sync.runner import Services
 
@@ -86,7 +86,7 @@ class Daemon:
         return self._stop.is_set()
 
     def readiness(self) -> tuple[bool, dict]:
-        jobs = self.ledger.job_ok_times()
+        jobs = self.ledger.kv.job_ok_times()
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         limit = timedelta(seconds=max(3 * self.config.sync.poll_interval_s, 60))
         started = getattr(self, "_started_at", now)
@@ -104,12 +104,16 @@ class Daemon:
         except MallUnauthorized:
             self._unauthorized = True
             log.error("MALL rejected the client_id (401): check [mall] client_id; job %s will try again", name)
+        except MallForbidden as e:
+            self._rejected_code = 403  # the alert rule mall_unauthorized (401 or 403)
+            log.error("MALL refuses this account (403) in job %s: %s", name, e)
         except MallError as e:
             log.warning("job %s: MALL call failed: %s", name, e)
         except Exception:  # noqa: BLE001 - a job must never kill the scheduler
             log.exception("job %s failed", name)
         else:
-            self.ledger.mark_job_ok(name)
+            with self.ledger.write() as c:
+                self.ledger.kv.mark_job_ok(c, name)
             self.metrics.job_ok(name)
         finally:
             self._tick()
@@ -294,17 +298,20 @@ def warn_if_secrets_readable(config: Config) -> None:
 
 
 def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None,
-                    mapping=None, rejected_code: int | None = None, seen: bool = True) -> None:
+                    mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False) -> None:
     """Open or resolve every alert problem from the current state (called after each job).
 
     The rules are one table in connector/alert_rules.py; ``seen`` counts this as one more poll that saw
-    each open problem ("seen on N polls"). Without ``mapping`` the config's mapping file is read."""
+    each open problem ("seen on N polls"). Without ``mapping`` the config's mapping file is read.
+    ``forbidden`` (the core's name) is ``rejected_code=403``."""
     from connector.alert_rules import Facts, evaluate
 
     if mapping is None:
         from connector.mapping import load_mapping
 
         mapping = load_mapping(config.mapping_path)
+    if rejected_code is None and forbidden:
+        rejected_code = 403
     rejected = rejected_code if rejected_code is not None else (401 if unauthorized else None)
     evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, mall_rejected=rejected,
                       rate_limited_for_s=rate_limited_for_s), seen=seen)

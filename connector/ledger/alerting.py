@@ -42,7 +42,7 @@ class FeedState:
 
 
 def read_feed_state(ledger) -> FeedState:
-    return _parse_feed_state(ledger.get_kv(FEED_STATE_KV))
+    return _parse_feed_state(ledger.kv.get(FEED_STATE_KV))
 
 
 def _parse_feed_state(raw: str | None) -> FeedState:
@@ -69,19 +69,20 @@ def _store(ledger, raw_before: str | None, state: FeedState) -> FeedState:
     """Write the state only when it changed: a poll of the same feed costs one read, no write."""
     text = _dump(state)
     if text != raw_before:
-        ledger.set_kv(FEED_STATE_KV, text)
+        with ledger.write() as c:
+            ledger.kv.set(c, FEED_STATE_KV, text)
     return state
 
 
 def store_feed_state(ledger, text: str, conn) -> None:
     """Write a state from ``judge_feed_read`` in the caller's transaction (with the feed's fingerprint)."""
-    ledger.set_kv(FEED_STATE_KV, text, conn=conn)
+    ledger.kv.set(conn, FEED_STATE_KV, text)
 
 
 def record_feed_failure(ledger, status: str, message: str) -> FeedState:
     """The feed failed this poll. ``status`` unusable (a required column missing: a verdict on what was
     read) or unreadable (nothing was read: the last read's verdict and rejected rows stay)."""
-    raw = ledger.get_kv(FEED_STATE_KV)
+    raw = ledger.kv.get(FEED_STATE_KV)
     old = _parse_feed_state(raw)
     if status == FEED_UNUSABLE:
         new = replace(old, state=FEED_UNUSABLE, message=message, rows=0, problems=(), problem_counts={},
@@ -96,7 +97,7 @@ def judge_feed_read(ledger, *, rows: int, problems: Sequence[Any], label: str) -
 
     Unusable when it has no order rows while the previous successful read had some (a half-exported or
     truncated feed must not look like "no orders")."""
-    raw = ledger.get_kv(FEED_STATE_KV)
+    raw = ledger.kv.get(FEED_STATE_KV)
     old = _parse_feed_state(raw)
     counts: dict[str, int] = {}
     stored = []
@@ -118,7 +119,7 @@ def judge_feed_read(ledger, *, rows: int, problems: Sequence[Any], label: str) -
 
 
 def feed_failures(ledger) -> int:
-    return int(ledger.get_kv(FEED_FAILURES_KV) or 0)
+    return int(ledger.kv.get(FEED_FAILURES_KV) or 0)
 
 
 # -- hand-offs ----------------------------------------------------------------------------------
@@ -126,11 +127,12 @@ HANDOFF_ERROR_KV = "handoff_last_error"
 
 
 def record_handoff_error(ledger, message: str) -> None:
-    ledger.set_kv(HANDOFF_ERROR_KV, message[:1000])
+    with ledger.write() as c:
+        ledger.kv.set(c, HANDOFF_ERROR_KV, message[:1000])
 
 
 def last_handoff_error(ledger) -> str | None:
-    return ledger.get_kv(HANDOFF_ERROR_KV)
+    return ledger.kv.get(HANDOFF_ERROR_KV)
 
 
 # -- unmapped shop statuses --------------------------------------------------------------------------
@@ -177,13 +179,13 @@ def unmapped_statuses(ledger, mapping) -> list[UnmappedStatus]:
 # -- failed or quarantined items -----------------------------------------------------------------
 @dataclass(frozen=True)
 class FailedItem:
-    """Something the connector gave up on and a human must look at."""
+    """Something the connector gave up on and a human must look at (one row of the core's quarantine)."""
 
-    kind: str  # "change" today; the core's quarantine adds "inbox", "handoff", "confirm"
+    kind: str  # connector.ledger.types.ItemKind: change, inbox, handoff, confirm
     id: int
     mall_order_id: int | None
     reason: str
-    detail: str  # e.g. "shop status 'Expedována' → MALL shipped"
+    detail: str  # e.g. "shop status 'Expedována' → MALL shipped", or what failed ("reading the order from MALL")
     fix: str  # the command that retries or clears it
 
     @property
@@ -193,16 +195,20 @@ class FailedItem:
 
 
 def failed_items(ledger) -> list[FailedItem]:
-    """Every failed or quarantined item. The one source of the "change failed / item quarantined" rule:
-    the integrator points this at the core's quarantine query (inbox ids, changes, hand-offs, confirms)."""
+    """Every failed or quarantined item, read from the core's ``ledger.failed_items()`` (the one query of the
+    quarantine): the one source of the "change failed / item quarantined" alert rule."""
+    from connector.ledger.types import ItemKind
+
     out = []
-    for ch in ledger.list_changes(states=("failed",)):
-        out.append(FailedItem(
-            kind="change", id=ch.id, mall_order_id=ch.mall_order_id, reason=ch.reason or ch.last_error or "failed",
-            detail=f"shop status {ch.shop_status!r} → MALL {ch.target_status}" if ch.origin == "shop"
-            else f"MALL {ch.target_status} → the shop",
-            fix=f"mall-connector ledger retry {ch.id} (or: ledger skip {ch.id} --reason ...)",
-        ))
+    for item in ledger.failed_items():
+        orders = item.mall_order_ids
+        if item.kind == ItemKind.CHANGE:
+            fix = f"mall-connector ledger retry {item.id} (or: ledger skip {item.id} --reason ...)"
+        else:
+            fix = f"mall-connector ledger retry {item.ref}"
+        detail = item.what + (f", orders {', '.join(str(o) for o in orders)}" if len(orders) > 1 else "")
+        out.append(FailedItem(kind=str(item.kind), id=item.id, mall_order_id=orders[0] if orders else None,
+                              reason=item.reason or "failed", detail=detail, fix=fix))
     return out
 
 
@@ -253,5 +259,5 @@ def replay_remapped(ledger, mapping) -> list[int]:
         for i in range(0, len(replay), 500):
             c.execute(update(s.orders).where(s.orders.c.mall_order_id.in_(replay[i:i + 500]))
                       .values(shop_fingerprint=None))
-        ledger.set_kv(FEED_FINGERPRINT_KV, None, conn=c)
+        ledger.kv.set(c, FEED_FINGERPRINT_KV, None)
     return replay

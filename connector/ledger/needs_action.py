@@ -155,7 +155,7 @@ def close_by_evidence(ledger, mapping) -> list[tuple[int, str]]:
             n = c.execute(update(s.actions).where(s.actions.c.id == item_id, s.actions.c.done_at.is_(None))
                           .values(done_at=now, done_note=note, closed_by="itself")).rowcount
             if n and oid is not None:
-                ledger.add_event(c, oid, "action", f"needs-action item {item_id} {note}")
+                ledger.orders.add_event(c, oid, "action", f"needs-action item {item_id} {note}")
             if n:
                 done.append((item_id, note))
     return done
@@ -184,7 +184,7 @@ def done_many(ledger, *, ids: Sequence[int] = (), kind: str | None = None, every
             c.execute(update(s.actions).where(s.actions.c.id == item_id, s.actions.c.done_at.is_(None))
                       .values(done_at=now, done_note=note, closed_by="hand"))
             if oid is not None:
-                ledger.add_event(c, oid, "action", f"needs-action item {item_id} done by hand"
+                ledger.orders.add_event(c, oid, "action", f"needs-action item {item_id} done by hand"
                                                    + (f": {note}" if note else ""))
     closed = [i for i, _ in targets]
     missing = [i for i in ids if i not in closed]
