@@ -164,7 +164,7 @@ def test_failed_change_in_digest_then_resolved_when_skipped(world):
     assert [p["title"] for p in world.posts] == [f"order {a}: change failed"]
     assert "tracking number" in world.posts[0]["text"] and "ledger retry" in world.posts[0]["text"]
     assert quiet_evaluations(world) == 0
-    [ch] = world.ledger.list_changes(states=("failed",))
+    [ch] = world.ledger.changes.list(states=("failed",))
     assert world.shop.cli("ledger", "skip", str(ch.id), "--reason", "sent by hand").returncode == 0
     world.evaluate()
     world.later(DIGEST_S)
@@ -199,13 +199,13 @@ def test_mall_401_and_403_are_urgent(world, sandbox):
 def test_order_near_the_24h_limit_escalates_to_urgent_within_2_hours(world):
     (a,) = open_orders(world.sandbox, 1)
     world.sync(sweep=True)  # the sweep reads it from MALL: the ledger has its open time
-    opened = world.ledger.get_order(a)
+    opened = world.ledger.orders.get(a)
     from connector.sync.inbound import order_from_snapshot
 
     opened_at = order_from_snapshot(opened.snapshot).open
     at_21h = opened_at + timedelta(hours=21)
     assert check_deadlines(world.ledger, now=at_21h, warn_after_h=20, tz="Europe/Prague") == 1
-    [item] = [i for i in world.ledger.open_actions() if i["kind"] == "deadline"]
+    [item] = [i for i in world.ledger.actions.open() if i["kind"] == "deadline"]
     from zoneinfo import ZoneInfo
 
     since = opened_at.astimezone(ZoneInfo("Europe/Prague")).strftime("%Y-%m-%d %H:%M:%S")
@@ -248,7 +248,7 @@ def test_handoff_that_cannot_be_written_then_resolved(world):
     assert quiet_evaluations(world) == 0
     outbox.unlink()
     outbox.mkdir()
-    world.sync()
+    world.sync(retry_now=True)  # the core backs a failing hand-off off; retry_now does not wait it out
     world.evaluate()
     world.later(DIGEST_S)
     world.evaluate()
