@@ -36,6 +36,8 @@ class FeedProblem:
     source: str  # file path or redacted URL
     line: int | None
     message: str
+    #: What is wrong, for grouping in alerts: one of FEED_PROBLEM_KINDS (issue 14; default for older callers).
+    kind: str = "bad_row"
 
     def __str__(self) -> str:
         return f"{self.source}{':' + str(self.line) if self.line else ''}: {self.message}"
@@ -53,8 +55,27 @@ class FeedRead:
     fingerprint: str | None = None
 
 
+#: Kinds of rejected feed rows (``FeedProblem.kind``), with the words an alert uses for each.
+FEED_PROBLEM_KINDS = {
+    "bad_id": "mall_order_id missing or not a positive whole number",
+    "missing_status": "status empty",
+    "bad_date": "a date that is not a valid date",
+    "row_shape": "a row with more or fewer values than the header",
+    "duplicate": "an order listed twice (the last row counts)",
+    "bad_row": "other bad rows",
+}
+
+
 class FeedUnavailable(Exception):
-    """The whole feed could not be read (missing file, HTTP error, malformed XML). Message names the source."""
+    """The whole feed could not be read (missing file, HTTP error, malformed XML). Message names the source.
+
+    ``sync-once`` exits 66 (EX_NOINPUT) for it; the subclass FeedUnusable means 65."""
+
+
+class FeedUnusable(FeedUnavailable):
+    """The feed was read but cannot be used: a required column is missing (or there is no header at all).
+
+    ``sync-once`` exits 65 (EX_DATAERR). The message names the source and the column."""
 
 
 class FeedRefused(FeedUnavailable):

@@ -212,6 +212,8 @@ class AlertsConfig(_Section):
     webhook_url: str | None = None
     repeat_after_s: int = Field(3600, ge=60)
     rate_limit_alert_after_s: int = Field(900, ge=1)
+    #: One message per channel per digest_s lists new, still-open and resolved problems (urgent ones: at once).
+    digest_s: int = Field(300, ge=1)
 
 
 class LoggingConfig(_Section):
@@ -368,6 +370,9 @@ def load_config(path: str | os.PathLike | None = None, *, environ: dict[str, str
         m = re.search(r"\(at line (\d+)", msg)
         if line is None and m:
             line = int(m.group(1))
+        duplicate = _duplicate_key_error(cfg_path, raw_text, msg, line)
+        if duplicate is not None:
+            raise duplicate from None
         raise ConfigError(cfg_path, None, f"not valid TOML: {msg}", line) from None
     return config_from_dict(data, cfg_path, raw_text, env)
 
@@ -404,6 +409,9 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
         dotted = ".".join(loc)
         if first["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; see config.example.toml)"
+            guess = _did_you_mean_key(first["loc"])
+            if guess:
+                msg = f"unknown {'section' if len(loc) == 1 else 'key'}; did you mean {guess!r}? (see config.example.toml)"
         else:
             msg = first["msg"].removeprefix("Value error, ")
             if first["type"] not in ("missing",) and "input" in first and not _is_secret(dotted):
@@ -411,7 +419,10 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
         more = len(e.errors()) - 1
         if more:
             msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise ConfigError(cfg_path, dotted, msg, find_key_line(raw_text, dotted)) from None
+        line = find_key_line(raw_text, dotted)
+        if line is None and first["type"] == "extra_forbidden":
+            line = _find_section_line(raw_text, dotted)
+        raise ConfigError(cfg_path, dotted, msg, line) from None
     from adapters import registry
 
     secrets = [(f"shop.{name}.{s.key}", getattr(getattr(cfg.shop, name), s.key, None))
@@ -550,3 +561,59 @@ def _is_adapter_secret(dotted: str) -> bool:
     if len(parts) < 3 or parts[0] != "shop" or parts[1] not in registry.adapters():
         return False
     return any(s.key == parts[2] for s in registry.get(parts[1]).secrets)
+
+
+# -- issue 14: did-you-mean for unknown sections and keys, duplicate keys named with their line -----------------
+def _did_you_mean_key(loc: tuple) -> str | None:
+    """The known section or key closest to the misspelled last part of ``loc`` (e.g. reciever -> receiver)."""
+    import difflib
+
+    model: Any = config_model()
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        if field is None:
+            return None
+        model = field.annotation
+    known = [n for n in getattr(model, "model_fields", {}) if n != "source_path"]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _find_section_line(text: str, dotted: str) -> int | None:
+    """The line of a [section] header (or of a dotted key's last part, wherever it is)."""
+    header = re.compile(r"^\s*\[+\s*" + re.escape(dotted) + r"\s*\]+")
+    for i, line in enumerate(text.splitlines(), 1):
+        if header.match(line):
+            return i
+    return None
+
+
+def _duplicate_key_error(path: Path, text: str, msg: str, line: int | None) -> ConfigError | None:
+    """tomllib's "Cannot overwrite a value" / "Cannot declare ... twice" as a message naming the key and both lines."""
+    if line is None or not ("Cannot overwrite a value" in msg or "twice" in msg):
+        return None
+    lines = text.splitlines()
+    here = lines[line - 1] if 0 < line <= len(lines) else ""
+    section_m = re.match(r"^\s*\[+\s*([^\]]+?)\s*\]+", here)
+    if section_m:
+        name = section_m.group(1).replace('"', "")
+        first = next((i for i, t in enumerate(lines[: line - 1], 1)
+                      if re.match(r"^\s*\[+\s*" + re.escape(name) + r"\s*\]+", t.replace('"', ""))), None)
+        where = f" (first at line {first})" if first else ""
+        return ConfigError(path, name, f"the section [{name}] appears twice{where}; merge them into one", line)
+    key_m = re.match(r'^\s*"?([^=\s"]+)"?\s*=', here)
+    if not key_m:
+        return None
+    key = key_m.group(1)
+    section, first = "", None
+    for i, t in enumerate(lines[: line - 1], 1):
+        if re.match(r'^\s*"?' + re.escape(key) + r'"?\s*=', t):
+            first = i
+    for t in lines[: line - 1][::-1]:
+        h = re.match(r"^\s*\[+\s*([^\]]+?)\s*\]+", t)
+        if h:
+            section = h.group(1).replace('"', "")
+            break
+    dotted = f"{section}.{key}" if section else key
+    where = f" (first set at line {first})" if first else ""
+    return ConfigError(path, dotted, f"duplicate key {key!r}: it is set twice{where}; keep one", line)

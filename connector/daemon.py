@@ -28,7 +28,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connector import notify
 from connector.config import Config, ConfigError, load_config
 from connector.logs import register_secret
-from connector.ledger.types import ChangeState, ItemKind
 from connector.mall.errors import MallError, MallForbidden, MallUnauthorized
 from connector.mapping import load_mapping
 from connector.sync.runner import Services
@@ -52,10 +51,10 @@ class Daemon:
         self._last_progress = time.monotonic()
         self._first_429: float | None = None
         self._unauthorized = False
-        self._forbidden = False
+        self._rejected_code: int | None = None  # 401 or 403 while MALL rejects the account (alerts)
         self.services = Services(config, metrics=self.metrics, on_response=self._on_mall_response)
         self.ledger = self.services.ledger
-        self.alerter = Alerter(config.alerts, self.ledger)
+        self.alerter = Alerter(config.alerts, self.ledger, tz=config.shop.timezone)
         for engine in (self.services.outbound, self.services.inbound):
             engine.should_stop = self._tick
         self.scheduler = BackgroundScheduler(
@@ -74,9 +73,12 @@ class Daemon:
         elif 200 <= code < 300:
             self._first_429 = None
             self._unauthorized = False
-            self._forbidden = False
+            self._rejected_code = None
         elif code == 401:
             self._unauthorized = True
+            self._rejected_code = 401
+        elif code == 403:
+            self._rejected_code = 403
 
     def _tick(self) -> bool:
         """Called between work items: proves progress to the watchdog; True when stopping."""
@@ -103,7 +105,7 @@ class Daemon:
             self._unauthorized = True
             log.error("MALL rejected the client_id (401): check [mall] client_id; job %s will try again", name)
         except MallForbidden as e:
-            self._forbidden = True
+            self._rejected_code = 403  # the alert rule mall_unauthorized (401 or 403)
             log.error("MALL refuses this account (403) in job %s: %s", name, e)
         except MallError as e:
             log.warning("job %s: MALL call failed: %s", name, e)
@@ -115,9 +117,12 @@ class Daemon:
             self.metrics.job_ok(name)
         finally:
             self._tick()
-            self._evaluate_alerts()
+            self._evaluate_alerts(seen=name == "poll")
 
     def job_poll(self) -> None:
+        from connector.sync.runner import replay_remapped
+
+        replay_remapped(self.services)  # issue 14: a status mapped since the last poll moves its orders
         self.services.outbound.poll_shop()
         self.services.outbound.push_due()
 
@@ -132,7 +137,7 @@ class Daemon:
         from connector.sync.deadlines import check_deadlines
 
         check_deadlines(self.ledger, warn_after_h=self.config.sync.confirm_deadline_warn_h,
-                        include_test=self.config.mall.include_test_orders)
+                        include_test=self.config.mall.include_test_orders, tz=self.config.shop.timezone)
 
     def _schedule(self) -> None:
         s = self.config.sync
@@ -150,16 +155,18 @@ class Daemon:
             )
 
     # -- alerts -------------------------------------------------------------------------------
-    def _evaluate_alerts(self) -> None:
+    def _evaluate_alerts(self, seen: bool = True) -> None:
         try:
-            self._alerts()
+            self._alerts(seen)
         except Exception:  # noqa: BLE001 - alerting problems must not stop syncing
             log.exception("could not evaluate alerts")
 
-    def _alerts(self) -> None:
+    def _alerts(self, seen: bool = True) -> None:
         limited_for = time.monotonic() - self._first_429 if self._first_429 is not None else None
-        evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=self._unauthorized,
-                        rate_limited_for_s=limited_for, forbidden=getattr(self, "_forbidden", False))
+        rejected = self._rejected_code or (401 if self._unauthorized else None)
+        evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=rejected is not None,
+                        rate_limited_for_s=limited_for, mapping=self.services.mapping(), rejected_code=rejected,
+                        seen=seen)
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -189,7 +196,7 @@ class Daemon:
             engine.config = new
         from connector.alerts import Alerter
 
-        self.alerter = Alerter(new.alerts, self.ledger)
+        self.alerter = Alerter(new.alerts, self.ledger, tz=new.shop.timezone)
         self._schedule()
         log.info("reloaded config %s and mapping %s", self.config_path, mapping.path)
         notify.ready()
@@ -306,67 +313,20 @@ def warn_if_secrets_readable(config: Config) -> None:
 
 
 def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None,
-                    forbidden: bool = False) -> None:
-    """Open or resolve every alert problem from the current state (called after each job)."""
-    if unauthorized:
-        a.problem("mall_unauthorized", "MALL rejects the client_id",
-                  "MALL answers 401 to the connector: the client_id in [mall] client_id is wrong or the account is "
-                  "disabled. Nothing can be synced until it is fixed.")
-    else:
-        a.resolved("mall_unauthorized", "MALL accepts the client_id again.")
-    if rate_limited_for_s is not None and rate_limited_for_s >= config.alerts.rate_limit_alert_after_s:
-        a.problem("rate_limited", "MALL rate limit persists",
-                  f"MALL has answered 429 (rate limited) for {int(rate_limited_for_s)} s. Check the API usage in "
-                  "the MALL Partner portal; the connector slows down and keeps trying.")
-    elif rate_limited_for_s is None:
-        a.resolved("rate_limited", "MALL no longer rate-limits the connector.")
-    failures = int(ledger.kv.get("shop_feed_failures") or 0)
-    if failures >= config.shop.unreadable_polls_alert:
-        a.problem("feed_unreadable", "shop feed unreadable",
-                  f"The shop feed could not be read for {failures} polls in a row. Check the feed file or URL in "
-                  "[shop]; the connector's log says why.")
-    elif failures == 0:
-        a.resolved("feed_unreadable", "The shop feed is readable again.")
-    failed = {c.id: c for c in ledger.changes.list(states=(ChangeState.FAILED,))}
-    for cid, ch in failed.items():
-        a.problem(f"change_failed:{cid}", f"order {ch.mall_order_id}: change failed",
-                  f"Change {cid} (order {ch.mall_order_id}, shop status {ch.shop_status!r} → MALL "
-                  f"{ch.target_status}) failed: {ch.reason}. Fix it, then: mall-connector ledger retry {cid} "
-                  f"(or ledger skip {cid} --reason ...).")
-    for p in a.open_problems():
-        key = p["key"]
-        if key.startswith("change_failed:") and int(key.split(":")[1]) not in failed:
-            a.resolved(key, f"Change {key.split(':')[1]} is no longer failed.")
-    open_ids = set()
-    for item in ledger.actions.open():
-        open_ids.add(item["id"])
-        a.problem(f"action:{item['id']}", f"order {item['mall_order_id']} needs a human",
-                  f"{item['message']}\nWhen done: mall-connector ledger done {item['id']}")
-    for p in a.open_problems():
-        key = p["key"]
-        if key.startswith("action:") and int(key.split(":")[1]) not in open_ids:
-            a.resolved(key, f"Needs-action item {key.split(':')[1]} was cleared.")
-    # Quarantined inbox ids, hand-offs and confirmations (failed changes are alerted above): one alert each.
-    quarantined = {item.ref: item for item in ledger.failed_items() if item.kind != ItemKind.CHANGE}
-    for ref, item in quarantined.items():
-        orders = ", ".join(str(o) for o in item.mall_order_ids) or "-"
-        a.problem(f"quarantined:{ref}", f"order {orders}: {item.what} quarantined",
-                  f"{item.what} (order {orders}) failed {item.attempts} time(s) and was set aside so the rest of the "
-                  f"queue goes on: {item.reason}. Fix the cause, then: mall-connector ledger retry {ref}.")
-    for p in a.open_problems():
-        key = p["key"]
-        if key.startswith("quarantined:") and key.split(":", 1)[1] not in quarantined:
-            a.resolved(key, f"{key.split(':', 1)[1]} is no longer quarantined.")
-    if forbidden:
-        a.problem("mall_forbidden", "MALL refuses the account (403)",
-                  "MALL answers 403 to the connector: this account may not use an endpoint the connector needs "
-                  "(see the log for which). Ask MALL partner support to enable it.")
-    else:
-        a.resolved("mall_forbidden", "MALL no longer refuses the account.")
-    stuck = [h for h in ledger.handoffs.open()]
-    if stuck:
-        a.problem("handoff_failing", "cannot hand MALL orders to the shop",
-                  f"{len(stuck)} batch(es) could not be written to the shop outbox (e.g. {stuck[0][1]}). Check the "
-                  "outbox folder exists and is writable; the connector retries.")
-    else:
-        a.resolved("handoff_failing", "The shop outbox is writable again.")
+                    mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False) -> None:
+    """Open or resolve every alert problem from the current state (called after each job).
+
+    The rules are one table in connector/alert_rules.py; ``seen`` counts this as one more poll that saw
+    each open problem ("seen on N polls"). Without ``mapping`` the config's mapping file is read.
+    ``forbidden`` (the core's name) is ``rejected_code=403``."""
+    from connector.alert_rules import Facts, evaluate
+
+    if mapping is None:
+        from connector.mapping import load_mapping
+
+        mapping = load_mapping(config.mapping_path)
+    if rejected_code is None and forbidden:
+        rejected_code = 403
+    rejected = rejected_code if rejected_code is not None else (401 if unauthorized else None)
+    evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, mall_rejected=rejected,
+                      rate_limited_for_s=rate_limited_for_s), seen=seen)

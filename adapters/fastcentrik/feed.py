@@ -29,7 +29,7 @@ import defusedxml
 from defusedxml.ElementTree import DefusedXMLParser, ParseError
 from defusedxml.ElementTree import iterparse as defused_iterparse
 
-from adapters.base import FeedRead, FeedRefused, FeedUnavailable
+from adapters.base import FeedRead, FeedRefused, FeedUnavailable, FeedUnusable
 from adapters.fastcentrik.config import MAX_XML_DEPTH, FastCentrikFields
 from adapters.shared.sections import FeedLimits
 from adapters.generic_csv import ColumnMap, Records, records_to_feed
@@ -172,7 +172,7 @@ def parse_orders_xml(
         raise FeedUnavailable(f"{source}: got a web page, not the order export (a login or error page?)")
     if counts["stray_ids"]:
         # MALL order ids outside any order element: the orders are there under another name.
-        raise FeedUnavailable(f"{source}: found {fields.mall_order_id} outside any <{fields.order}> element; "
+        raise FeedUnusable(f"{source}: found {fields.mall_order_id} outside any <{fields.order}> element; "
                               f"check [shop.fastcentrik.fields] order (the name of one order's element)")
     read.problems = [replace(p, message=f"{fields.order} #{p.line}: {p.message}") for p in read.problems]
     return ParsedFeed(read, counts["non_mall"])

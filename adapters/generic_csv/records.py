@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time, tzinfo
 from typing import IO, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from adapters.base import FeedProblem, FeedRead, FeedRefused, FeedUnavailable, ShopOrderState
+from adapters.base import FeedProblem, FeedRead, FeedRefused, FeedUnavailable, FeedUnusable, ShopOrderState
 
 # csv refuses fields above 128 KiB by default; a feed cell is never that big, but a broken quote
 # can swallow the rest of the file into one field, and we want that reported, not a crash.
@@ -104,7 +104,7 @@ def csv_records(stream: IO[bytes], *, source: str, encoding: str = "utf-8-sig") 
         raise _decode_error(stream, source, encoding) from None
     first = first.lstrip("\ufeff")  # a BOM even when the encoding is plain utf-8
     if not first.strip():
-        raise FeedUnavailable(f"{source}: the file is empty; a header line naming the columns is required")
+        raise FeedUnusable(f"{source}: the file is empty; a header line naming the columns is required")
     delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.reader(itertools.chain([first], text), delimiter=delimiter)
     try:
@@ -174,7 +174,7 @@ def xlsx_records(stream: IO[bytes], *, source: str, max_cells: int | None = None
         raise FeedUnavailable(f"{source}: not a readable XLSX workbook: {e.__class__.__name__}: {e}") from None
     if first is None or not any(_cell_text(c) for c in first):
         wb.close()
-        raise FeedUnavailable(f"{source}: the first sheet is empty; row 1 must name the columns")
+        raise FeedUnusable(f"{source}: the first sheet is empty; row 1 must name the columns")
     header = [_cell_text(c) for c in first]
     return Records(header, _xlsx_rows(wb, rows, header, source, max_cells, len(first)))
 
@@ -213,6 +213,14 @@ def _cell_text(value: object) -> str:
 # Records -> FeedRead
 
 
+class RowError(ValueError):
+    """A bad row, with its kind (adapters.base.FEED_PROBLEM_KINDS) so alerts can group the problems."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 def records_to_feed(
     records: Iterable[tuple[int, Mapping[str | None, object]]],
     *,
@@ -240,12 +248,12 @@ def records_to_feed(
         try:
             state = _row_to_state(line, record, keys, tz)
         except ValueError as e:
-            problems.append(FeedProblem(source, line, str(e)))
+            problems.append(FeedProblem(source, line, str(e), getattr(e, "kind", "bad_row")))
             continue
         previous = by_id.pop(state.mall_order_id, None)
         if previous is not None:
             problems.append(FeedProblem(source, line, f"order {state.mall_order_id} appears again (first at line "
-                                                      f"{previous.line}); the last row counts"))
+                                                      f"{previous.line}); the last row counts", "duplicate"))
         by_id[state.mall_order_id] = state
     return FeedRead(rows=list(by_id.values()), problems=problems)
 
@@ -262,16 +270,17 @@ def _resolve(header: Sequence[str], wanted: dict[str, str], source: str, strict:
             out[field_name] = actual
         elif strict and field_name in ColumnMap.REQUIRED:
             found = ", ".join(h for h in header if h) or "nothing"
-            raise FeedUnavailable(f"{source}: the header has no column {column!r} (it is required; found: {found})")
+            raise FeedUnusable(f"{source}: the header has no column {column!r} (it is required; found: {found})")
     return out
 
 
 def _row_to_state(line: int, record: Mapping[str | None, object], keys: dict[str, str], tz: tzinfo) -> ShopOrderState:
     extra = record.get(None)
     if extra:
-        raise ValueError(f"{len(extra)} value(s) more than the header has columns (a stray delimiter or quote?)")
+        raise RowError("row_shape", f"{len(extra)} value(s) more than the header has columns (a stray delimiter or "
+                                    "quote?)")
     if any(v is None for k, v in record.items() if k is not None):
-        raise ValueError("fewer values than the header has columns (a missing delimiter or quote?)")
+        raise RowError("row_shape", "fewer values than the header has columns (a missing delimiter or quote?)")
 
     def text(field_name: str) -> str | None:
         column = keys.get(field_name)
@@ -281,19 +290,19 @@ def _row_to_state(line: int, record: Mapping[str | None, object], keys: dict[str
 
     raw_id = text("mall_order_id")
     if raw_id is None:
-        raise ValueError("mall_order_id is empty")
+        raise RowError("bad_id", "mall_order_id is empty")
     if not re.fullmatch(r"[0-9]+", raw_id) or int(raw_id) <= 0:
-        raise ValueError(f"mall_order_id {raw_id!r} is not a positive whole number")
+        raise RowError("bad_id", f"mall_order_id {raw_id!r} is not a positive whole number")
     status = text("status")
     if status is None:
-        raise ValueError(f"order {raw_id}: status is empty")
+        raise RowError("missing_status", f"order {raw_id}: status is empty")
     dates = {}
     for name in ColumnMap.DATES:
         raw = text(name)
         try:
             dates[name] = parse_shop_datetime(raw, tz) if raw else None
         except ValueError as e:
-            raise ValueError(f"order {raw_id}: {name}: {e}") from None
+            raise RowError("bad_date", f"order {raw_id}: {name}: {e}") from None
     return ShopOrderState(
         mall_order_id=int(raw_id),
         status=status,

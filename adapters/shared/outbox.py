@@ -33,6 +33,7 @@ from typing import Iterable, Sequence
 
 from adapters.base import HandoffError, HandoffKind, MallChange, NewOrder
 from connector.files import FileMode, FilePermissionError, check_published, fsync_dir, write_new_file
+from connector.safety import formula_safe
 
 ORDER_COLUMNS = (
     "mall_order_id", "purchase_id", "status", "shop_status", "created_at", "ship_date", "delivery_date",
@@ -43,18 +44,8 @@ ORDER_COLUMNS = (
 CHANGE_COLUMNS = ("mall_order_id", "mall_status", "shop_status", "changed_at", "branch_id", "note")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"^[+-]?\d[\d ]*$")
-
-
-def safe_cell(value: object) -> str:
-    """A text value made safe for spreadsheets (see the module docstring); None -> ""."""
-    if value is None:
-        return ""
-    s = str(value)
-    if s.startswith(_FORMULA_START) and not _PLAIN_NUMBER.match(s):
-        return "'" + s
-    return s
+# One formula guard for every CSV and XLSX the connector writes (issue 16): the outbox uses it too.
+safe_cell = formula_safe
 
 
 def _num(value: int | float | None) -> str:

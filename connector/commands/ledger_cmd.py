@@ -50,30 +50,44 @@ def ledger_group() -> None:
 @click.option("--state", type=click.Choice(list(STATE_FILTERS)), default=None,
               help="Only changes in this state. Default: everything not done.")
 @click.option("--order", "order_id", type=int, default=None, help="Only changes of this MALL order id.")
-@click.option("--needs-action", is_flag=True, help="List the orders where a human must act, with what to do.")
+@click.option("--needs-action", is_flag=True,
+              help="List the orders where a human must act: kind, how the item closes, what to do.")
+@click.option("--since", "since", default=None, metavar="DATE",
+              help="Only changes updated since DATE (YYYY-MM-DD or 'YYYY-MM-DD HH:MM[:SS]', [shop] timezone).")
+@click.option("--all", "show_all", is_flag=True, help="Also show skipped changes older than 7 days (hidden by default).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_ctx
 @friendly_errors
-def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_action: bool, fmt: str) -> None:
+def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_action: bool, since: str | None,
+                show_all: bool, fmt: str) -> None:
     """List changes, one line each: change id, MALL order, shop status, target MALL status, state,
-    attempts, reason.
+    attempts, updated (in [shop] timezone), reason. Skipped changes older than 7 days are hidden
+    unless --all.
 
     Examples: mall-connector ledger list; mall-connector ledger list --state failed;
-    mall-connector ledger list --needs-action
+    mall-connector ledger list --since 2026-12-01; mall-connector ledger list --needs-action
     """
+    _list_changes(ctx, state, order_id, needs_action, since, show_all, fmt)
+
+
+def _list_changes(ctx: Context, state, order_id, needs_action: bool, since, show_all: bool, fmt: str) -> None:
+    """issue 14: times in [shop] timezone (ISO with offset in JSON), --since, old skipped changes hidden."""
+    from connector.commands.needs_action_view import list_needs_action
+    from connector.ledger.listing import list_changes
+    from connector.timefmt import iso, local, zone_name
+
+    tz = ctx.config().shop.timezone
+    since_utc = _parse_since(since, tz) if since else None
     with _ledger(ctx, read_only=True) as ledger:
         if needs_action:
-            items = ledger.actions.open()
-            rows = [(a["id"], a["mall_order_id"], a["kind"], a["created_at"], a["message"]) for a in items]
-            emit(fmt if fmt == "json" else "wide", ["id", "mall_order_id", "kind", "since", "what to do"], rows,
-                 empty="nothing needs a human")
-            if rows and fmt == "table":
-                click.echo("\nWhen done, clear an item with: mall-connector ledger done ID")
+            list_needs_action(ledger, tz, fmt)
             return
         states = STATE_FILTERS[state] if state else NOT_DONE
-        changes = ledger.changes.list(states=states, order_id=order_id)
+        changes, hidden = list_changes(ledger, states=states, order_id=order_id, since=since_utc,
+                                       show_old_skipped=show_all)
+        when = (lambda at: iso(at, tz)) if fmt == "json" else (lambda at: local(at, tz))
         rows = [(c.id, c.mall_order_id, c.shop_status or "", c.target_status or "", c.state, c.attempts,
-                 c.reason or c.last_error or "") for c in changes]
+                 when(c.updated_at), c.reason or c.last_error or "") for c in changes]
         if state in (S.FAILED, "all") or state is None:
             # Quarantined inbox ids, hand-offs and confirmations too: whatever failed, it is listed here, named by
             # the MALL order id(s), what failed and how many attempts were made. `ledger retry ITEM` takes the id.
@@ -83,9 +97,27 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
                 if order_id is not None and order_id not in item.mall_order_ids:
                     continue
                 orders = ",".join(str(o) for o in item.mall_order_ids) or "-"
-                rows.append((item.ref, orders, "", "", S.FAILED.value, item.attempts, f"{item.what}: {item.reason}"))
-        emit(fmt, ["change", "mall_order_id", "shop_status", "mall_status", "state", "attempts", "reason"], rows,
+                rows.append((item.ref, orders, "", "", S.FAILED.value, item.attempts,
+                             when(item.failed_at) if item.failed_at else "", f"{item.what}: {item.reason}"))
+        emit(fmt, ["change", "mall_order_id", "shop_status", "mall_status", "state", "attempts",
+                   "updated" if fmt == "json" else f"updated ({zone_name(tz)})", "reason"], rows,
              empty="no changes" + ("" if state else " waiting or needing attention"))
+        if hidden and fmt == "table":
+            click.echo(f"\n{hidden} skipped change(s) older than 7 days not shown (--all shows them)")
+
+
+def _parse_since(text: str, tz: str):
+    """DATE in [shop] timezone -> naive UTC (the ledger's convention). BadParameter names the option."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            at = datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+        return at.replace(tzinfo=ZoneInfo(tz)).astimezone(timezone.utc).replace(tzinfo=None)
+    raise click.BadParameter(f"{text!r} is not a date (use YYYY-MM-DD or 'YYYY-MM-DD HH:MM')", param_hint="'--since'")
 
 
 @ledger_group.command("show")
@@ -94,16 +126,20 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
 @friendly_errors
 def ledger_show(ctx: Context, order_id: int) -> None:
     """Show one order's whole history: what MALL and the shop say, every change and event."""
+    from connector.commands.needs_action_view import show_items
+    from connector.timefmt import local, zone_name
+
+    tz = ctx.config().shop.timezone
     with _ledger(ctx, read_only=True) as ledger:
         o = ledger.orders.get(order_id)
         if o is None:
             click.echo(f"order {order_id} is not in the ledger", err=True)
             sys.exit(1)
         safe = terminal_safe  # shop and MALL text may hold escape sequences (issue 16 item 6)
-        click.echo(safe(f"order {order_id}  shop order {o.shop_order_id or '-'}"))
+        click.echo(safe(f"order {order_id}  shop order {o.shop_order_id or '-'}  (times in {zone_name(tz)})"))
         click.echo(safe(f"  MALL: {o.mall_status or 'unknown'}  confirmed={o.mall_confirmed}  mdp={o.mdp}  "
-                        f"test={o.test}  read {o.mall_read_at or '-'} UTC"))
-        click.echo(safe(f"  shop: {o.shop_status or '-'}  handed over: {o.handed_at or 'no'}  "
+                        f"test={o.test}  read {local(o.mall_read_at, tz, empty='-')}"))
+        click.echo(safe(f"  shop: {o.shop_status or '-'}  handed over: {local(o.handed_at, tz, empty='no')}  "
                         f"last status handed: {o.handed_status or '-'}"))
         changes = ledger.changes.list(order_id=order_id)
         if changes:
@@ -112,6 +148,7 @@ def ledger_show(ctx: Context, order_id: int) -> None:
                 ["change", "origin", "shop_status", "mall_status", "state", "attempts", "reason"],
                 [(c.id, c.origin, c.shop_status or "", c.target_status or "", c.state, c.attempts,
                   c.reason or c.last_error or "") for c in changes], max_width=90))
+        show_items(ledger, order_id, tz)
         quarantined = [i for i in ledger.failed_items() if i.kind != ItemKind.CHANGE and order_id in i.mall_order_ids]
         if quarantined:
             click.echo("\nquarantined (bring back with: mall-connector ledger retry ITEM):")
@@ -119,9 +156,9 @@ def ledger_show(ctx: Context, order_id: int) -> None:
                 click.echo(safe(f"  {item.ref:<16} {item.what}, {item.attempts} attempt(s): {item.reason}"))
         events = ledger.orders.events_for(order_id)
         if events:
-            click.echo("\nhistory (UTC):")
+            click.echo(f"\nhistory ({zone_name(tz)}):")
             for at, kind, message in events:
-                click.echo(f"  {at:%Y-%m-%d %H:%M:%S}  {terminal_safe(kind):<10} {terminal_safe(message)}")
+                click.echo(f"  {local(at, tz)}  {terminal_safe(kind):<10} {terminal_safe(message)}")
 
 
 @ledger_group.command("retry")
@@ -174,17 +211,32 @@ def ledger_skip(ctx: Context, change_id: int, reason: str) -> None:
 
 
 @ledger_group.command("done")
-@click.argument("item_id", type=int)
+@click.argument("item_ids", type=int, nargs=-1)
+@click.option("--kind", default=None, metavar="KIND",
+              help="Every open item of this kind (e.g. shop_action, branch_change, credit_note, deadline).")
+@click.option("--all", "every", is_flag=True, help="Every open item.")
 @click.option("--note", default=None, help="What was done (kept in the ledger).")
 @pass_ctx
 @friendly_errors
-def ledger_done(ctx: Context, item_id: int, note: str | None) -> None:
-    """Clear a needs-action item once a human has handled it. Example: ledger done 7"""
-    from connector.ledger import steering
+def ledger_done(ctx: Context, item_ids: tuple[int, ...], kind: str | None, every: bool, note: str | None) -> None:
+    """Clear needs-action items once a human has handled them: one or several ids, every item of a
+    kind, or all. Exit 1 when a given id is not an open item (the others are still cleared).
 
+    Examples: ledger done 7; ledger done 7 8 12; ledger done --kind shop_action; ledger done --all
+    """
+    from connector.ledger.needs_action import done_many, open_items
+
+    if not item_ids and not kind and not every:
+        raise click.UsageError("give item ids, --kind KIND or --all (see: mall-connector ledger list --needs-action)")
     with _ledger(ctx) as ledger:
-        r = steering.done(ledger, item_id, note)
-        if not r.ok:
-            click.echo(r.message, err=True)
-            sys.exit(1)
-        click.echo(r.message)
+        closed, missing = done_many(ledger, ids=item_ids, kind=kind, every=every, note=note)
+        open_kinds = sorted({i.kind for i in open_items(ledger)}) if kind and not closed else []
+    if closed:
+        click.echo(f"{len(closed)} item(s) done: {', '.join(str(i) for i in closed)}")
+    elif not missing:
+        click.echo("no open needs-action item matched" + (f" kind {kind!r}" if kind else "")
+                   + (f" (open kinds: {', '.join(open_kinds)})" if open_kinds else ""))
+    for i in missing:
+        click.echo(f"no open needs-action item {i} (see: ledger list --needs-action)", err=True)
+    if missing:
+        sys.exit(1)

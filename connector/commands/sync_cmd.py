@@ -17,9 +17,17 @@ from connector.cli import Context, friendly_errors, pass_ctx
 def sync_once(ctx: Context, retry_now: bool, no_sweep: bool) -> None:
     """Run one poll of the shop feed, one push pass to MALL, and the inbound pipeline.
 
-    Retries that are due are processed too. Exit status: 0 when no change is failed,
-    2 when some change is failed (see `mall-connector ledger list --state failed`),
-    75 when some changes still wait for a retry and none failed, 78 on a config error.
+    Retries that are due are processed too. The message names the feed and the problem.
+
+    \b
+    Exit status (the first that applies):
+      66  the shop feed is missing or cannot be read (file, permissions, HTTP error, refused XML)
+      65  the feed was read but is unusable (a required column is missing, or no order rows
+          while the previous successful read had some)
+       2  some change is failed (see `mall-connector ledger list --state failed`)
+      75  some changes still wait for a retry
+       0  all well
+      78  a config error
 
     Example: mall-connector --config /etc/mall-connector/config.toml sync-once
     """
@@ -34,4 +42,6 @@ def sync_once(ctx: Context, retry_now: bool, no_sweep: bool) -> None:
 
     for line in summary.lines():
         click.echo(terminal_safe(line))  # reasons quote MALL and the shop (issue 16 item 6)
+    if summary.poll.feed_status != "ok":
+        click.echo(f"error: shop feed {summary.poll.feed_status}: {summary.poll.unavailable}", err=True)
     sys.exit(summary.exit_code)

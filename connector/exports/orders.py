@@ -68,6 +68,12 @@ def last_sync(ledger: Ledger, order_ids: Sequence[int]) -> dict[int, str]:
     return out
 
 
+def _delivery_label(order, code):
+    from connector.exports.delivery import delivery_label
+
+    return delivery_label(order, code)
+
+
 def overview(ledger: Ledger, *, statuses: Iterable[str] | None, since: date | None = None,
              include_test: bool = False) -> list[OrderLine]:
     """Orders in ``statuses`` (None: all), created on/after ``since`` (Prague date), by ship date then id."""
@@ -85,7 +91,7 @@ def overview(ledger: Ledger, *, statuses: Iterable[str] | None, since: date | No
             continue
         lines.append(OrderLine(
             mall_order_id=r.mall_order_id, status=r.mall_status, confirmed=r.mall_confirmed, ship_date=r.ship_date,
-            delivery_method=r.delivery_method, branch_id=r.branch_id, customer=r.customer,
+            delivery_method=_delivery_label(order, r.delivery_method), branch_id=r.branch_id, customer=r.customer,
             total=money(order.total) if order is not None else None,
             currency=order.currency if order is not None else None, shop_status=r.shop_status,
             last_sync=syncs.get(r.mall_order_id, ""), created=created, test=bool(r.test),

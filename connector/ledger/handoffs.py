@@ -20,14 +20,16 @@ class HandoffsRepo:
         self._ledger = ledger
 
     @staticmethod
-    def create(c: Connection, kind: str, change_ids: Sequence[int]) -> tuple[int, str]:
+    def create(c: Connection, kind: str, change_ids: Sequence[int], *, stamp: str | None = None) -> tuple[int, str]:
         """Record a batch and its final name before anything is written (state ``sending``); its changes are
-        ``sending`` with it. The caller commits before the adapter writes a byte."""
+        ``sending`` with it. The caller commits before the adapter writes a byte.
+
+        ``stamp`` is the name's time part (issue 14: connector.timefmt.file_stamp, [shop] timezone, zone named)."""
         now = utcnow()
         res = c.execute(insert(s.handoffs).values(name=f"tmp-{kind}-{now.timestamp()}", kind=str(kind),
                                                   state=HandoffState.SENDING.value, created_at=now, attempts=0))
         hid = int(res.inserted_primary_key[0])
-        name = f"{kind}-{now.strftime('%Y%m%dT%H%M%SZ')}-{hid:06d}"
+        name = f"{kind}-{stamp or now.strftime('%Y%m%dT%H%M%SZ')}-{hid:06d}"
         c.execute(update(s.handoffs).where(s.handoffs.c.id == hid).values(name=name))
         for chunk in chunks(list(change_ids)):
             c.execute(update(s.changes).where(s.changes.c.id.in_(chunk))

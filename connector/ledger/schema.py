@@ -128,6 +128,10 @@ actions = Table(
     Column("done_at", DateTime),
     Column("done_note", Text),
     Column("alerted_at", DateTime),
+    # issue 14 (migration 0004): how the item closes by itself (see connector/ledger/needs_action.py), and
+    # who closed it: "hand" (ledger done) or "itself" (the evidence appeared).
+    Column("closes_on", String(32)),
+    Column("closed_by", String(8)),
     Index("ix_actions_done", "done_at"),
 )
 
@@ -152,6 +156,12 @@ alerts = Table(
     Column("last_sent_at", DateTime),
     Column("resolved_at", DateTime),
     Column("count", Integer, nullable=False, default=1),
+    # issue 14 (migration 0004): urgent problems skip the digest; last_seen_at is the latest evaluation that
+    # saw the problem (``count`` is how many evaluations, i.e. polls, saw it).
+    Column("urgent", Boolean, nullable=False, default=False),
+    Column("last_seen_at", DateTime),
+    # Resolved problems stay (a restart must not re-announce them): the digest and the rules read by state.
+    Index("ix_alerts_state_last_sent_at", "state", "last_sent_at"),
 )
 
 kv = Table(

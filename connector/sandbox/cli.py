@@ -37,7 +37,14 @@ def _check_url(ctx, param, value):
     return value
 
 
-@click.command("sandbox", context_settings={"max_content_width": 100}, epilog="""\b
+def _epilog() -> str:
+    """The example, then every operator endpoint (issue 14: `sandbox --help` lists them), from ENDPOINTS itself."""
+    lines = ["\b", "Operator endpoints (play MALL's part; no key, so keep --listen on loopback):"]
+    lines += [f"  {route:<36} {what}" for route, what in ENDPOINTS.items()]
+    return _EXAMPLE + "\n" + "\n".join(lines) + "\n"
+
+
+_EXAMPLE = """\b
 Example (a second terminal then points the connector at it). Secrets from the environment or a file,
 never on the command line (any local user reads argv in /proc):
   export MALL_CLIENT_ID=demo-client-id
@@ -45,7 +52,10 @@ never on the command line (any local user reads argv in /proc):
   mall-connector sandbox --orders 100 --webhook-interval 5
   curl 'http://127.0.0.1:8800/v1/orders/unconfirmed?client_id=demo-client-id&filter=basic'
   curl -X POST http://127.0.0.1:8800/_sandbox/orders -d '{"count": 3, "kind": "cod"}'
-""")
+"""
+
+
+@click.command("sandbox", context_settings={"max_content_width": 100}, epilog=_epilog())
 @click.option("--listen", type=ListenAddress(), default="127.0.0.1:8800", show_default=True,
               help="Address to serve on. Keep it on loopback: the operator endpoints need no key.")
 @click.option("--client-id", envvar="MALL_CLIENT_ID", default=None,

@@ -32,11 +32,12 @@ def action_key(order_id: int) -> str:
 
 
 def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h: float = 20.0,
-                    include_test: bool = False) -> int:
+                    include_test: bool = False, tz: str | None = None) -> int:
     """Open deadline items for orders open longer than ``warn_after_h`` hours; close the ones that cleared.
 
     ``now`` is aware, or naive UTC (the ledger's convention). Returns how many items were opened.
-    Test orders are skipped unless ``include_test`` ([mall] include_test_orders).
+    Test orders are skipped unless ``include_test`` ([mall] include_test_orders). ``tz`` is the zone
+    the message shows times in ([shop] timezone; default Europe/Prague, MALL's own).
     """
     now = _aware(now or datetime.now(timezone.utc))
     rows, shop_moves = ledger.reports.orders_with_shop_moves(Status.OPEN.value)
@@ -52,7 +53,7 @@ def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h
             continue  # no open timestamp to count from (not fetched yet)
         age_h = (now - opened).total_seconds() / 3600
         if age_h > warn_after_h:
-            due[r.mall_order_id] = _message(r.mall_order_id, opened, age_h, r.mall_order_id in retrying)
+            due[r.mall_order_id] = _message(r.mall_order_id, opened, age_h, r.mall_order_id in retrying, tz)
 
     waiting = {a["mall_order_id"] for a in ledger.actions.open() if a["kind"] == KIND}
     opened_n = 0
@@ -92,18 +93,22 @@ def _aware(dt: datetime) -> datetime:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
 
-def _message(order_id: int, opened: datetime, age_h: float, retrying: bool) -> str:
-    limit = (opened + timedelta(hours=LIMIT_H)).astimezone(PRAGUE)
+def _message(order_id: int, opened: datetime, age_h: float, retrying: bool, tz: str | None = None) -> str:
+    from connector.timefmt import local, zone_name
+
+    zone = tz or PRAGUE
+    limit = local(opened + timedelta(hours=LIMIT_H), zone)
     left_h = LIMIT_H - age_h
-    since = opened.astimezone(PRAGUE)
+    since = local(opened, zone)
     if left_h > 0:
-        when = f"{left_h:.1f} h left (until {limit:%Y-%m-%d %H:%M} Prague time)"
+        when = f"{left_h:.1f} h left (until {limit})"
         todo = "Pack it and set it to shipping in the shop (or cancel it there if it cannot be sent)"
     else:
-        when = f"the limit passed {-left_h:.1f} h ago ({limit:%Y-%m-%d %H:%M} Prague time)"
+        when = f"the limit passed {-left_h:.1f} h ago ({limit})"
         todo = "Process it now: set it to shipping in the shop (or cancel it there if it cannot be sent)"
-    text = (f"Order {order_id} has been open on MALL for {age_h:.1f} h (since {since:%Y-%m-%d %H:%M}); MALL expects "
-            f"orders processed within 24 h: {when}. {todo}; the connector passes it on to MALL.")
+    text = (f"Order {order_id} has been open on MALL for {age_h:.1f} h (since {since}); MALL expects "
+            f"orders processed within 24 h: {when}; times in {zone_name(zone)}. {todo}; the connector passes it "
+            f"on to MALL.")
     if retrying:
         text += " A status change from the shop is already waiting for a retry: see `mall-connector ledger list`."
     return text

@@ -58,6 +58,20 @@ log = logging.getLogger("mall_connector.inbound")
 _branch_of = branch_of  # the first release's name
 
 
+def _file_stamp(config) -> str:
+    """issue 14: outbox file names carry the time in [shop] timezone and name the zone."""
+    from connector.timefmt import file_stamp
+
+    return file_stamp(utcnow(), config.shop.timezone)
+
+
+def _note_handoff_error(ledger: Ledger, name: str, message: str) -> None:
+    """issue 14: the alert about a hand-off that cannot be written says why."""
+    from connector.ledger.alerting import record_handoff_error
+
+    record_handoff_error(ledger, f"{name}: {message}")
+
+
 def new_order_record(order: Order, mapping: Mapping) -> NewOrder:
     a = order.address
     created = order.open or order.blocked
@@ -279,7 +293,8 @@ class InboundSync(Engine):
                 group = self._buildable(kind, group, result)
                 if group:
                     with self.ledger.write() as c:
-                        hid, name = self.ledger.handoffs.create(c, kind, [ch.id for ch in group])
+                        hid, name = self.ledger.handoffs.create(c, kind, [ch.id for ch in group],
+                                                               stamp=_file_stamp(self.config))
                     self._finish_handoff(HandoffRow(hid, name, str(kind), HandoffState.SENDING.value), result)
         return result
 
@@ -389,6 +404,7 @@ class InboundSync(Engine):
 
     def _handoff_failed(self, h: HandoffRow, error: BaseException, result: InboundResult) -> None:
         outcome = self.outcome(Op.HANDOFF, error)
+        _note_handoff_error(self.ledger, h.name, outcome.message)  # issue 14
         disp = self.disposition(outcome, h.attempts + 1)
         with self.ledger.write() as c:
             self.ledger.handoffs.record_failure(c, h, attempts=disp.attempts, next_attempt_at=disp.next_attempt_at,

@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from adapters.base import FeedProblem, FeedUnavailable, ShopOrderState
+from adapters.base import FeedProblem, FeedUnavailable, FeedUnusable, ShopOrderState
 from connector.ledger.rows import ChangeRow, OrderRow, utcnow
 from connector.ledger.types import (
     ChangeKind,
@@ -67,6 +67,8 @@ class PollResult:
     not_ready: bool = False
     unchanged: bool = False
     unavailable: str | None = None
+    #: issue 14: "ok", "unreadable" (missing, cannot be read: exit 66) or "unusable" (read, not usable: exit 65).
+    feed_status: str = "ok"
 
 
 @dataclass
@@ -91,6 +93,42 @@ def _may_have_landed(ch: ChangeRow) -> bool:
     return ch.state == ChangeState.SENDING or ((ch.attempts > 0 or ch.outcome == Kind.REREAD) and not ch.refused)
 
 
+def _note_feed_failure(ledger, e: Exception, text: str) -> str:
+    """issue 14: remember why the feed failed (alerts, exit codes); "unusable" or "unreadable"."""
+    from connector.ledger import alerting
+
+    status = alerting.FEED_UNUSABLE if isinstance(e, FeedUnusable) else alerting.FEED_UNREADABLE
+    alerting.record_feed_failure(ledger, status, text)
+    return status
+
+
+def _note_feed_read(ledger, adapter, feed, result: "PollResult") -> str | None:
+    """issue 14: judge the read (rows rejected by kind; empty after a full one is unusable). Returns the
+    state to store with the feed's fingerprint, or None when it is the same as before."""
+    from connector.ledger import alerting
+
+    label = getattr(getattr(adapter, "source", None), "label", None) or "the shop feed"
+    rows = len({r.mall_order_id for r in feed.rows})
+    state, text = alerting.judge_feed_read(ledger, rows=rows, problems=feed.problems, label=label)
+    if state.state != alerting.FEED_OK:
+        log.warning("shop feed unusable: %s", state.message)
+        result.feed_status, result.unavailable = state.state, state.message
+    return text
+
+
+def _shown(at, config) -> str:
+    """issue 14: a time in a message a person reads, in [shop] timezone with the zone named."""
+    from connector.timefmt import local, zone_name
+
+    return f"{local(at, config.shop.timezone)} {zone_name(config.shop.timezone)}"
+
+
+def _store_feed_state(ledger, text: str, conn) -> None:
+    from connector.ledger import alerting
+
+    alerting.store_feed_state(ledger, text, conn)
+
+
 class OutboundSync(Engine):
     """Shop → MALL: feed polling and the push pass."""
 
@@ -107,6 +145,14 @@ class OutboundSync(Engine):
         previous = kv.get(FEED_KV)
         try:
             feed = self.adapter.read_feed(previous_fingerprint=previous, wait_for_settle=wait_for_settle)
+        except FeedUnusable as e:  # issue 14: read, but unusable (a required column missing): exit 65, own alert
+            if kv.get(FEED_FAILURES_KV) not in (None, "0"):
+                with self.ledger.write() as c:
+                    kv.set(c, FEED_FAILURES_KV, "0")
+            log.warning("shop feed unusable: %s", e)
+            result.unavailable = str(e)
+            result.feed_status = _note_feed_failure(self.ledger, e, str(e))
+            return result
         except Exception as e:  # contained: see policy.py; the push pass and the inbound still run
             outcome = self.outcome(Op.FEED_READ, e)
             failures = int(kv.get(FEED_FAILURES_KV) or 0) + 1
@@ -115,6 +161,7 @@ class OutboundSync(Engine):
             text = str(e) if isinstance(e, FeedUnavailable) else outcome.reason
             log.warning("shop feed unreadable (%d poll(s) in a row): %s", failures, text)
             result.unavailable = text
+            result.feed_status = _note_feed_failure(self.ledger, e, text)  # issue 14
             return result
         if kv.get(FEED_FAILURES_KV) not in (None, "0"):
             with self.ledger.write() as c:
@@ -124,6 +171,7 @@ class OutboundSync(Engine):
             log.warning("shop feed: %s (row skipped)", p)
         if feed.not_ready or feed.unchanged:
             return result
+        feed_state = _note_feed_read(self.ledger, self.adapter, feed, result)
         rows: dict[int, ShopOrderState] = {}
         for row in feed.rows:
             rows[row.mall_order_id] = row  # the last row of an order wins
@@ -142,10 +190,14 @@ class OutboundSync(Engine):
             if changed:
                 result.changed_rows += len(changed)
                 all_recorded &= self._record_contained(changed, mapping, result)
-        if feed.fingerprint is not None and all_recorded:
-            # A row that could not be recorded keeps the feed "changed", so the next poll tries it again.
-            with self.ledger.write() as c:
-                kv.set(c, FEED_KV, feed.fingerprint)
+        # A row that could not be recorded keeps the feed "changed", so the next poll tries it again.
+        store_fingerprint = feed.fingerprint is not None and all_recorded
+        if store_fingerprint or feed_state is not None:
+            with self.ledger.write() as c:  # one commit: the feed's fingerprint and its health (issue 14)
+                if store_fingerprint:
+                    kv.set(c, FEED_KV, feed.fingerprint)
+                if feed_state is not None:
+                    _store_feed_state(self.ledger, feed_state, c)
         return result
 
     def _record_contained(self, changed: list[tuple[ShopOrderState, str]], mapping: Mapping, result: PollResult) -> bool:
@@ -582,7 +634,7 @@ class OutboundSync(Engine):
             self.ledger.changes.move(c, ch.id, frm, ChangeState.RETRY, attempts=disp.attempts, next_attempt_at=at,
                                      **typed)
             self.ledger.orders.add_event(c, ch.mall_order_id, EventKind.RETRY,
-                                         f"will retry at {at:%Y-%m-%d %H:%M:%S} UTC: {outcome.reason}")
+                                         f"will retry at {_shown(at, self.config)}: {outcome.reason}")
         result.retry += 1
         self._metric("unknown" if outcome.kind == Kind.REREAD and not outcome.refused else "retry")
         log.info("order %s: change %s will retry: %s", ch.mall_order_id, ch.id, outcome.reason)

@@ -21,6 +21,8 @@ log = logging.getLogger("mall_connector.sync")
 EXIT_OK = 0
 EXIT_FAILED = 2
 EXIT_RETRY_WAITING = 75  # EX_TEMPFAIL: try again later
+EXIT_FEED_UNUSABLE = 65  # EX_DATAERR: the feed was read but is unusable (issue 14)
+EXIT_FEED_UNREADABLE = 66  # EX_NOINPUT: the feed is missing or cannot be read (issue 14)
 
 
 class MappingHolder:
@@ -88,6 +90,11 @@ class SyncSummary:
 
     @property
     def exit_code(self) -> int:
+        # A broken feed comes first: a cron job must notice it even when nothing else is wrong.
+        if self.poll.feed_status == "unreadable":
+            return EXIT_FEED_UNREADABLE
+        if self.poll.feed_status == "unusable":
+            return EXIT_FEED_UNUSABLE
         if self.failed_total:
             return EXIT_FAILED
         if self.waiting_retry:
@@ -98,7 +105,7 @@ class SyncSummary:
         p, u, i = self.poll, self.push, self.inbound
         out = []
         if p.unavailable:
-            out.append(f"shop feed: UNREADABLE: {p.unavailable}")
+            out.append(f"shop feed: {'UNUSABLE' if p.feed_status == 'unusable' else 'UNREADABLE'}: {p.unavailable}")
         elif p.not_ready:
             out.append("shop feed: not settled yet (left for the next poll)")
         elif p.unchanged:
@@ -123,13 +130,44 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
               sweep: bool = True) -> SyncSummary:
     """One poll and push pass, then the inbound pipeline (sweep, inbox, hand-off, confirm)."""
     summary = SyncSummary()
+    replay_remapped(services)
     summary.poll = services.outbound.poll_shop(wait_for_settle=wait_for_settle)
+    _feed_state_when_unchanged(services, summary.poll)
     summary.push = services.outbound.push_due(include_not_due=retry_now)
     if sweep:
         services.inbound.sweep(summary.inbound)
     services.inbound.run(summary.inbound, retry_now=retry_now)
+    _close_needs_action_by_evidence(services)
     S = ChangeState
     counts = services.ledger.changes.count(states=(S.FAILED, S.RETRY, S.SENDING))  # not a count of the whole table
     summary.failed_total = counts.get(S.FAILED, 0) + services.ledger.quarantined_count()
     summary.waiting_retry = counts.get(S.RETRY, 0) + counts.get(S.SENDING, 0)
     return summary
+
+
+def _feed_state_when_unchanged(services: Services, poll: PollResult) -> None:
+    """issue 14: an unchanged feed keeps the verdict of its last read (an empty feed stays exit 65)."""
+    if not poll.unchanged or poll.unavailable:
+        return
+    from connector.ledger import alerting
+
+    state = alerting.read_feed_state(services.ledger)
+    if state.state == alerting.FEED_UNUSABLE:
+        poll.feed_status, poll.unavailable = state.state, state.message
+
+
+def _close_needs_action_by_evidence(services: Services) -> None:
+    """issue 14: needs-action items whose evidence appeared in this pass close themselves."""
+    from connector.ledger.needs_action import close_by_evidence
+
+    for item_id, note in close_by_evidence(services.ledger, services.mapping()):
+        log.info("needs-action item %s %s", item_id, note)
+
+
+def replay_remapped(services: Services) -> None:
+    """issue 14: orders held by a status the mapping now maps are looked at again by the next poll."""
+    from connector.ledger.alerting import replay_remapped as replay
+
+    ids = replay(services.ledger, services.mapping())
+    if ids:
+        log.info("%d order(s) had a shop status the mapping now maps: their feed rows are read again", len(ids))

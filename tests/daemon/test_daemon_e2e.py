@@ -140,7 +140,8 @@ def test_a_failed_change_is_alerted_once_not_per_poll(shop, sandbox):
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AlertSink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     with shop.config_path.open("a", encoding="utf-8") as f:
-        f.write(f'[alerts]\nwebhook_url = "http://127.0.0.1:{sink.server_port}/hook"\n')
+        # digest_s = 1: alerts come as a digest (issue 14); the default 300 s would outlast the test.
+        f.write(f'[alerts]\nwebhook_url = "http://127.0.0.1:{sink.server_port}/hook"\ndigest_s = 1\n')
     (oid,) = [o["id"] for o in sandbox.state.create_orders(1, status="open")]
     shop.write_feed([{"mall_order_id": oid, "status": "shipped"}])  # no tracking: fails
     proc = shop.popen("run")

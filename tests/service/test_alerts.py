@@ -56,7 +56,10 @@ def test_one_alert_per_problem_per_period_then_a_reminder(smtp, hook, ledger, cl
     assert a.problem("feed_unreadable", "Shop feed unreadable", "still HTTP 503") is True
     assert len(smtp.messages) == 2 and len(hook.requests) == 2
     assert "Reminder" in smtp.messages[1]["body"] and "still HTTP 503" in smtp.messages[1]["body"]
-    assert "reported 5x" in smtp.messages[1]["body"]
+    # issue 14: plain words; "reported 5x" read like five messages were sent.
+    assert "seen on 5 polls" in smtp.messages[1]["body"] and "reported" not in smtp.messages[1]["body"]
+    assert "Open since 12:00:00 (1 h)" in smtp.messages[1]["body"]  # 10:00 UTC in May = 12:00 Prague
+    assert "Times in Europe/Prague" in smtp.messages[1]["body"]
     assert row(ledger, "feed_unreadable").count == 5
 
 

@@ -17,6 +17,7 @@ from connector.daemon import evaluate_alerts
 from connector.ledger.types import ChangeState, InboxState
 from connector.sync.runner import Services, sync_once
 from tests.conftest import TEST_CLIENT_ID
+from tests.service.conftest import FakeClock
 from tests.sync.harness import CsvShop, applied_status_puts
 from tests.sync.hostile import DATA_NULL, DEEP_JSON, HostileMall, order_with
 
@@ -87,9 +88,13 @@ def test_hostile_inbox_order_is_contained_quarantined_alerted_once_and_retried(t
     services = Services(shop.config())
     try:
         assert _inbox_row(services, bad)["attempts"] == 1
-        alerter = Alerter(services.config.alerts, services.ledger, senders=[recorder])
+        clock = FakeClock()  # issue 14: a problem that is not urgent goes out in the next digest ([alerts] digest_s)
+        alerter = Alerter(services.config.alerts, services.ledger, senders=[recorder], clock=clock)
         for n in range(2, MAX_ATTEMPTS + 3):
             sync_once(services, retry_now=True)  # one attempt per pass, without waiting out the backoff
+            evaluate_alerts(alerter, services.ledger, services.config, unauthorized=False, rate_limited_for_s=None)
+        for _ in range(3):  # the digest comes due; later evaluations send it no second time
+            clock.advance(services.config.alerts.digest_s)
             evaluate_alerts(alerter, services.ledger, services.config, unauthorized=False, rate_limited_for_s=None)
         row = _inbox_row(services, bad)
         assert row["state"] == InboxState.FAILED and row["attempts"] == MAX_ATTEMPTS
