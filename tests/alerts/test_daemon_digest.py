@@ -14,7 +14,7 @@ from tests.service.conftest import WebhookReceiver
 from tests.sync.harness import CsvShop
 
 pytestmark = pytest.mark.e2e
-TOKEN = "digest-token-" + "q" * 20
+TOKEN = "digest-token-Pk3Wq8Zm5Rt2Xv7Ln4Hc"  # >= 128 bits, not repetitive (issue 16 item 7)
 
 
 def wait_for(predicate, timeout=30.0, what="condition"):
