@@ -212,6 +212,7 @@ class Config(_Section):
     shop: ShopConfig = ShopConfig()
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
+    carriers: "CarriersConfig" = Field(default_factory=lambda: _default_carriers())  # issue 15, connector/carrier_config.py
     # Where the file was read from; not a TOML key.
     source_path: Path | None = Field(None, exclude=True)
 
@@ -367,6 +368,8 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
             raise ConfigError(cfg_path, f"shop.{name}", "must be a table")
         shop[name].setdefault("outbox", base / "outbox")
 
+    # [carriers] tables are validated by each carrier's own settings model (issue 15).
+    data["carriers"] = parse_carriers(data.get("carriers"), cfg_path, raw_text, env)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
@@ -384,6 +387,15 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
             msg += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise ConfigError(cfg_path, dotted, msg, find_key_line(raw_text, dotted)) from None
     return cfg.model_copy(update={"source_path": cfg_path})
+
+
+from connector.carrier_config import CarriersConfig, parse_carriers  # noqa: E402 - issue 15, after ConfigError
+
+Config.model_rebuild()
+
+
+def _default_carriers() -> CarriersConfig:
+    return CarriersConfig()
 
 
 def _is_secret(dotted: str) -> bool:

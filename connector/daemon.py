@@ -113,6 +113,9 @@ class Daemon:
     def job_poll(self) -> None:
         self.services.outbound.poll_shop()
         self.services.outbound.push_due()
+        delivery = self.services.delivery.run()  # issue 15: delivered from shop dates and carriers
+        if delivery.delivered or delivery.returned:
+            self.services.outbound.push_due()
 
     def job_drain(self) -> None:
         self.services.inbound.run()

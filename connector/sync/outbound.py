@@ -244,6 +244,11 @@ class OutboundSync(Engine):
                 events.append((oid, "change", f"shop row changed; change {cid} is pending again"))
                 result.new_changes += 1
         self.ledger.add_events(c, events)
+        # -- issue 15 (carriers): keep the feed's tracking number, carrier and delivery dates for the delivery job
+        from connector.ledger.parcels import record_shop_rows
+
+        record_shop_rows(c, [{"mall_order_id": row.mall_order_id, **self._row_payload(row)} for row, _ in changed])
+        # -- end issue 15
 
     # -- pushing to MALL ----------------------------------------------------------------------
     def push_due(self, *, include_not_due: bool = False) -> PushResult:
