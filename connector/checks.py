@@ -164,6 +164,12 @@ def run_checks(ctx) -> int:
         receiver_line, running = Line(BAD, f"receiver: {redact(str(e))}"), None
     lines.append(receiver_line)
     lines.append(_safe(lambda: check_public_url(config, running), "public_url"))
+    try:  # issue 15: carriers and carrier calls
+        from connector.carrier_checks import check_carriers
+
+        lines.extend(check_carriers(config))
+    except Exception as e:  # noqa: BLE001
+        lines.append(Line(BAD, f"carriers: {redact(str(e))}"))
     for line in lines:
         line.show()
     bad = sum(1 for line in lines if line.mark == BAD)

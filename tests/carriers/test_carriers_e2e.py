@@ -246,3 +246,28 @@ def test_stuck_shipped_order_becomes_a_needs_action_item_and_tracking_stops_afte
     assert [a["kind"] for a in actions] == ["not_delivered"]
     assert actions[0]["message"].startswith("MALL pays only after delivered: check the parcel")
     assert p["state"] == "expired" and sims["packeta"].request_count("/api/rest") == calls
+
+
+def test_calls_are_counted_in_metrics_and_shown_by_check(tmp_path, sandbox, sims):
+    from click.testing import CliRunner
+
+    from connector.cli import main
+    from connector.metrics import Metrics
+
+    oid, shipped = shipped_order(sandbox)
+    sims["packeta"].deliver("Z7000000001", after(shipped), shipped=shipped)
+    shop = CsvShop(tmp_path, sandbox, extra=carriers_toml(sims))
+    shop.write_feed([{"mall_order_id": oid, "status": "shipped", "tracking_number": "Z7000000001",
+                      "carrier": "Packeta"}])
+    metrics = Metrics()
+    services = Services(shop.config(), metrics=metrics)
+    try:
+        sync_once(services, sweep=False)
+    finally:
+        services.close()
+    text = metrics.render().decode()
+    assert 'mall_connector_carrier_calls_total{carrier="packeta",outcome="delivered"} 1.0' in text
+    result = CliRunner().invoke(main, ["--config", str(shop.config_path), "check"])
+    assert "carrier packeta (Packeta / Zásilkovna)" in result.stdout and "credentials set (api_password)" in result.stdout
+    assert "1 carrier call(s) so far (packeta 1); most for one parcel 1 of at most 60" in result.stdout
+    assert PACKETA_API_SECRET not in result.stdout
