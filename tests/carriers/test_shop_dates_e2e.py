@@ -143,3 +143,34 @@ def test_mapping_option_delivered_from_date_false_turns_it_off(tmp_path, sandbox
         services.close()
     assert summary.delivery.delivered == 0
     assert delivered_puts(sandbox, oid) == [] and sandbox.state.get(oid)["status"] == "shipped"
+
+
+def test_billing_check_sheet_lists_shipped_but_not_delivered_orders_of_the_period(tmp_path, sandbox):
+    from openpyxl import load_workbook
+
+    from connector.exports.billing import build_billing, write_billing
+
+    waiting, shipped = shipped_order(sandbox)
+    delivered_oid, shipped2 = shipped_order(sandbox)
+    shop = CsvShop(tmp_path, sandbox)
+    shop.write_feed([{"mall_order_id": waiting, "status": "shipped", "tracking_number": "Z8000000001",
+                      "carrier": "Zásilkovna"},
+                     {"mall_order_id": delivered_oid, "status": "shipped", "tracking_number": "Z8000000002",
+                      "delivered_at": between(shipped2).strftime(FMT)}])
+    services = shop_services(shop)
+    try:
+        sync_once(services, sweep=False)
+        day = shipped.date()
+        b = build_billing(services.ledger, day, day)
+        out = tmp_path / "billing.xlsx"
+        write_billing(b, out)
+        other = build_billing(services.ledger, day - timedelta(days=3), day - timedelta(days=1))
+    finally:
+        services.close()
+    items = [x for x in b.check if x.status == "shipped"]
+    assert [x.mall_order_id for x in items] == [waiting]
+    days = (datetime.now(PRAGUE).date() - day).days
+    assert f"{days} days since shipping" in items[0].problem and "Z8000000001" in items[0].todo
+    rows = [[c.value for c in r] for r in load_workbook(out)["Check"].iter_rows()]
+    assert [waiting, "shipped"] in [r[:2] for r in rows]
+    assert [x for x in other.check if x.status == "shipped"] == []  # shipped outside that period
