@@ -12,7 +12,7 @@ from carriers.ppl.simulator import PplSimulator
 from connector.sync.common import PRAGUE
 
 # Module-level *SECRET* strings are watched by the log scan (tests/security/logscan.py): a log line with one fails.
-PACKETA_API_SECRET = "packeta-sim-password-0001"
+PACKETA_API_SECRET = "packeta-test-password-9876"
 PPL_CLIENT_SECRET = "ppl-sim-secret-0001-abcdef"
 PPL_CLIENT_ID_SECRET = "ppl-sim-client-0001-abcdef"
 FMT = "%Y-%m-%d %H:%M:%S"
