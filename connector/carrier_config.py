@@ -23,8 +23,8 @@ class CarriersConfig(BaseModel):
     #: Ask carriers at all (shop delivery dates are used either way).
     enabled: bool = True
     #: Seconds between two questions about one parcel; after slow_after_days since shipping, slow_poll_interval_s.
-    poll_interval_s: int = Field(4 * 3600, ge=60)
-    slow_poll_interval_s: int = Field(24 * 3600, ge=60)
+    poll_interval_s: int = Field(4 * 3600, ge=1)
+    slow_poll_interval_s: int = Field(24 * 3600, ge=1)
     slow_after_days: float = Field(3.0, ge=0)
     #: Stop asking about a parcel this many days after MALL shipped it.
     max_age_days: int = Field(30, ge=1, le=365)
