@@ -307,6 +307,9 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
                   "[shop]; the connector's log says why.")
     elif failures == 0:
         a.resolved("feed_unreadable", "The shop feed is readable again.")
+    from connector.sync.delivery import carrier_alerts  # issue 15
+
+    carrier_alerts(a, ledger)
     failed = {c.id: c for c in ledger.list_changes(states=("failed",))}
     for cid, ch in failed.items():
         a.problem(f"change_failed:{cid}", f"order {ch.mall_order_id}: change failed",

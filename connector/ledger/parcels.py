@@ -95,10 +95,13 @@ def record_shop_rows(c: Connection, rows: Iterable[dict[str, Any]]) -> None:
     now = utcnow()
     ids = [r["mall_order_id"] for r in rows]
     existing: dict[int, tuple] = {}
+    shop_dates: dict[int, str | None] = {}
     for i in range(0, len(ids), IN_CHUNK):
-        for oid, number, carrier in c.execute(select(P.c.mall_order_id, P.c.tracking_number, P.c.feed_carrier)
-                                               .where(P.c.mall_order_id.in_(ids[i:i + IN_CHUNK]))):
+        for oid, number, carrier, shop_at in c.execute(
+                select(P.c.mall_order_id, P.c.tracking_number, P.c.feed_carrier, P.c.shop_delivered_at)
+                .where(P.c.mall_order_id.in_(ids[i:i + IN_CHUNK]))):
             existing[oid] = (number, carrier)
+            shop_dates[oid] = shop_at
     inserts = []
     for r in rows:
         values = {"tracking_number": r.get("tracking_number"), "feed_carrier": r.get("carrier"),
@@ -110,6 +113,8 @@ def record_shop_rows(c: Connection, rows: Iterable[dict[str, Any]]) -> None:
             continue
         if existing[oid] != (values["tracking_number"], values["feed_carrier"]):
             values.update(carrier=None, carrier_by=None, next_poll_at=None)
+        if values["shop_delivered_at"] and values["shop_delivered_at"] != shop_dates[oid]:
+            values["next_poll_at"] = None  # a new shop date: look at the parcel in the next pass
         c.execute(update(P).where(P.c.mall_order_id == oid).values(updated_at=now, **values))
     if inserts:
         c.execute(insert(P), inserts)
@@ -138,9 +143,12 @@ def adopt_shipped_orders(c: Connection, limit: int) -> int:
 
 
 def open_parcels(c: Connection, limit: int, now: datetime) -> list[ParcelRow]:
-    """Open parcels of orders the ledger has as shipped (or not yet moved past it), the most overdue first."""
+    """Open parcels of orders the ledger has as shipped on MALL (or already past it, or MALL Delivery: to close
+    them), new ones and the most overdue first. Orders not shipped yet are left out, so they never crowd out
+    the ones there is work for."""
     q = (select(*_COLUMNS).select_from(P.join(O, O.c.mall_order_id == P.c.mall_order_id))
-         .where(P.c.state == OPEN)
+         .where(P.c.state == OPEN, O.c.mall_status.in_(("shipped", "delivered", "returned", "cancelled", "lost"))
+                | O.c.mdp.is_(True))
          .order_by(P.c.next_poll_at.is_not(None), P.c.next_poll_at, P.c.mall_order_id)
          .limit(limit))
     return [_row(r) for r in c.execute(q)]

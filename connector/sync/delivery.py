@@ -447,3 +447,23 @@ class DeliveryJob:
             fresh = pq.get_parcel(c, oid)
         if fresh is not None and outcome in ("delivered", "returned"):
             self._consider(fresh, now, result, may_poll=False)
+
+
+def carrier_alerts(alerter, ledger) -> None:
+    """Alert while a carrier refuses our credentials (its parcels cannot be tracked); resolve when it stops."""
+    from sqlalchemy import func, select
+
+    P = s.parcels
+    with ledger.read() as c:
+        refused = dict(c.execute(select(P.c.carrier, func.count()).where(
+            P.c.state == "open", P.c.failures > 0, P.c.last_error.like("%: auth: %")).group_by(P.c.carrier)).all())
+    for carrier, n in refused.items():
+        alerter.problem(f"carrier_auth:{carrier}", f"carrier {carrier} refuses the credentials",
+                        f"The {carrier} tracking API refuses the connector's credentials, so {n} parcel(s) cannot be "
+                        f"tracked and their delivery does not reach MALL (MALL pays only for delivered orders). Check "
+                        f"[carriers.{carrier}] (or env MALL_CARRIER_{str(carrier).upper()}_…); `mall-connector check` "
+                        "shows what is set.")
+    for p in alerter.open_problems():
+        key = p["key"]
+        if key.startswith("carrier_auth:") and key.split(":", 1)[1] not in refused:
+            alerter.resolved(key, f"carrier {key.split(':', 1)[1]} accepts the credentials again.")

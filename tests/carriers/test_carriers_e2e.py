@@ -34,6 +34,24 @@ def puts(sandbox, oid, status):
     return [r.body for r in sandbox.request_log.puts(oid) if (r.body or {}).get("status") == status]
 
 
+def alerts_for(services) -> list[tuple[str, str]]:
+    """The alerts the daemon's rules send for the ledger as it is (one evaluation, a recording sender)."""
+    from connector.alerts import Alerter
+    from connector.daemon import evaluate_alerts
+
+    sent = []
+
+    class Sink:
+        name = "test"
+
+        def send(self, title, text):
+            sent.append((title, text))
+
+    alerter = Alerter(services.config.alerts, services.ledger, senders=[Sink()])
+    evaluate_alerts(alerter, services.ledger, services.config, unauthorized=False, rate_limited_for_s=None)
+    return sent
+
+
 def at_clock(services, dt: datetime):
     services.delivery.clock = lambda: dt.astimezone(timezone.utc)
 
@@ -193,14 +211,16 @@ def test_wrong_credentials_never_reach_logs_errors_or_the_ledger(tmp_path, sandb
     try:
         sync_once(services, sweep=False)
         p = parcel(services, oid)
+        sent = alerts_for(services)
         with services.ledger.read() as c:
             dump = "\n".join(str(tuple(r)) for t in (s.parcels, s.events, s.changes, s.actions)
                              for r in c.execute(t.select()))
     finally:
         services.close()
     assert "IncorrectApiPasswordFault" in p["last_error"]
+    assert [t for t, _ in sent if "carrier packeta" in t] == ["carrier packeta refuses the credentials"]
     for secret in (wrong_password_secret, PACKETA_API_SECRET, PPL_CLIENT_SECRET):
-        assert secret not in dump and secret not in caplog.text
+        assert secret not in dump and secret not in caplog.text and secret not in repr(sent)
 
 
 def test_shop_date_and_carrier_both_report_delivered_once_earliest_plausible_wins(tmp_path, sandbox, sims):
@@ -241,9 +261,11 @@ def test_stuck_shipped_order_becomes_a_needs_action_item_and_tracking_stops_afte
         at_clock(services, shipped + timedelta(days=40))
         sync_once(services, sweep=False)
         p = parcel(services, oid)
+        sent = alerts_for(services)
     finally:
         services.close()
     assert [a["kind"] for a in actions] == ["not_delivered"]
+    assert any("MALL pays only after delivered" in text for _, text in sent)
     assert actions[0]["message"].startswith("MALL pays only after delivered: check the parcel")
     assert p["state"] == "expired" and sims["packeta"].request_count("/api/rest") == calls
 
