@@ -183,6 +183,7 @@ class Daemon:
         self.config = new
         for engine in (self.services.outbound, self.services.inbound):
             engine.config = new
+        self.services.delivery.config = new  # issue 15: [carriers] intervals; carrier credentials need a restart
         from connector.alerts import Alerter
 
         self.alerter = Alerter(new.alerts, self.ledger)
