@@ -56,6 +56,7 @@ class Daemon:
         self.alerter = Alerter(config.alerts, self.ledger)
         for engine in (self.services.outbound, self.services.inbound):
             engine.should_stop = self._tick
+        self.services.delivery.should_stop = self._tick  # issue 15
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1},

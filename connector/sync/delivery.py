@@ -179,6 +179,8 @@ class DeliveryJob:
         self.metrics = metrics
         self._trackers = trackers
         self.clock = clock or (lambda: datetime.now(timezone.utc))
+        #: Called between parcels and carrier calls: True when the process is stopping (the daemon's watchdog tick).
+        self.should_stop: Callable[[], bool] = lambda: False
 
     @property
     def delivered_from_date(self) -> bool:
@@ -214,6 +216,8 @@ class DeliveryJob:
         result.watched = len(parcels)
         to_poll: dict[str, list[tuple[pq.ParcelRow, datetime | None]]] = {}
         for p in parcels:
+            if self.should_stop():
+                return result
             try:
                 want = self._consider(p, now, result, may_poll=True)
             except MallUnauthorized:
@@ -395,6 +399,8 @@ class DeliveryJob:
         tracker = self.trackers[name]
         size = max(1, tracker.batch_size)
         for i in range(0, len(items), size):
+            if self.should_stop():
+                return
             chunk = items[i:i + size]
             numbers = [p.tracking_number for p, _ in chunk]
             before = tracker.calls

@@ -293,3 +293,30 @@ def test_calls_are_counted_in_metrics_and_shown_by_check(tmp_path, sandbox, sims
     assert "carrier packeta (Packeta / Zásilkovna)" in result.stdout and "credentials set (api_password)" in result.stdout
     assert "1 carrier call(s) so far (packeta 1); most for one parcel 1 of at most 60" in result.stdout
     assert PACKETA_API_SECRET not in result.stdout
+
+
+def test_each_carriers_batch_limit_is_kept(tmp_path, sandbox, sims):
+    """12 Česká pošta parcels: two ParcelHistory calls (ČP takes at most 10 numbers); 3 PPL parcels: one call."""
+    rows, cp, ppl = [], [], []
+    for i in range(12):
+        oid, shipped = shipped_order(sandbox)
+        number = f"DR{9000000000 + i}C"
+        sims["ceska_posta"].deliver(number, after(shipped), shipped=shipped)
+        rows.append({"mall_order_id": oid, "status": "shipped", "tracking_number": number, "carrier": "Česká pošta"})
+        cp.append(oid)
+    for i in range(3):
+        oid, shipped = shipped_order(sandbox)
+        number = f"4000000010{i}"
+        sims["ppl"].deliver(number, after(shipped), shipped=shipped)
+        rows.append({"mall_order_id": oid, "status": "shipped", "tracking_number": number, "carrier": "PPL"})
+        ppl.append(oid)
+    shop, services = make_shop(tmp_path, sandbox, sims)
+    shop.write_feed(rows)
+    try:
+        summary = sync_once(services, sweep=False)
+    finally:
+        services.close()
+    assert sims["ceska_posta"].request_count("/services/ParcelHistory/getDataAsJson") == 2
+    assert sims["ppl"].request_count("/shipment") == 1 and sims["ppl"].request_count("/login/getAccessToken") == 1
+    assert summary.delivery.calls == 4 and summary.delivery.polled == 15
+    assert all(sandbox.state.get(oid)["status"] == "delivered" for oid in cp + ppl)
