@@ -124,6 +124,8 @@ class Tracker:
             self._last_call = time.monotonic()
         self.calls += 1
         url = self.settings.base_url + path
+        # httpx's timeout is per read; a server trickling bytes must not hold the job: a total deadline too.
+        deadline = time.monotonic() + 3 * self.settings.timeout_s
         try:
             with self._http.stream(method, url, **kwargs) as resp:
                 body = bytearray()
@@ -131,6 +133,9 @@ class Tracker:
                     body += chunk
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise CarrierError(self.name, "garbage", f"answer larger than {MAX_RESPONSE_BYTES} bytes")
+                    if time.monotonic() > deadline:
+                        raise CarrierError(self.name, "timeout", f"answer not complete within "
+                                                                 f"{3 * self.settings.timeout_s:g} s")
                 resp._content = bytes(body)
         except httpx.TimeoutException:
             raise CarrierError(self.name, "timeout", f"no answer within {self.settings.timeout_s:g} s") from None
