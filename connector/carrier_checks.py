@@ -56,3 +56,32 @@ def _calls_line(config: Config) -> Line:
             f"{stats['calls']} carrier call(s) so far ({per_carrier}); most for one parcel "
             f"{stats['most_calls_one_parcel']} of at most {cap} ([carriers] max_calls_per_parcel)")
     return Line(OK if stats["most_calls_one_parcel"] <= cap else BAD, text)
+
+
+class ParcelGauges:
+    """Prometheus collector (issue 15): parcels watched per state and the most carrier calls made about one
+    parcel, read from the ledger at scrape time (``max_calls_per_parcel`` bounds the second)."""
+
+    def __init__(self, metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        ledger = self.metrics.ledger
+        if ledger is None:
+            return
+        try:
+            from connector.ledger.parcels import call_stats
+
+            with ledger.read() as c:
+                stats = call_stats(c)
+        except Exception:  # noqa: BLE001 - a scrape never fails because of the ledger
+            return
+        g = GaugeMetricFamily("mall_connector_parcels", "Parcels whose delivery the connector watches, by state.",
+                              labels=["state"])
+        for state in ("open", "delivered", "returned", "expired", "mall"):
+            g.add_metric([state], float(stats["per_state"].get(state, 0)))
+        yield g
+        yield GaugeMetricFamily("mall_connector_carrier_calls_max_per_parcel",
+                                "The most carrier calls made about one parcel.", value=float(stats["most_calls_one_parcel"]))

@@ -81,6 +81,9 @@ class Metrics:
             self.pushes.labels(outcome)
         self._ledger_gauges = _LedgerGauges()
         r.register(self._ledger_gauges)
+        from connector.carrier_checks import ParcelGauges  # issue 15
+
+        r.register(ParcelGauges(self))
 
     @property
     def ledger(self) -> Any:

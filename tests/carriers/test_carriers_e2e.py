@@ -289,6 +289,8 @@ def test_calls_are_counted_in_metrics_and_shown_by_check(tmp_path, sandbox, sims
         services.close()
     text = metrics.render().decode()
     assert 'mall_connector_carrier_calls_total{carrier="packeta",outcome="delivered"} 1.0' in text
+    assert 'mall_connector_parcels{state="delivered"} 1.0' in text
+    assert "mall_connector_carrier_calls_max_per_parcel 1.0" in text
     result = CliRunner().invoke(main, ["--config", str(shop.config_path), "check"])
     assert "carrier packeta (Packeta / Zásilkovna)" in result.stdout and "credentials set (api_password)" in result.stdout
     assert "1 carrier call(s) so far (packeta 1); most for one parcel 1 of at most 60" in result.stdout
