@@ -9,9 +9,13 @@ from carriers import load_simulator, registry
 def start_all(host: str = "127.0.0.1") -> dict:
     """{name: started simulator} on free ports of ``host``, one per registered carrier that has a simulator."""
     started = {}
-    for name, cls in registry().items():
-        if cls.simulator:
-            started[name] = load_simulator(name)(host=host, port=0).start()
+    try:
+        for name, cls in registry().items():
+            if cls.simulator:
+                started[name] = load_simulator(name)(host=host, port=0).start()
+    except BaseException:
+        stop_all(started)
+        raise
     return started
 
 

@@ -92,12 +92,12 @@ def sandbox(listen, client_id, orders, seed, webhook_url, webhook_interval, erro
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
-    sims = _start_carriers(host) if with_carriers else {}  # issue 15
-
+    sims: dict = {}  # issue 15: the carrier simulators, with --carriers
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        sims = _start_carriers(host) if with_carriers else {}
         _banner(server, orders, webhook_url, webhook_interval)
         if sims:
             from carriers.simulators import config_snippet
