@@ -16,7 +16,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from connector.ledger import schema as s
-from connector.ledger.repo import IN_CHUNK, utcnow
+from connector.ledger.repo import IN_CHUNK, _update_many, utcnow
 
 OPEN = "open"
 P = s.parcels
@@ -102,7 +102,7 @@ def record_shop_rows(c: Connection, rows: Iterable[dict[str, Any]]) -> None:
                 .where(P.c.mall_order_id.in_(ids[i:i + IN_CHUNK]))):
             existing[oid] = (number, carrier)
             shop_dates[oid] = shop_at
-    inserts = []
+    inserts, updates = [], []
     for r in rows:
         values = {"tracking_number": r.get("tracking_number"), "feed_carrier": r.get("carrier"),
                   "shop_delivered_at": r.get("delivered_at"), "shop_first_attempt": r.get("first_delivery_attempt")}
@@ -115,19 +115,19 @@ def record_shop_rows(c: Connection, rows: Iterable[dict[str, Any]]) -> None:
             values.update(carrier=None, carrier_by=None, next_poll_at=None)
         if values["shop_delivered_at"] and values["shop_delivered_at"] != shop_dates[oid]:
             values["next_poll_at"] = None  # a new shop date: look at the parcel in the next pass
-        c.execute(update(P).where(P.c.mall_order_id == oid).values(updated_at=now, **values))
+        updates.append({"_id": oid, "updated_at": now, **values})
     if inserts:
         c.execute(insert(P), inserts)
+    _update_many(c, P, P.c.mall_order_id, updates)  # one executemany per set of columns, as the poll does
 
 
-def adopt_shipped_orders(c: Connection, limit: int) -> int:
-    """Watch orders MALL has shipped (not MALL Delivery) that have no parcel row yet, e.g. shipped in the portal.
-    Their tracking number comes from the shop row or MALL's order. Returns how many were added."""
+def shipped_without_parcel(c: Connection, limit: int) -> list[dict[str, Any]]:
+    """Orders MALL has shipped (not MALL Delivery) with no parcel row yet, e.g. shipped in the portal, as parcel
+    rows to insert (``adopt``). Their tracking number comes from the shop row or MALL's order. A read only."""
     q = (select(O.c.mall_order_id, O.c.shop_tracking_number, O.c.shop_carrier, O.c.snapshot)
          .select_from(O.outerjoin(P, P.c.mall_order_id == O.c.mall_order_id))
          .where(O.c.mall_status == "shipped", O.c.mdp.is_(False) | O.c.mdp.is_(None), P.c.mall_order_id.is_(None))
          .limit(limit))
-    now = utcnow()
     rows = []
     for oid, number, carrier, snapshot in c.execute(q):
         if not number and snapshot:
@@ -135,11 +135,16 @@ def adopt_shipped_orders(c: Connection, limit: int) -> int:
                 number = json.loads(snapshot).get("tracking_number")
             except ValueError:
                 number = None
-        rows.append({"mall_order_id": oid, "tracking_number": number, "feed_carrier": carrier, "state": OPEN,
-                     "polls": 0, "failures": 0, "carrier_date_only": False, "created_at": now, "updated_at": now})
+        rows.append({"mall_order_id": oid, "tracking_number": number, "feed_carrier": carrier})
+    return rows
+
+
+def adopt(c: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert the parcel rows ``shipped_without_parcel`` found (in a write transaction)."""
     if rows:
-        c.execute(insert(P), rows)
-    return len(rows)
+        now = utcnow()
+        c.execute(insert(P), [{**r, "state": OPEN, "polls": 0, "failures": 0, "carrier_date_only": False,
+                               "created_at": now, "updated_at": now} for r in rows])
 
 
 def open_parcels(c: Connection, limit: int, now: datetime) -> list[ParcelRow]:

@@ -209,8 +209,11 @@ class DeliveryJob:
         cfg = self.config.carriers
         result = DeliveryResult()
         now = self.clock()
-        with self.ledger.write() as c:
-            pq.adopt_shipped_orders(c, cfg.batch_size)
+        with self.ledger.read() as c:
+            adopt = pq.shipped_without_parcel(c, cfg.batch_size)
+        if adopt:  # no write transaction in a pass with nothing to add
+            with self.ledger.write() as c:
+                pq.adopt(c, [r for r in adopt if pq.get_parcel(c, r["mall_order_id"]) is None])
         with self.ledger.read() as c:
             parcels = pq.open_parcels(c, cfg.batch_size, now.replace(tzinfo=None))
         result.watched = len(parcels)
