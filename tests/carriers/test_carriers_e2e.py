@@ -322,3 +322,24 @@ def test_each_carriers_batch_limit_is_kept(tmp_path, sandbox, sims):
     assert sims["ppl"].request_count("/shipment") == 1 and sims["ppl"].request_count("/login/getAccessToken") == 1
     assert summary.delivery.calls == 4 and summary.delivery.polled == 15
     assert all(sandbox.state.get(oid)["status"] == "delivered" for oid in cp + ppl)
+
+
+def test_a_corrected_tracking_number_is_followed_at_its_carrier(tmp_path, sandbox, sims):
+    """The shop first typed a Packeta number, then corrected it to a PPL one: the carrier is chosen again."""
+    oid, shipped = shipped_order(sandbox)
+    sims["ppl"].deliver("40000000201", after(shipped), shipped=shipped)
+    shop, services = make_shop(tmp_path, sandbox, sims)
+    row = {"mall_order_id": oid, "status": "shipped"}
+    shop.write_feed([{**row, "tracking_number": "Z9100000001"}])
+    try:
+        sync_once(services, sweep=False)
+        before = parcel(services, oid)
+        shop.write_feed([{**row, "tracking_number": "40000000201", "carrier": "PPL"}])
+        at_clock(services, datetime.now(timezone.utc) + timedelta(minutes=1))  # not yet due for Packeta's 4 h
+        sync_once(services, sweep=False)
+        p = parcel(services, oid)
+    finally:
+        services.close()
+    assert (before["carrier"], before["carrier_by"], before["carrier_outcome"]) == ("packeta", "number", "not_found")
+    assert (p["carrier"], p["carrier_by"], p["state"]) == ("ppl", "feed", "delivered")
+    assert sandbox.state.get(oid)["status"] == "delivered"
