@@ -170,7 +170,7 @@ parcels = Table(
     Column("tracking_number", String(100)),
     Column("feed_carrier", String(100)),  # the shop feed's carrier column, as written
     Column("carrier", String(32)),  # the tracker chosen (registry name); null = none fits
-    Column("carrier_by", String(16)),  # how it was chosen: feed | delivery_method | number
+    Column("carrier_by", String(16)),  # how it was chosen: feed | delivery_method | number; "none" = nothing fits
     # The shop's own delivery dates (MALL local time "YYYY-MM-DD HH:MM:SS").
     Column("shop_delivered_at", String(19)),
     Column("shop_first_attempt", String(19)),

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Mapping as TMapping
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from connector.ledger import parcels as pq
 from connector.ledger import schema as s
 from connector.ledger.repo import utcnow
 from connector.logs import redact, register_secret
-from connector.mall.errors import MallError, MallUnauthorized
+from connector.mall.errors import MallError, MallNotFound, MallUnauthorized
 from connector.sync.common import PRAGUE, mall_time
 
 log = logging.getLogger("mall_connector.delivery")
@@ -285,6 +285,8 @@ class DeliveryJob:
         if not may_poll or not p.tracking_number or not cfg.active():
             return None
         carrier = p.carrier
+        if carrier is None and p.carrier_by == "none":
+            return None  # no tracker fits (recorded in last_error); chosen again when the feed's number or carrier changes
         if carrier is None:
             from carriers import registry
 
@@ -292,7 +294,7 @@ class DeliveryJob:
                                           tracking_number=p.tracking_number, delivery_methods=cfg.delivery_methods,
                                           known=registry())
             with self.ledger.write() as c:
-                pq.update_parcel(c, oid, carrier=carrier, carrier_by=how if carrier else None,
+                pq.update_parcel(c, oid, carrier=carrier, carrier_by=how if carrier else "none",
                                  last_error=None if carrier else how)
             if carrier is None:
                 return None
@@ -308,7 +310,11 @@ class DeliveryJob:
         """MALL's `shipped` datetime is the lower bound of a plausible delivery: read the order once for it."""
         from connector.sync.inbound import store_snapshot
 
-        order = self.client.get_order(p.mall_order_id)
+        try:
+            order = self.client.get_order(p.mall_order_id)
+        except MallNotFound:
+            self._close(p.mall_order_id, "mall", "MALL does not know the order (404)")
+            return None, None
         result.mall_reads += 1
         with self.ledger.write() as c:
             store_snapshot(self.ledger, c, order)
@@ -379,8 +385,12 @@ class DeliveryJob:
                    + (f"; last carrier status: {p.carrier_detail}" if p.carrier_detail else "")
                    + (f"; {p.refused}" if p.refused else "")
                    + ". If it was delivered, put delivered_at in the shop feed; if it is lost, claim it with the carrier.")
+        key = f"{STUCK_KIND}:{oid}"
+        with self.ledger.read() as c:  # raised once (open or done): no write transaction on every pass
+            if c.execute(select(s.actions.c.id).where(s.actions.c.key == key)).first() is not None:
+                return
         with self.ledger.write() as c:
-            if self.ledger.add_action(c, key=f"{STUCK_KIND}:{oid}", order_id=oid, kind=STUCK_KIND, message=message):
+            if self.ledger.add_action(c, key=key, order_id=oid, kind=STUCK_KIND, message=message):
                 result.stuck += 1
 
     def _close(self, oid: int, state: str, note: str) -> None:

@@ -54,3 +54,26 @@ def test_a_pass_over_watched_parcels_that_are_not_due_writes_nothing_and_calls_n
     assert again.watched == 30 and again.polled == 0
     assert sims["packeta"].request_count() == calls and len(sandbox.request_log) == mall_requests
     assert sql.write_txns == 0 and len(sql) <= 8, sql.statements
+
+
+def test_stuck_and_untrackable_parcels_cost_no_write_per_pass(tmp_path, sandbox, sims):
+    from datetime import timedelta, timezone
+
+    stuck, shipped = shipped_order(sandbox)
+    untrackable, _ = shipped_order(sandbox)
+    shop = CsvShop(tmp_path, sandbox, extra=carriers_toml(sims))
+    shop.write_feed([{"mall_order_id": stuck, "status": "shipped", "tracking_number": "Z8200000001", "carrier": "Packeta"},
+                     {"mall_order_id": untrackable, "status": "shipped", "tracking_number": "XX-1", "carrier": ""}])
+    services = Services(shop.config())
+    try:
+        later = shipped + timedelta(days=12)
+        services.delivery.clock = lambda: later.astimezone(timezone.utc)
+        first = sync_once(services, sweep=False)
+        with count_sql(services.ledger.engine) as sql:
+            again = services.delivery.run()
+        actions = [a["kind"] for a in services.ledger.open_actions() if a["mall_order_id"] in (stuck, untrackable)]
+    finally:
+        services.close()
+    assert first.delivery.stuck == 2 and again.stuck == 0 and again.polled == 0
+    assert sorted(actions) == ["not_delivered", "not_delivered"]
+    assert sql.write_txns == 0, sql.statements
