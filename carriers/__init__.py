@@ -43,18 +43,22 @@ def registry() -> dict[str, type[Tracker]]:
 
 
 def _fold(text: str) -> str:
+    """Lower case, no accents, punctuation as spaces: "Zásilkovna - Z-BOX" -> "zasilkovna z box"."""
     decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
-    return " ".join("".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("_", " ").split())
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in plain).split())
 
 
 def guess_by_name(carrier: str | None, names: dict[str, type[Tracker]] | None = None) -> str | None:
-    """The tracker for a carrier name as a shop writes it ("Zásilkovna", "PPL", "Česká pošta"), or None."""
+    """The tracker for a carrier name as a shop writes it ("Zásilkovna", "PPL", "Česká pošta"), also with a
+    service after it ("Zásilkovna - Z-BOX", "PPL Parcel CZ Private"); None when no carrier's name starts it."""
     if not carrier:
         return None
     folded = _fold(carrier)
     for name, cls in (names or registry()).items():
-        if folded == _fold(name) or folded in {_fold(a) for a in cls.aliases}:
-            return name
+        for alias in {_fold(name), *(_fold(a) for a in cls.aliases)}:
+            if folded == alias or folded.startswith(alias + " "):
+                return name
     return None
 
 

@@ -70,6 +70,10 @@ def test_refusal_reasons_name_the_source_and_both_times():
     (None, None, "DR9016151977C", {}, ("ceska_posta", "number")),
     (None, None, "40000000001", {}, ("ppl", "number")),
     (None, None, "1234567890", {}, ("packeta", "number")),
+    ("Zásilkovna - Z-BOX", None, None, {}, ("packeta", "feed")),
+    ("PPL Parcel CZ Private", None, None, {}, ("ppl", "feed")),
+    ("Česká pošta, Balík Do ruky", None, None, {}, ("ceska_posta", "feed")),
+    ("DPD Pickup", None, "Z1234567890", {}, (None, "the feed's carrier 'DPD Pickup' has no tracker")),
 ])
 def test_choose_carrier(feed, method, number, methods, expect):
     got = choose_carrier(feed_carrier=feed, delivery_method=method, tracking_number=number,
