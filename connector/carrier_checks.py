@@ -40,12 +40,9 @@ def check_carriers(config: Config) -> list[Line]:
 
 def _calls_line(config: Config) -> Line:
     from connector.ledger import open_ledger
-    from connector.ledger.parcels import call_stats
-
     ledger = open_ledger(config.ledger.url)
     try:
-        with ledger.read() as c:
-            stats = call_stats(c)
+        stats = ledger.parcels.call_stats()
     finally:
         ledger.close()
     cap = config.carriers.max_calls_per_parcel
@@ -72,10 +69,7 @@ class ParcelGauges:
         if ledger is None:
             return
         try:
-            from connector.ledger.parcels import call_stats
-
-            with ledger.read() as c:
-                stats = call_stats(c)
+            stats = ledger.parcels.call_stats()
         except Exception:  # noqa: BLE001 - a scrape never fails because of the ledger
             return
         g = GaugeMetricFamily("mall_connector_parcels", "Parcels whose delivery the connector watches, by state.",

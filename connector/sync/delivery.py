@@ -5,7 +5,7 @@ the carrier knows it. This job watches every order MALL has ``shipped`` that is 
 sets those itself) and:
 
 * takes the shop feed's ``delivered_at`` / ``first_delivery_attempt`` (recorded by the poll, see
-  ``connector.ledger.parcels.record_shop_rows``; off with the mapping's ``[options] delivered_from_date``);
+  ``ledger.parcels.record_shop_rows``; off with the mapping's ``[options] delivered_from_date``);
 * otherwise asks the parcel's carrier (a tracker from the ``mall_connector.carriers`` registry), per
   parcel every ``[carriers] poll_interval_s`` (4 h), every ``slow_poll_interval_s`` (24 h) after
   ``slow_after_days`` (3), at most ``max_calls_per_parcel`` times and for ``max_age_days`` (30);
@@ -18,7 +18,9 @@ sets those itself) and:
   only with ``push_returned``) and for an order shipped more than ``stuck_after_days`` ago and not delivered.
 
 The decisions are pure functions (``choose_carrier``, ``choose_delivery``, ``next_poll_at``); ``DeliveryJob``
-only carries them out. No ledger transaction is held across a carrier or MALL call.
+only carries them out. MALL errors go through the one error policy (``Op.DELIVERY_READ``); anything a parcel
+raises is contained to that parcel; carrier errors back off per parcel. No ledger transaction is held across
+a carrier or MALL call.
 """
 
 from __future__ import annotations
@@ -28,20 +30,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Mapping as TMapping
 
-from sqlalchemy import select, update
-
-from connector.ledger import parcels as pq
-from connector.ledger import schema as s
-from connector.ledger.repo import utcnow
+from connector.ledger.parcels import ParcelRow
+from connector.ledger.types import (
+    ActionKind,
+    ChangeKind,
+    ChangeState,
+    EventKind,
+    Origin,
+    ParcelState,
+    action_key,
+    shop_change_key,
+)
 from connector.logs import redact, register_secret
-from connector.mall.errors import MallError, MallNotFound, MallUnauthorized
-from connector.sync.common import PRAGUE, mall_time
+from connector.mall.statuses import Status
+from connector.sync.common import PRAGUE, Engine, mall_time
+from connector.sync.policy import Kind, Op
+from connector.sync.snapshot import store_snapshot
 
 log = logging.getLogger("mall_connector.delivery")
 
 FUTURE_SKEW = timedelta(minutes=5)  # clocks differ a little; more than this ahead is "in the future"
-STUCK_KIND = "not_delivered"
-RETURNED_KIND = "parcel_returned"
+STUCK_KIND = ActionKind.NOT_DELIVERED
+RETURNED_KIND = ActionKind.PARCEL_RETURNED
 FMT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -167,24 +177,19 @@ def _parse(text: str | None) -> datetime | None:
         return None
 
 
-class DeliveryJob:
-    """Carries out the delivery decisions for a batch of watched parcels per pass."""
+class DeliveryJob(Engine):
+    """Carries out the delivery decisions for a batch of watched parcels per pass (an engine without a shop
+    adapter: the shop's dates reach it through the ledger)."""
 
     def __init__(self, *, ledger, client, config, mapping=None, metrics=None, trackers: dict | None = None,
                  clock: Callable[[], datetime] | None = None):
-        self.ledger = ledger
-        self.client = client
-        self.config = config
-        self._mapping = mapping
-        self.metrics = metrics
+        super().__init__(ledger=ledger, client=client, adapter=None, mapping=mapping, config=config, metrics=metrics)
         self._trackers = trackers
         self.clock = clock or (lambda: datetime.now(timezone.utc))
-        #: Called between parcels and carrier calls: True when the process is stopping (the daemon's watchdog tick).
-        self.should_stop: Callable[[], bool] = lambda: False
 
     @property
     def delivered_from_date(self) -> bool:
-        m = self._mapping() if callable(self._mapping) else self._mapping
+        m = self.mapping
         return getattr(m, "delivered_from_date", True) if m is not None else True
 
     @property
@@ -209,44 +214,53 @@ class DeliveryJob:
         cfg = self.config.carriers
         result = DeliveryResult()
         now = self.clock()
+        parcels_repo = self.ledger.parcels
         with self.ledger.read() as c:
-            adopt = pq.shipped_without_parcel(c, cfg.batch_size)
+            adopt = parcels_repo.shipped_without_parcel(c, cfg.batch_size)
         if adopt:  # no write transaction in a pass with nothing to add
             with self.ledger.write() as c:
-                pq.adopt(c, [r for r in adopt if pq.get_parcel(c, r["mall_order_id"]) is None])
+                parcels_repo.adopt(c, [r for r in adopt if parcels_repo.get(c, r["mall_order_id"]) is None])
         with self.ledger.read() as c:
-            parcels = pq.open_parcels(c, cfg.batch_size, now.replace(tzinfo=None))
+            parcels = parcels_repo.due(c, cfg.batch_size, now.replace(tzinfo=None))
         result.watched = len(parcels)
-        to_poll: dict[str, list[tuple[pq.ParcelRow, datetime | None]]] = {}
+        to_poll: dict[str, list[tuple[ParcelRow, datetime | None]]] = {}
         for p in parcels:
             if self.should_stop():
                 return result
-            try:
-                want = self._consider(p, now, result, may_poll=True)
-            except MallUnauthorized:
-                raise
-            except MallError as e:
-                log.info("order %s: could not read it from MALL (%s); next pass", p.mall_order_id, e)
-                continue
+            want = self._contained(p, self._consider, p, now, result, may_poll=True)
             if want is not None:
                 to_poll.setdefault(want[0], []).append((p, want[1]))
         for name, items in to_poll.items():
             self._poll(name, items, now, result)
         return result
 
+    def _contained(self, p: ParcelRow, fn, *args, **kw):
+        """Run one parcel's step; whatever it raises stays with that parcel (the policy decides: 401/403 end the
+        job, a 404 stops watching the order, anything else is logged and the parcel is looked at next pass)."""
+        try:
+            return fn(*args, **kw)
+        except Exception as e:
+            outcome = self.outcome(Op.DELIVERY_READ, e)  # re-raises a STOP
+            oid = p.mall_order_id
+            if outcome.kind == Kind.DROP:
+                self._close(oid, ParcelState.MALL, outcome.reason)
+            else:
+                log.warning("order %s: delivery: %s; next pass", oid, outcome.reason, extra={"order_id": oid})
+            return None
+
     # -- one parcel ------------------------------------------------------------------------------
-    def _consider(self, p: pq.ParcelRow, now: datetime, result: DeliveryResult, *,
+    def _consider(self, p: ParcelRow, now: datetime, result: DeliveryResult, *,
                   may_poll: bool) -> tuple[str, datetime | None] | None:
         """Decide one parcel; returns (carrier, shipped_at) when the carrier should be asked now."""
         cfg = self.config.carriers
         oid = p.mall_order_id
         if p.mdp:
-            self._close(oid, "mall", "MALL Delivery: MALL sets delivered itself from its carrier")
+            self._close(oid, ParcelState.MALL, "MALL Delivery: MALL sets delivered itself from its carrier")
             return None
-        if p.mall_status in ("delivered", "returned", "cancelled", "lost"):
-            self._close(oid, "mall", f"MALL has the order {p.mall_status}")
+        if p.mall_status in (Status.DELIVERED, Status.RETURNED, Status.CANCELLED, Status.LOST):
+            self._close(oid, ParcelState.MALL, f"MALL has the order {p.mall_status}")
             return None
-        if p.mall_status != "shipped":
+        if p.mall_status != Status.SHIPPED:
             return None  # shipped has not landed on MALL yet: delivered must not go before it
         shipped_at = _parse(p.shipped_at) or _parse(p.snapshot_shipped)
         if shipped_at is None and p.shipped_at is None:  # "" = MALL was read and gives no shipped time
@@ -264,9 +278,9 @@ class DeliveryJob:
         refused = "; ".join(choice.refused) or None
         if refused != p.refused:
             with self.ledger.write() as c:
-                pq.update_parcel(c, oid, refused=refused)
+                self.ledger.parcels.update(c, oid, refused=refused)
                 if refused:
-                    self.ledger.add_event(c, oid, "delivery_refused", f"delivery time refused: {refused}")
+                    self.ledger.orders.add_event(c, oid, EventKind.DELIVERY_REFUSED, f"delivery time refused: {refused}")
             if refused:
                 result.refused += 1
                 log.warning("order %s: delivery time refused: %s", oid, refused, extra={"order_id": oid})
@@ -280,7 +294,7 @@ class DeliveryJob:
         if age > timedelta(days=cfg.stuck_after_days):
             self._stuck(p, shipped_at, age, result)
         if age > timedelta(days=cfg.max_age_days):
-            self._close(oid, "expired", f"not delivered {cfg.max_age_days} days after shipping: no longer tracked")
+            self._close(oid, ParcelState.EXPIRED, f"not delivered {cfg.max_age_days} days after shipping: no longer tracked")
             return None
         if not may_poll or not p.tracking_number or not cfg.active():
             return None
@@ -294,7 +308,7 @@ class DeliveryJob:
                                           tracking_number=p.tracking_number, delivery_methods=cfg.delivery_methods,
                                           known=registry())
             with self.ledger.write() as c:
-                pq.update_parcel(c, oid, carrier=carrier, carrier_by=how if carrier else "none",
+                self.ledger.parcels.update(c, oid, carrier=carrier, carrier_by=how if carrier else "none",
                                  last_error=None if carrier else how)
             if carrier is None:
                 return None
@@ -306,59 +320,55 @@ class DeliveryJob:
             return None
         return carrier, shipped_at
 
-    def _read_shipped(self, p: pq.ParcelRow, result: DeliveryResult):
-        """MALL's `shipped` datetime is the lower bound of a plausible delivery: read the order once for it."""
-        from connector.sync.inbound import store_snapshot
-
-        try:
-            order = self.client.get_order(p.mall_order_id)
-        except MallNotFound:
-            self._close(p.mall_order_id, "mall", "MALL does not know the order (404)")
-            return None, None
+    def _read_shipped(self, p: ParcelRow, result: DeliveryResult):
+        """MALL's `shipped` datetime is the lower bound of a plausible delivery: read the order once for it.
+        A MALL error propagates to ``_contained`` (the policy: a 404 stops watching the order)."""
+        order = self.client.get_order(p.mall_order_id)
         result.mall_reads += 1
         with self.ledger.write() as c:
             store_snapshot(self.ledger, c, order)
             shipped = mall_time(order.shipped) if order.shipped else ""
-            pq.update_parcel(c, p.mall_order_id, shipped_at=shipped)
-            fresh = pq.get_parcel(c, p.mall_order_id)
-        if order.status.value != "shipped" or order.mdp:
+            self.ledger.parcels.update(c, p.mall_order_id, shipped_at=shipped)
+            fresh = self.ledger.parcels.get(c, p.mall_order_id)
+        if order.status != Status.SHIPPED or order.mdp:
             self._consider(fresh, self.clock(), result, may_poll=False)
             return None, None
         return _parse(shipped), fresh
 
-    def _deliver(self, p: pq.ParcelRow, choice: DeliveryChoice, result: DeliveryResult) -> None:
+    def _deliver(self, p: ParcelRow, choice: DeliveryChoice, result: DeliveryResult) -> None:
         oid = p.mall_order_id
-        key = f"shop:{oid}:delivered"
+        key = shop_change_key(oid, Status.DELIVERED.value)  # the same change a shop status 'delivered' makes
         payload = {"delivered_at": _p(choice.delivered_at), "source": choice.source}
         if choice.first_attempt is not None:
             payload["first_delivery_attempt"] = _p(choice.first_attempt)
+        changes = self.ledger.changes
         with self.ledger.write() as c:
-            existing = self.ledger.get_change_by_key(c, key)
+            existing = changes.by_key(c, key)
             if existing is None:
-                cid = self.ledger.insert_change(c, key=key, order_id=oid, origin="shop", kind="status",
-                                                target_status="delivered", payload=payload)
+                cid = changes.insert(c, key=key, order_id=oid, origin=Origin.SHOP, kind=ChangeKind.STATUS,
+                                     target_status=Status.DELIVERED.value, payload=payload)
                 what = f"delivered at {payload['delivered_at']} (from the {choice.source}) → MALL delivered (change {cid})"
                 result.delivered += 1
             else:
                 cid = existing.id
                 old = existing.payload.get("delivered_at")
-                if existing.state in ("skipped", "failed"):
+                if existing.state in (ChangeState.SKIPPED, ChangeState.FAILED):
                     # Decided before shipped had landed (or refused): the order is shipped now, so try again.
-                    self.ledger.update_change(cid, conn=c, state="pending", attempts=0, reason=None, payload=payload,
-                                              next_attempt_at=None, done_at=None)
+                    changes.move(c, cid, existing.state, ChangeState.PENDING, attempts=0, payload=payload)
                     what = f"delivered at {payload['delivered_at']} (from the {choice.source}): change {cid} pending again"
                     result.delivered += 1
-                elif existing.state == "pending" and existing.attempts == 0 and (not old or payload["delivered_at"] < old):
-                    self.ledger.update_change(cid, conn=c, payload={**existing.payload, **payload})
+                elif existing.state == ChangeState.PENDING and existing.attempts == 0 and (
+                        not old or payload["delivered_at"] < old):
+                    changes.set_payload(c, existing, {**existing.payload, **payload})
                     what = f"earlier delivery time {payload['delivered_at']} (from the {choice.source}) for change {cid}"
                 else:
                     what = f"delivered already on its way to MALL (change {cid}); {choice.source} agrees"
-            pq.update_parcel(c, oid, state="delivered", change_id=cid)
-            self.ledger.add_event(c, oid, "delivery", what)
-            self._close_actions(c, oid, STUCK_KIND, "delivered")
+            self.ledger.parcels.update(c, oid, state=ParcelState.DELIVERED, change_id=cid)
+            self.ledger.orders.add_event(c, oid, EventKind.DELIVERY, what)
+            self.ledger.actions.close(c, oid, STUCK_KIND, "delivered")
         log.info("order %s: %s", oid, what, extra={"order_id": oid})
 
-    def _returned(self, p: pq.ParcelRow, result: DeliveryResult) -> None:
+    def _returned(self, p: ParcelRow, result: DeliveryResult) -> None:
         oid = p.mall_order_id
         push = self.config.carriers.push_returned
         message = (f"Order {oid}: the carrier ({p.carrier}) reports parcel {p.tracking_number} returned to the "
@@ -367,16 +377,18 @@ class DeliveryJob:
                    + ("the connector sets the order returned on MALL." if push else
                       "then set the order returned on MALL (or set [carriers] push_returned = true)."))
         with self.ledger.write() as c:
-            self.ledger.add_action(c, key=f"{RETURNED_KIND}:{oid}", order_id=oid, kind=RETURNED_KIND, message=message)
+            self.ledger.actions.add(c, key=action_key(RETURNED_KIND, oid), order_id=oid, kind=RETURNED_KIND,
+                                    message=message)
             if push:
-                self.ledger.insert_change(c, key=f"shop:{oid}:returned", order_id=oid, origin="shop", kind="status",
-                                          target_status="returned", payload={"source": f"carrier {p.carrier}"})
-            pq.update_parcel(c, oid, state="returned")
-            self.ledger.add_event(c, oid, "delivery", f"carrier {p.carrier}: parcel returned to the sender")
+                self.ledger.changes.insert(c, key=shop_change_key(oid, Status.RETURNED.value), order_id=oid,
+                                           origin=Origin.SHOP, kind=ChangeKind.STATUS,
+                                           target_status=Status.RETURNED.value, payload={"source": f"carrier {p.carrier}"})
+            self.ledger.parcels.update(c, oid, state=ParcelState.RETURNED)
+            self.ledger.orders.add_event(c, oid, EventKind.DELIVERY, f"carrier {p.carrier}: parcel returned to the sender")
         result.returned += 1
         log.warning("order %s: parcel returned to the sender (%s)", oid, p.carrier, extra={"order_id": oid})
 
-    def _stuck(self, p: pq.ParcelRow, shipped_at: datetime, age: timedelta, result: DeliveryResult) -> None:
+    def _stuck(self, p: ParcelRow, shipped_at: datetime, age: timedelta, result: DeliveryResult) -> None:
         oid = p.mall_order_id
         parcel = f"parcel {p.tracking_number}" + (f" ({p.carrier})" if p.carrier else "") if p.tracking_number \
             else "the parcel (no tracking number known)"
@@ -385,25 +397,20 @@ class DeliveryJob:
                    + (f"; last carrier status: {p.carrier_detail}" if p.carrier_detail else "")
                    + (f"; {p.refused}" if p.refused else "")
                    + ". If it was delivered, put delivered_at in the shop feed; if it is lost, claim it with the carrier.")
-        key = f"{STUCK_KIND}:{oid}"
+        key = action_key(STUCK_KIND, oid)
         with self.ledger.read() as c:  # raised once (open or done): no write transaction on every pass
-            if c.execute(select(s.actions.c.id).where(s.actions.c.key == key)).first() is not None:
+            if self.ledger.actions.exists(c, key):
                 return
         with self.ledger.write() as c:
-            if self.ledger.add_action(c, key=key, order_id=oid, kind=STUCK_KIND, message=message):
+            if self.ledger.actions.add(c, key=key, order_id=oid, kind=STUCK_KIND, message=message):
                 result.stuck += 1
 
-    def _close(self, oid: int, state: str, note: str) -> None:
+    def _close(self, oid: int, state: ParcelState, note: str) -> None:
         with self.ledger.write() as c:
-            pq.update_parcel(c, oid, state=state, last_error=None)
-            self.ledger.add_event(c, oid, "delivery", f"delivery no longer watched: {note}")
-            if state == "mall":
-                self._close_actions(c, oid, STUCK_KIND, note)
-
-    @staticmethod
-    def _close_actions(c, oid: int, kind: str, note: str) -> None:
-        c.execute(update(s.actions).where(s.actions.c.mall_order_id == oid, s.actions.c.kind == kind,
-                                          s.actions.c.done_at.is_(None)).values(done_at=utcnow(), done_note=note))
+            self.ledger.parcels.update(c, oid, state=state, last_error=None)
+            self.ledger.orders.add_event(c, oid, EventKind.DELIVERY, f"delivery no longer watched: {note}")
+            if state == ParcelState.MALL:
+                self.ledger.actions.close(c, oid, STUCK_KIND, note)
 
     # -- asking a carrier ------------------------------------------------------------------------
     def _poll(self, name: str, items: list, now: datetime, result: DeliveryResult) -> None:
@@ -426,9 +433,10 @@ class DeliveryJob:
                 answers = {n: CarrierError(name, "garbage", f"tracker failed ({type(e).__name__})") for n in numbers}
             result.calls += tracker.calls - before
             for p, shipped_at in chunk:
-                self._record_answer(name, p, shipped_at, answers.get(p.tracking_number), now, result)
+                self._contained(p, self._record_answer, name, p, shipped_at, answers.get(p.tracking_number), now,
+                                result)
 
-    def _record_answer(self, name: str, p: pq.ParcelRow, shipped_at, answer, now: datetime,
+    def _record_answer(self, name: str, p: ParcelRow, shipped_at, answer, now: datetime,
                        result: DeliveryResult) -> None:
         from carriers import CarrierError, TrackResult
 
@@ -460,22 +468,18 @@ class DeliveryJob:
         if self.metrics is not None and hasattr(self.metrics, "carrier_call"):
             self.metrics.carrier_call(name, outcome)
         with self.ledger.write() as c:
-            pq.update_parcel(c, oid, **values)
+            self.ledger.parcels.update(c, oid, **values)
             if outcome in ("delivered", "returned"):
-                self.ledger.add_event(c, oid, "carrier", f"carrier {name}: {outcome} ({values.get('carrier_detail')})")
-            fresh = pq.get_parcel(c, oid)
+                self.ledger.orders.add_event(c, oid, EventKind.CARRIER,
+                                             f"carrier {name}: {outcome} ({values.get('carrier_detail')})")
+            fresh = self.ledger.parcels.get(c, oid)
         if fresh is not None and outcome in ("delivered", "returned"):
             self._consider(fresh, now, result, may_poll=False)
 
 
 def carrier_alerts(alerter, ledger) -> None:
     """Alert while a carrier refuses our credentials (its parcels cannot be tracked); resolve when it stops."""
-    from sqlalchemy import func, select
-
-    P = s.parcels
-    with ledger.read() as c:
-        refused = dict(c.execute(select(P.c.carrier, func.count()).where(
-            P.c.state == "open", P.c.failures > 0, P.c.last_error.like("%: auth: %")).group_by(P.c.carrier)).all())
+    refused = ledger.parcels.auth_refused_per_carrier()
     for carrier, n in refused.items():
         alerter.problem(f"carrier_auth:{carrier}", f"carrier {carrier} refuses the credentials",
                         f"The {carrier} tracking API refuses the connector's credentials, so {n} parcel(s) cannot be "

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from connector.config import Config
 from connector.ledger import Ledger, open_ledger
+from connector.ledger.types import ChangeState
 from connector.mapping import Mapping, load_mapping
 from connector.sync.inbound import InboundResult, InboundSync
 from connector.sync.outbound import OutboundSync, PollResult, PushResult
@@ -118,6 +119,8 @@ class SyncSummary:
         out.append(f"from MALL: {i.swept} queued by the sweep, {i.fetched} read, {i.new_orders} new order(s), "
                    f"{i.mall_changes} MALL-side change(s), {i.handed} handed to the shop, {i.confirmed} confirmed, "
                    f"{i.dropped} unknown id(s) dropped")
+        if i.sweep_failed:
+            out.append(f"sweep: {i.sweep_failed}")
         if self.delivery is not None:  # issue 15
             d = self.delivery
             out.append(f"deliveries: {d.watched} watched, {d.delivered} delivered change(s), {d.returned} returned, "
@@ -140,8 +143,9 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
             setattr(summary.push, name, getattr(summary.push, name) + getattr(more, name))
     if sweep:
         services.inbound.sweep(summary.inbound)
-    services.inbound.run(summary.inbound)
-    counts = services.ledger.count_changes(states=("failed", "retry", "sending"))  # not a count of the whole table
-    summary.failed_total = counts.get("failed", 0)
-    summary.waiting_retry = counts.get("retry", 0) + counts.get("sending", 0)
+    services.inbound.run(summary.inbound, retry_now=retry_now)
+    S = ChangeState
+    counts = services.ledger.changes.count(states=(S.FAILED, S.RETRY, S.SENDING))  # not a count of the whole table
+    summary.failed_total = counts.get(S.FAILED, 0) + services.ledger.quarantined_count()
+    summary.waiting_retry = counts.get(S.RETRY, 0) + counts.get(S.SENDING, 0)
     return summary

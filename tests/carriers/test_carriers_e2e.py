@@ -109,7 +109,7 @@ def test_returned_parcel_raises_a_needs_action_item_and_pushes_nothing_by_defaul
                       "carrier": "Balíkovna"}])
     try:
         summary = sync_once(services, sweep=False)
-        actions = [a for a in services.ledger.open_actions() if a["mall_order_id"] == oid]
+        actions = [a for a in services.ledger.actions.open() if a["mall_order_id"] == oid]
     finally:
         services.close()
     assert summary.delivery.returned == 1
@@ -254,7 +254,7 @@ def test_stuck_shipped_order_becomes_a_needs_action_item_and_tracking_stops_afte
         sync_once(services, sweep=False)
         at_clock(services, shipped + timedelta(days=11))
         sync_once(services, sweep=False)
-        actions = [a for a in services.ledger.open_actions() if a["mall_order_id"] == oid]
+        actions = [a for a in services.ledger.actions.open() if a["mall_order_id"] == oid]
         at_clock(services, shipped + timedelta(days=31))
         sync_once(services, sweep=False)
         calls = sims["packeta"].request_count("/api/rest")

@@ -71,7 +71,7 @@ def test_stuck_and_untrackable_parcels_cost_no_write_per_pass(tmp_path, sandbox,
         first = sync_once(services, sweep=False)
         with count_sql(services.ledger.engine) as sql:
             again = services.delivery.run()
-        actions = [a["kind"] for a in services.ledger.open_actions() if a["mall_order_id"] in (stuck, untrackable)]
+        actions = [a["kind"] for a in services.ledger.actions.open() if a["mall_order_id"] in (stuck, untrackable)]
     finally:
         services.close()
     assert first.delivery.stuck == 2 and again.stuck == 0 and again.polled == 0

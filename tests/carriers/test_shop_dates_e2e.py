@@ -103,7 +103,7 @@ def test_a_delivery_before_mall_shipped_is_refused_with_the_reason_kept(tmp_path
         sync_once(services, sweep=False)
         with services.ledger.read() as c:
             refused = c.execute(s.parcels.select().where(s.parcels.c.mall_order_id == oid)).one()._mapping["refused"]
-        events = [m for _, kind, m in services.ledger.events_for(oid) if kind == "delivery_refused"]
+        events = [m for _, kind, m in services.ledger.orders.events_for(oid) if kind == "delivery_refused"]
     finally:
         services.close()
     assert sandbox.state.get(oid)["status"] == "shipped"
