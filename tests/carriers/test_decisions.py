@@ -106,3 +106,15 @@ def test_every_registered_carrier_has_a_simulator_and_a_settings_model():
     for name, cls in registry().items():
         sim = load_simulator(name)
         assert sim.name == name and cls.settings_model().base_url.startswith("https://")
+
+
+# -- the delivery job's step under the one error policy (issue 15 after the core merge) -----------------
+def test_policy_for_a_parcels_step():
+    from connector.mall.errors import MallNotFound, MallServerError, MallUnauthorized
+    from connector.sync.policy import Kind, Op, outcome_for
+
+    ep = "GET /v1/orders/{id}"
+    assert outcome_for(Op.DELIVERY_READ, MallNotFound(ep, 404, "no such order")).kind == Kind.DROP
+    assert outcome_for(Op.DELIVERY_READ, MallUnauthorized(ep, 401, "bad key")).kind == Kind.STOP
+    assert outcome_for(Op.DELIVERY_READ, MallServerError(ep, 503, "down")).kind == Kind.RETRY
+    assert outcome_for(Op.DELIVERY_READ, ValueError("carrier sent garbage")).kind == Kind.RETRY
