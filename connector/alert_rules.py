@@ -220,6 +220,16 @@ def check_rate_limited(f: Facts) -> list[Problem]:
                     "portal; the connector slows down and keeps trying.")]
 
 
+def check_carrier_auth(f: Facts) -> list[Problem]:
+    """Issue 15: a carrier refusing our credentials means its parcels' deliveries never reach MALL."""
+    return [Problem(f"carrier_auth:{carrier}", f"carrier {carrier} refuses the credentials",
+                    f"The {carrier} tracking API refuses the connector's credentials, so {n} parcel(s) cannot be "
+                    f"tracked and their delivery does not reach MALL (MALL pays only for delivered orders). Check "
+                    f"[carriers.{carrier}] (or env MALL_CARRIER_{str(carrier).upper()}_…); `mall-connector check` "
+                    "shows what is set.")
+            for carrier, n in sorted(f.ledger.parcels.auth_refused_per_carrier().items())]
+
+
 #: THE table: every state that needs a human. docs/alerts.md shows the same rows (a test compares them).
 RULES: tuple[Rule, ...] = (
     Rule("unmapped_status:", "an unmapped shop status",
@@ -260,6 +270,9 @@ RULES: tuple[Rule, ...] = (
     Rule("rate_limited", "MALL keeps rate-limiting",
          "MALL has answered 429 for [alerts] rate_limit_alert_after_s", "a call succeeds without 429", "no",
          check_rate_limited, "MALL no longer rate-limits the connector."),
+    Rule("carrier_auth:", "a carrier refuses the credentials",
+         "a carrier's tracking API answers that the connector's [carriers.<name>] credentials are wrong",
+         "the carrier accepts them again", "no", check_carrier_auth, "The carrier accepts the credentials again."),
 )
 
 

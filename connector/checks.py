@@ -306,6 +306,12 @@ def run_checks(ctx, *, send_alert: bool = False) -> int:
     lines.append(_safe(lambda: check_alerts(config), "alerts"))
     if send_alert:
         lines.extend(send_test_alert(config))
+    try:  # issue 15: carriers and carrier calls
+        from connector.carrier_checks import check_carriers
+
+        lines.extend(check_carriers(config))
+    except Exception as e:  # noqa: BLE001
+        lines.append(Line(BAD, f"carriers: {redact(str(e))}"))
     for line in lines:
         line.show()
     bad = sum(1 for line in lines if line.mark == BAD)

@@ -231,6 +231,7 @@ class CoreConfig(_Section):
     shop: ShopConfig = ShopConfig()
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
+    carriers: "CarriersConfig" = Field(default_factory=lambda: _default_carriers())  # issue 15, connector/carrier_config.py
     # Where the file was read from; not a TOML key.
     source_path: Path | None = Field(None, exclude=True)
     # Where each secret came from ("mall.client_id" -> "the systemd credential `mall_client_id`"); never the value.
@@ -401,6 +402,8 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
         shop["mapping"] = _resolve_path(base, shop["mapping"])
     sources.update(_prepare_adapter_sections(shop, base, cfg_path, env))
 
+    # [carriers] tables are validated by each carrier's own settings model (issue 15).
+    data["carriers"] = parse_carriers(data.get("carriers"), cfg_path, raw_text, env)
     try:
         cfg = config_model().model_validate(data)
     except ValidationError as e:
@@ -541,6 +544,15 @@ def _prepare_adapter_sections(shop: dict, base: Path, cfg_path: Path, env: dict[
             elif sub.get(secret.key):
                 sources[key] = f"the config file ([shop.{name}] {secret.key})"
     return sources
+
+
+from connector.carrier_config import CarriersConfig, parse_carriers  # noqa: E402 - issue 15, after ConfigError
+
+CoreConfig.model_rebuild()
+
+
+def _default_carriers() -> CarriersConfig:
+    return CarriersConfig()
 
 
 def _is_secret(dotted: str) -> bool:

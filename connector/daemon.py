@@ -57,6 +57,7 @@ class Daemon:
         self.alerter = Alerter(config.alerts, self.ledger, tz=config.shop.timezone)
         for engine in (self.services.outbound, self.services.inbound):
             engine.should_stop = self._tick
+        self.services.delivery.should_stop = self._tick  # issue 15
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -125,6 +126,9 @@ class Daemon:
         replay_remapped(self.services)  # issue 14: a status mapped since the last poll moves its orders
         self.services.outbound.poll_shop()
         self.services.outbound.push_due()
+        delivery = self.services.delivery.run()  # issue 15: delivered from shop dates and carriers
+        if delivery.delivered or delivery.returned:
+            self.services.outbound.push_due()
 
     def job_drain(self) -> None:
         self.services.inbound.run()
@@ -194,6 +198,7 @@ class Daemon:
         self.config = new
         for engine in (self.services.outbound, self.services.inbound):
             engine.config = new
+        self.services.delivery.config = new  # issue 15: [carriers] intervals; carrier credentials need a restart
         from connector.alerts import Alerter
 
         self.alerter = Alerter(new.alerts, self.ledger, tz=new.shop.timezone)

@@ -35,7 +35,9 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 from typing import Any, Callable, Iterator
 
 import click
@@ -43,6 +45,7 @@ import click
 from connector.ledger.types import FINISHED_CHANGE_STATES, Origin
 
 STORY_STEPS = 5
+PRAGUE = ZoneInfo("Europe/Prague")
 WAIT_S = 20.0  # the longest wait for one thing to happen; the whole story takes about 20 s
 DAEMON_START_S = 30.0
 DAEMON_STOP_S = 45.0  # the daemon finishes in-flight work for at most 30 s
@@ -127,6 +130,8 @@ class Demo:
         self.rng = random.Random(SEED)
         self.client_id = "demo-" + secrets.token_hex(10)
         self.token = secrets.token_urlsafe(24)
+        self.packeta_password = "demo-packeta-" + secrets.token_hex(8)  # the Packeta simulator's API password
+        self.packeta = None  # the Packeta simulator (issue 15: the money path)
         self.folder: Path | None = None
         self.sandbox = None
         self.proc: subprocess.Popen | None = None
@@ -181,6 +186,8 @@ class Demo:
         self.story_mapping_mistake()
         self.pause(0.5)
         self.story_final_table()
+        self.pause(0.5)
+        self.story_money_path()
         if self.keep_running:
             self.explore()
         else:
@@ -194,6 +201,7 @@ class Demo:
 
         register_secret(self.client_id)
         register_secret(self.token)
+        register_secret(self.packeta_password)
         self.folder = Path(tempfile.mkdtemp(prefix="mall-connector-demo-"))
         self._capture_logging()
         self.line(f"temp folder {self.folder}")
@@ -205,6 +213,13 @@ class Demo:
         except OSError as e:
             raise DemoError(f"cannot start the MALL sandbox on 127.0.0.1: {e.strerror or e}") from None
         self.line(f"MALL sandbox on {self.sandbox.url}  (client_id {_mask(self.client_id)})")
+        from carriers.packeta.simulator import PacketaSimulator
+
+        try:
+            self.packeta = PacketaSimulator(api_password=self.packeta_password, host="127.0.0.1").start()
+        except OSError as e:
+            raise DemoError(f"cannot start the Packeta simulator on 127.0.0.1: {e.strerror or e}") from None
+        self.line(f"Packeta tracking simulator on {self.packeta.url}  (API password {_mask(self.packeta_password)})")
         self.detail("it sends its order webhook right after each change (real MALL: at most once a minute)")
         self._write_mapping()
         self.write_feed(note=None)
@@ -275,6 +290,15 @@ mapping = "mapping.toml"
 source = "shop-orders.csv"
 outbox = "outbox"
 settle_s = 0                      # the demo shop writes its feed atomically (temp file + rename)
+
+[carriers]
+poll_interval_s = 2               # real use: 4 h per parcel (14400)
+retry_base_s = 1
+
+[carriers.packeta]
+base_url = "{self.packeta.url}"   # the local Packeta simulator
+api_password = "{self.packeta_password}"
+min_interval_s = 0
 """
 
     @property
@@ -383,8 +407,10 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
         number_a, url_a = self._tracking(delivery.get(a.delivery_method))
         a.feed = {"status": "shipped", "carrier": CARRIER_NAMES.get(a.delivery_method, "PPL"),
                   "tracking_number": number_a, "tracking_url": url_a}
-        number_b, _ = self._tracking(delivery.get(b.delivery_method))
-        carrier_b = CARRIER_NAMES.get(b.delivery_method, "Zásilkovna")
+        # B goes by Packeta, whose (simulated) tracking later reports it delivered: the money path.
+        number_b = "Z" + "".join(self.rng.choice("0123456789") for _ in range(10))
+        carrier_b = "Zásilkovna"
+        self.packeta.add_parcel(number_b, [("accepted", datetime.now(PRAGUE).replace(microsecond=0))])
         b.feed = {"status": "shipped", "carrier": carrier_b, "tracking_number": number_b}
         self.write_feed(note="A shipped, B shipped",
                         detail=f"A's row has tracking number and URL; B's only carrier {carrier_b!r} and number")
@@ -465,6 +491,41 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
         for r in rows:
             self._out("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         self._out("")
+
+    # -- the money path (issue 15) ------------------------------------------------------------------------
+
+    def story_money_path(self) -> None:
+        """MALL pays only for delivered orders: Packeta reports B delivered, the connector pushes delivered with
+        the carrier's time, and B appears in the billing export."""
+        self._out("")
+        self._out("[money path] MALL pays only for delivered orders: the carrier's delivery reaches MALL and billing")
+        b = self.orders["B"]
+        number = b.feed["tracking_number"]
+        shipped = datetime.strptime(self.sandbox.state.get(b.mall_order_id)["shipped"], "%Y-%m-%d %H:%M:%S")
+        shipped = shipped.replace(tzinfo=PRAGUE)
+        delivered = max(datetime.now(PRAGUE).replace(microsecond=0), shipped)
+        self.packeta.add_parcel(number, [("accepted", shipped), ("at_pickup", shipped), ("delivered", delivered)])
+        self.line(f"Packeta: parcel {number} of B picked up by the customer at {delivered:%Y-%m-%d %H:%M:%S}")
+        self.detail("the connector asks Packeta's tracking API about each shipped parcel (packetTracking); here "
+                    "every 2 s, for real every 4 h")
+        self.await_puts([b], "delivered")
+        calls = self.packeta.request_count("/api/rest")
+        mall = self.sandbox.state.get(b.mall_order_id)
+        self.line(f"MALL: B {b.mall_order_id} delivered at {mall['delivered_at']} (the carrier's time); "
+                  f"{calls} tracking call(s) to Packeta")
+        day = delivered.date().isoformat()
+        result = self.cli("export", "billing", "--from", day, "--to", day, "-o", "billing.xlsx")
+        if result.returncode != 0:
+            raise DemoError(f"`export billing` exited with status {result.returncode}: {_last_line(result.stderr)}")
+        self.detail("  " + result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "  (no output)")
+        from openpyxl import load_workbook
+
+        wb = load_workbook(self.folder / "billing.xlsx", read_only=True)
+        ids = [row[0] for row in wb["Billing"].iter_rows(min_row=2, values_only=True) if row and row[0]]
+        wb.close()
+        if b.mall_order_id not in ids:
+            raise DemoError(f"B {b.mall_order_id} is delivered on MALL but missing from the billing export")
+        self.line(f"billing.xlsx lists B {b.mall_order_id}: MALL buys the goods now that it is delivered")
 
     def _last_sync(self, o: StoryOrder) -> str:
         changes = self.ledger.changes.list(order_id=o.mall_order_id)
@@ -573,6 +634,9 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
             self.mall_requests = len(self.sandbox.request_log)  # the work the story cost MALL (shown at the end)
             self.sandbox.stop()
             self.sandbox = None
+        if self.packeta is not None:
+            self.packeta.stop()
+            self.packeta = None
         self._release_logging()
         if self.folder is not None:
             if self.keep_running:

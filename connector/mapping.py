@@ -33,7 +33,7 @@ from connector.config import ConfigError
 from connector.mall.statuses import ALL_STATUSES, PARTNER_SETTABLE, Status
 
 SECTIONS = ("to_mall", "from_mall", "ignore", "options")
-OPTIONS = ("case_sensitive",)
+OPTIONS = ("case_sensitive", "delivered_from_date")
 
 #: Why a partner can never ask for these statuses (shown when a mapping targets them).
 _NOT_SETTABLE_WHY = {
@@ -88,6 +88,8 @@ class Mapping:
         self.ignored = tuple(ignored)
         self._to = {self._norm(k): v for k, v in to_mall.items()}
         self._ignored = {self._norm(s) for s in ignored}
+        #: [options] delivered_from_date: the feed's delivered_at turns a shipped order delivered (issue 15).
+        self.delivered_from_date = True
 
     def _norm(self, text: str) -> str:
         return normalize_status(text, case_sensitive=self.case_sensitive)
@@ -227,7 +229,10 @@ class _Validator:
             self._shop_name(shop, "from_mall", mall, what="value (the shop's status name)")
             from_mall[status] = shop.strip()
 
-        return Mapping(self.path, to_mall, from_mall, tuple(ignored), case_sensitive)
+        mapping = Mapping(self.path, to_mall, from_mall, tuple(ignored), case_sensitive)
+        # issue 15: a feed's delivered_at on a shipped order becomes `delivered` unless this is false.
+        mapping.delivered_from_date = bool(data.get("options", {}).get("delivered_from_date", True))
+        return mapping
 
     def _options(self, options: dict[str, Any]) -> bool:
         for key, value in options.items():

@@ -71,6 +71,9 @@ class Metrics:
         self.handoffs = Counter("mall_connector_handoffs_total", "Batches handed to the shop.", ["kind"], registry=r)
         self.last_success = Gauge("mall_connector_last_success_timestamp_seconds",
                                   "Unix time of the last successful run of a job.", ["job"], registry=r)
+        self.carrier_calls = Counter(  # issue 15: one per parcel asked, by carrier and outcome
+            "mall_connector_carrier_calls_total", "Carrier tracking answers per parcel, by carrier and outcome.",
+            ["carrier", "outcome"], registry=r)
         # Known label values start at 0, so rate() and alerts work before the first event.
         for reason in REJECT_REASONS:
             self.webhooks_rejected.labels(reason)
@@ -85,6 +88,9 @@ class Metrics:
             "Receiver connections closed by its limits, by reason.", ["reason"], registry=r)
         for reason in ("per_address", "request_timeout"):
             self.receiver_closed.labels(reason)
+        from connector.carrier_checks import ParcelGauges  # issue 15
+
+        r.register(ParcelGauges(self))
 
     @property
     def ledger(self) -> Any:
@@ -107,6 +113,10 @@ class Metrics:
     def mall_call(self, endpoint: str, code: int) -> None:
         """MallClient's ``on_response`` hook. Order ids in the path are folded into ``{id}``."""
         self.mall_calls.labels(endpoint_label(endpoint), str(code)).inc()
+
+    def carrier_call(self, carrier: str, outcome: str) -> None:
+        """The delivery job asked ``carrier`` about one parcel: delivered, returned, in_transit, not_found, error_*."""
+        self.carrier_calls.labels(carrier, outcome).inc()
 
     def push(self, outcome: str) -> None:
         self.pushes.labels(outcome).inc()

@@ -146,9 +146,31 @@ def build_billing(ledger: Ledger, date_from: date, date_to: date) -> Billing:
                 "Look the order up in the MALL portal and add it to the billing file by hand."))
             continue
         billing.orders.append(BilledOrder(order, delivered_at))
+    billing.check.extend(_shipped_not_delivered(ledger, start, end))  # issue 15
     billing.orders.sort(key=lambda b: (b.delivered_at, b.order.id))
     billing.check.sort(key=lambda x: x.mall_order_id)
     return billing
+
+
+def _shipped_not_delivered(ledger: Ledger, start: str, end: str, today: date | None = None) -> list[CheckItem]:
+    """Orders MALL has had shipped since a day of the period and not delivered: MALL pays nothing for them yet
+    (issue 15). The days since shipping say which parcel to chase first."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    today = today or datetime.now(ZoneInfo("Europe/Prague")).date()
+    out = []
+    for oid, shipped_at, number, carrier in ledger.parcels.shipped_not_delivered():
+        if not shipped_at or not start <= shipped_at[:19] < end:
+            continue
+        days = (today - date.fromisoformat(shipped_at[:10])).days
+        parcel = f"parcel {number}" + (f" ({carrier})" if carrier else "") if number else "the parcel"
+        out.append(CheckItem(
+            oid, "shipped", f"shipped {shipped_at[:19]}, {days} days since shipping, not delivered: MALL pays only "
+                            "after delivered",
+            f"Check {parcel} with the carrier; once delivered, the shop feed's delivered_at (or the carrier "
+            "tracking) sets it delivered and it is billed in the period of its delivery."))
+    return out
 
 
 def _payload_delivered_at(payload: str | None) -> str | None:

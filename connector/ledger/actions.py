@@ -22,6 +22,11 @@ class ActionsRepo:
                                                  created_at=utcnow()))
         return int(res.inserted_primary_key[0])
 
+    @staticmethod
+    def exists(c: Connection, key: str) -> bool:
+        """An item with this key was ever opened (open or done): ``add`` would do nothing (issue 15)."""
+        return c.execute(select(s.actions.c.id).where(s.actions.c.key == key)).first() is not None
+
     def open(self) -> list[dict]:
         with self._ledger.read() as c:
             q = select(s.actions).where(s.actions.c.done_at.is_(None)).order_by(s.actions.c.id)

@@ -9,6 +9,7 @@
     ledger.alerts    alert state                                   (alerts.py)
     ledger.kv        small named values                            (kv.py)
     ledger.reports   read-only queries of the exports               (reports.py)
+    ledger.parcels   watched deliveries (issue 15)                 (parcels.py)
 
 One transaction convention: a repository method that writes takes the caller's connection ``c`` first
 (``with ledger.write() as c: ...``), so one unit of work is one transaction whatever it touches; a read
@@ -63,6 +64,9 @@ class Ledger:
         self.alerts = AlertsRepo(self)
         self.kv = KvRepo(self)
         self.reports = ReportsRepo(self)
+        from connector.ledger.parcels import ParcelsRepo  # issue 15
+
+        self.parcels = ParcelsRepo(self)
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager

@@ -207,3 +207,36 @@ confirms = Table(
     Column("updated_at", DateTime, nullable=False),
     Index("ix_confirms_state", "state"),
 )
+
+# -- carriers (issue 15): one row per shipped order whose delivery the connector watches -------------
+parcels = Table(
+    "parcels",
+    metadata,
+    Column("mall_order_id", BigInteger, ForeignKey("orders.mall_order_id"), primary_key=True, autoincrement=False),
+    Column("tracking_number", String(100)),
+    Column("feed_carrier", String(100)),  # the shop feed's carrier column, as written
+    Column("carrier", String(32)),  # the tracker chosen (registry name); null = none fits
+    Column("carrier_by", String(16)),  # how it was chosen: feed | delivery_method | number; "none" = nothing fits
+    # The shop's own delivery dates (MALL local time "YYYY-MM-DD HH:MM:SS").
+    Column("shop_delivered_at", String(19)),
+    Column("shop_first_attempt", String(19)),
+    # What the carrier reported (MALL local time), and whether it gave a date only.
+    Column("carrier_outcome", String(16)),  # delivered | returned | in_transit | not_found
+    Column("carrier_delivered_at", String(19)),
+    Column("carrier_first_attempt", String(19)),
+    Column("carrier_date_only", Boolean, nullable=False, default=False),
+    Column("carrier_detail", String(200)),
+    Column("shipped_at", String(19)),  # MALL's `shipped` datetime (Prague local)
+    # open: watched; delivered: the delivered change exists; returned; expired (max_age_days); mall (MALL moved it on)
+    Column("state", String(12), nullable=False),
+    Column("polls", Integer, nullable=False, default=0),  # calls to the carrier about this parcel
+    Column("failures", Integer, nullable=False, default=0),  # failed calls in a row
+    Column("next_poll_at", DateTime),
+    Column("last_polled_at", DateTime),
+    Column("last_error", Text),
+    Column("refused", Text),  # why a reported delivery time was not used (future, before shipped)
+    Column("change_id", Integer),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_parcels_state_next", "state", "next_poll_at"),
+)

@@ -74,6 +74,8 @@ class ActionKind(StrEnum):
     BRANCH_CHANGE = "branch_change"
     SHOP_ACTION = "shop_action"
     DEADLINE = "deadline"  # confirm/ship deadline (sync/deadlines.py)
+    NOT_DELIVERED = "not_delivered"  # issue 15: shipped long ago, not delivered (sync/delivery.py)
+    PARCEL_RETURNED = "parcel_returned"  # issue 15: the carrier returned the parcel to the sender
 
 
 class EventKind(StrEnum):
@@ -95,6 +97,19 @@ class EventKind(StrEnum):
     CONFIRMED = "confirmed"
     CONFIRM_REFUSED = "confirm_refused"
     QUARANTINED = "quarantined"
+    DELIVERY = "delivery"  # issue 15: the delivery job decided something (sync/delivery.py)
+    DELIVERY_REFUSED = "delivery_refused"  # issue 15: a reported delivery time was implausible
+    CARRIER = "carrier"  # issue 15: the carrier reported delivered / returned
+
+
+class ParcelState(StrEnum):
+    """issue 15: a watched delivery (table ``parcels``)."""
+
+    OPEN = "open"  # watched: waiting for a shop date or the carrier
+    DELIVERED = "delivered"  # the delivered change exists
+    RETURNED = "returned"  # returned to the sender: a needs-action item
+    EXPIRED = "expired"  # not delivered within [carriers] max_age_days: no longer tracked
+    MALL = "mall"  # MALL moved the order on (or it is MALL Delivery): nothing to do
 
 
 # -- keys ------------------------------------------------------------------------------------

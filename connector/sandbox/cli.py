@@ -87,8 +87,11 @@ never on the command line (any local user reads argv in /proc):
               help="Delay added to every API answer.")
 @click.option("--drop-rate", type=RATE, default=0.0, show_default=True,
               help="Share of API requests whose connection is closed without a reply.")
+@click.option("--carriers", "with_carriers", is_flag=True, default=False,
+              help="Also start a simulator of every supported carrier's tracking API (Packeta, Česká pošta, PPL) "
+                   "on free ports of the same host, and print the [carriers.<name>] tables that point at them.")
 def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhook_url_file, webhook_interval,
-            error_rate, rate_limit_rate, rate_limit_budget, rate_limit_window, latency_ms, drop_rate):
+            error_rate, rate_limit_rate, rate_limit_budget, rate_limit_window, latency_ms, drop_rate, with_carriers):
     """Run a local MALL Marketplace look-alike to try a mapping safely.
 
     It speaks MALL's order API (/v1/orders...) with MALL's status rules, sends MALL-style webhooks
@@ -115,15 +118,26 @@ def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhoo
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
+    sims: dict = {}  # issue 15: the carrier simulators, with --carriers
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        sims = _start_carriers(host) if with_carriers else {}
         _banner(server, orders, webhook_url, webhook_interval)
+        if sims:
+            from carriers.simulators import config_snippet
+
+            click.echo("carrier simulators (operator endpoints under /_sim on each; GET /_sim lists them):")
+            for name, sim in sims.items():
+                click.echo(f"  {name:<12} {sim.url}")
+            click.echo("point the connector at them with:\n" + config_snippet(sims))
         while not stop.wait(1.0):
             pass
     finally:
         server.stop()
+        for sim in sims.values():
+            sim.stop()
     click.echo("sandbox stopped")
 
 
@@ -137,6 +151,15 @@ def _first_line(path: Path, hint: str) -> str:
     if not line:
         raise click.BadParameter(f"{path} is empty", param_hint=hint)
     return line
+
+
+def _start_carriers(host: str) -> dict:
+    from carriers.simulators import start_all
+
+    try:
+        return start_all(host)
+    except OSError as e:
+        raise click.ClickException(f"cannot start the carrier simulators on {host}: {e.strerror or e}") from None
 
 
 def _banner(server: SandboxServer, orders: int, webhook_url: str | None, interval: float) -> None:

@@ -328,6 +328,10 @@ class OutboundSync(Engine):
                 events.append((ch.mall_order_id, EventKind.CHANGE, f"shop row changed; change {ch.id} is pending again"))
                 result.new_changes += 1
         orders.add_events(c, events)
+        # -- issue 15 (carriers): keep the feed's tracking number, carrier and delivery dates for the delivery job
+        self.ledger.parcels.record_shop_rows(
+            c, [{"mall_order_id": row.mall_order_id, **self._row_payload(row)} for row, _ in changed])
+        # -- end issue 15
 
     # -- pushing to MALL ----------------------------------------------------------------------
     def push_due(self, *, include_not_due: bool = False) -> PushResult:

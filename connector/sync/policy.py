@@ -11,7 +11,7 @@ error                  outcome
 401 MallUnauthorized   STOP: end the job, alert (nothing can work until a human fixes it)
 403 MallForbidden      STOP: the account may not do this; alert
 list refresh           any error but 401/403: REREAD (the orders are read one by one)
-404 MallNotFound       inbox read, confirm read/PUT: DROP; push read/PUT: FAIL
+404 MallNotFound       inbox read, confirm read/PUT, delivery read: DROP; push read/PUT: FAIL
 400/422 Validation     push PUT: first try REREAD (MALL may have changed the order), later FAIL;
                        confirm PUT: FAIL; anything else: RETRY
 429 RateLimited        RETRY after the reset MALL gave; a push pass ends there
@@ -72,6 +72,7 @@ class Op(StrEnum):
     SWEEP = "sweep"  # list MALL's unconfirmed orders
     DECIDE = "decide"  # decide a change on the state read (pure, but fed with outside data)
     FEED_READ = "feed_read"  # read the shop's feed (the whole feed: retried by the next poll)
+    DELIVERY_READ = "delivery_read"  # issue 15: one watched parcel's step (its order's MALL read, its carrier answer)
 
 
 class Kind(StrEnum):
@@ -107,6 +108,7 @@ DOING = {
     Op.SWEEP: "listing MALL's unconfirmed orders",
     Op.DECIDE: "deciding the change",
     Op.FEED_READ: "reading the shop feed",
+    Op.DELIVERY_READ: "following the order's delivery",  # issue 15
 }
 
 
@@ -139,7 +141,7 @@ def outcome_for(op: Op, error: BaseException, *, first_try: bool = False) -> Out
         # Only an optimisation: whatever went wrong, the orders are read one by one instead.
         return out(Kind.REREAD, f"{doing} failed ({cls}: {message}); the orders are read one by one")
     if isinstance(error, MallNotFound):
-        if op in (Op.INBOX_READ, Op.CONFIRM_READ, Op.CONFIRM):
+        if op in (Op.INBOX_READ, Op.CONFIRM_READ, Op.CONFIRM, Op.DELIVERY_READ):
             return out(Kind.DROP, "MALL does not know this order id (404)")
         if op in (Op.PUSH_READ, Op.PUSH):
             return out(Kind.FAIL, "MALL does not know this order: check the mall_order_id in the shop feed")

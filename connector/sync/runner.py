@@ -70,11 +70,16 @@ class Services:
                       config=config, metrics=metrics)
         self.outbound = OutboundSync(**common)
         self.inbound = InboundSync(**common)
+        from connector.sync.delivery import DeliveryJob  # issue 15: delivered from shop dates and carriers
+
+        self.delivery = DeliveryJob(ledger=self.ledger, client=self.client, config=config, mapping=self.mapping,
+                                    metrics=metrics)
         if metrics is not None and hasattr(metrics, "bind_ledger"):
             metrics.bind_ledger(self.ledger)
 
     def close(self) -> None:
         try:
+            self.delivery.close()
             self.client.close()
         finally:
             self.ledger.close()
@@ -85,6 +90,7 @@ class SyncSummary:
     poll: PollResult = field(default_factory=PollResult)
     push: PushResult = field(default_factory=PushResult)
     inbound: InboundResult = field(default_factory=InboundResult)
+    delivery: object = None  # connector.sync.delivery.DeliveryResult (issue 15)
     failed_total: int = 0
     waiting_retry: int = 0
 
@@ -122,6 +128,11 @@ class SyncSummary:
                    f"{i.dropped} unknown id(s) dropped")
         if i.sweep_failed:
             out.append(f"sweep: {i.sweep_failed}")
+        if self.delivery is not None:  # issue 15
+            d = self.delivery
+            out.append(f"deliveries: {d.watched} watched, {d.delivered} delivered change(s), {d.returned} returned, "
+                       f"{d.polled} parcel(s) asked ({d.calls} carrier call(s), {d.failed_calls} failed), "
+                       f"{d.refused} time(s) refused, {d.stuck} newly stuck")
         out.append(f"ledger: {self.failed_total} failed change(s), {self.waiting_retry} waiting for a retry")
         return out
 
@@ -134,6 +145,11 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
     summary.poll = services.outbound.poll_shop(wait_for_settle=wait_for_settle)
     _feed_state_when_unchanged(services, summary.poll)
     summary.push = services.outbound.push_due(include_not_due=retry_now)
+    summary.delivery = services.delivery.run()  # issue 15: then push the delivered changes it made
+    if summary.delivery.delivered or summary.delivery.returned:
+        more = services.outbound.push_due(include_not_due=retry_now)
+        for name in ("pushed", "skipped", "failed", "retry", "done_by_reread", "reads", "list_reads"):
+            setattr(summary.push, name, getattr(summary.push, name) + getattr(more, name))
     if sweep:
         services.inbound.sweep(summary.inbound)
     services.inbound.run(summary.inbound, retry_now=retry_now)

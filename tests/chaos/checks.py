@@ -10,6 +10,7 @@ disagrees with MALL or the shop). A run passes when all five are zero.
 from __future__ import annotations
 
 import collections
+import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class LedgerView:
         return cls(orders, changes, handoffs, open_handoffs, inbox)
 
 
-def verify(*, sandbox, shop, driver, ledger: LedgerView, mapping: Mapping) -> Verdict:
+def verify(*, sandbox, shop, driver, ledger: LedgerView, mapping: Mapping, carrier=None) -> Verdict:
     v = Verdict()
     orders = {o["id"]: o for o in sandbox.state.orders() if o["id"] in driver.kinds}
     history = {oid: sandbox.state.history(oid) for oid in orders}
@@ -79,7 +80,32 @@ def verify(*, sandbox, shop, driver, ledger: LedgerView, mapping: Mapping) -> Ve
     handed = _inbound(v, shop, ledger, orders, history, mapping)
     _confirmations(v, shop, ledger, orders, history, handed, getattr(sandbox.state, "reads", {}), mapping)
     _agreement(v, sandbox, shop, ledger, orders)
+    if carrier is not None:
+        _carrier_deliveries(v, carrier, orders, history, ledger)
     return v
+
+
+def _carrier_deliveries(v: Verdict, carrier, orders, history, ledger: LedgerView) -> None:
+    """Issue 15: every parcel the carrier delivered reached MALL as `delivered` (duplicates are caught with the
+    other PUTs above). When the delivered change came from the carrier, MALL has the carrier's time, which is
+    not before MALL shipped the order. (A shop report pushed first wins: delivered cannot be changed.)"""
+    for oid, carrier_at in sorted(carrier.delivered.items()):
+        o = orders.get(oid)
+        if o is None:
+            continue
+        if o["status"] != "delivered":
+            v.fail("lost", f"order {oid}: Packeta delivered it at {carrier_at}, MALL still has it {o['status']}")
+            continue
+        ch = ledger.changes.get(f"shop:{oid}:delivered") or {}
+        source = json.loads(ch.get("payload") or "{}").get("source") or ""
+        if source.startswith("carrier"):
+            at = o.get("delivered_at") or ""
+            if at != carrier_at:
+                v.fail("mismatches", f"order {oid}: MALL has delivered_at {at}, the carrier said {carrier_at}")
+            if o.get("shipped") and at < o["shipped"]:
+                v.fail("mismatches", f"order {oid}: delivered_at {at} is before MALL shipped it ({o['shipped']})")
+    v.figures["carrier_delivered_on_mall"] = sum(
+        1 for oid in carrier.delivered if orders.get(oid, {}).get("status") == "delivered")
 
 
 # -- shop → MALL --------------------------------------------------------------------------------

@@ -36,12 +36,15 @@ from connector.mapping import mapping_from_text
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
 from tests.chaos.checks import LedgerView, Verdict, verify
-from tests.chaos.world import MAPPING_TOML, SENT, DaemonRunner, MallDriver, Replayer, ShopSim, instrument
+from carriers.packeta.simulator import PacketaSimulator
+from tests.chaos.world import (MAPPING_TOML, SENT, CarrierDriver, DaemonRunner, MallDriver, Replayer, ShopSim,
+                               instrument)
 from tests.conftest import TEST_CLIENT_ID, free_port
 from tests.sync.harness import CsvShop
 
 TOKEN = "chaos-token-" + "Q7mB4xN9pL2vR8kT5wZ3cH6j"  # >= 128 bits, not repetitive (issue 16 item 7)
 TICK_S = 0.25
+PACKETA_SECRET = "chaos-packeta-" + "K3" * 8
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class ChaosResult:
         f, c = collections.defaultdict(int, self.figures), self.verdict.counts
         return (f"chaos: seed={self.seed} size={self.size} orders={f['orders']} changes={f['changes']} "
                 f"(shop {f['shop_changes']}, mall {f['mall_changes']}) faults={f['faults']} kills={f['kills']} "
-                f"duplicates={c['duplicates']} lost={c['lost']} early_confirms={c['early_confirms']} "
+                f"carrier_delivered={f['carrier_delivered']} duplicates={c['duplicates']} lost={c['lost']} early_confirms={c['early_confirms']} "
                 f"stuck={c['stuck']} mismatches={c['mismatches']} crashes={c['crashes']} leaks={c['leaks']} "
                 f"time={f['seconds']:.0f}s {'OK' if self.ok else 'FAILED'}")
 
@@ -115,10 +118,15 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
     replayer = Replayer(sandbox, hook_url, random.Random(rng.random()))
     fault_rng, kill_rng = random.Random(rng.random()), random.Random(rng.random())
     figures: dict = {}
+    packeta = PacketaSimulator(api_password=PACKETA_SECRET).start()
+    carriers = (f"[carriers]\npoll_interval_s = 1\nretry_base_s = 0.5\n[carriers.packeta]\nbase_url = \"{packeta.url}\"\n"
+                f"api_password = \"{PACKETA_SECRET}\"\nmin_interval_s = 0\ntimeout_s = 2\n")
     try:
         csv_shop = CsvShop(folder, sandbox, mapping="mapping.toml", receiver_listen=f"127.0.0.1:{port}",
-                           tokens=[TOKEN], sync="poll_interval_s = 1\ndrain_interval_s = 1\nsweep_interval_s = 2\n")
+                           tokens=[TOKEN], sync="poll_interval_s = 1\ndrain_interval_s = 1\nsweep_interval_s = 2\n",
+                           extra=carriers)
         shop = ShopSim(csv_shop, random.Random(rng.random()), lambda oid: driver.mdp.get(oid, False))
+        carrier = CarrierDriver(packeta, sandbox.state, shop, random.Random(rng.random()))
         driver.tick(spec.orders * 0.1)  # a backlog before the first start
         daemon.start()
         t0 = time.monotonic()
@@ -130,6 +138,7 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
         while (now := time.monotonic()) - t0 < spec.chaos_s:
             if now >= next_phase:
                 sandbox.faults = _fault_phase(fault_rng, seed, phase)
+                carrier.faults()
                 phase += 1
                 next_phase = now + spec.phase_s
             if now >= next_kill:
@@ -143,6 +152,7 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
                 verdict.fail("crashes", f"the daemon exited by itself with code {daemon.stop()}")
                 daemon.start()
             driver.tick(create_per_tick)
+            carrier.tick(0.15)
             shop.import_outbox()
             shop.work(0.06)
             shop.write_feed()
@@ -156,7 +166,7 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
                 shop.dirty = True
         if not daemon.alive():
             daemon.start()
-        quiet = _wait_quiescent(sandbox, shop, daemon, folder, driver, spec.quiet_timeout_s, verdict)
+        quiet = _wait_quiescent(sandbox, shop, daemon, folder, driver, spec.quiet_timeout_s, verdict, carrier)
         figures["quiescent_after_s"] = quiet
         code = daemon.stop()
         if code != 0:
@@ -174,12 +184,13 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
         # -- the verdict ------------------------------------------------------------------------
         ledger = LedgerView.read(folder / "ledger.db")
         checked = verify(sandbox=sandbox, shop=shop, driver=driver, ledger=ledger,
-                         mapping=mapping_from_text(MAPPING_TOML))
+                         mapping=mapping_from_text(MAPPING_TOML), carrier=carrier)
         verdict.problems += checked.problems
         verdict.counts.update(checked.counts)
         figures.update(checked.figures)
         logs = daemon.log_text()
-        for secret, name in ((TEST_CLIENT_ID, "client_id"), (TOKEN, "webhook token")):
+        for secret, name in ((TEST_CLIENT_ID, "client_id"), (TOKEN, "webhook token"),
+                             (PACKETA_SECRET, "Packeta API password")):
             if secret in logs:
                 verdict.fail("leaks", f"the {name} appears in the daemon's log")
         tracebacks = logs.count("Traceback (most recent call last)")
@@ -201,12 +212,14 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
             feed_writes=shop.writes, shipped_without_tracking_first=shop.no_tracking_first,
             mall_events_refused=sum(not e.ok for e in driver.events),
             requests=len(sandbox.request_log), seconds=time.monotonic() - started,
+            carrier_calls=packeta.request_count("/api/rest"), carrier_delivered=len(carrier.delivered),
         )
     finally:
         if daemon.alive():
             daemon.kill()
         replayer.close()
         sandbox.stop()
+        packeta.stop()
     result = ChaosResult(seed, size, verdict, figures, folder)
     if own_folder and result.ok:
         shutil.rmtree(folder, ignore_errors=True)
@@ -214,7 +227,8 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
     return result
 
 
-def _wait_quiescent(sandbox, shop, daemon, folder: Path, driver, timeout_s: float, verdict: Verdict) -> float | None:
+def _wait_quiescent(sandbox, shop, daemon, folder: Path, driver, timeout_s: float, verdict: Verdict,
+                    carrier=None) -> float | None:
     """Until nothing is left to do on either side, twice in a row a sweep apart; seconds it took."""
     t0 = time.monotonic()
     calm_since = None
@@ -224,7 +238,9 @@ def _wait_quiescent(sandbox, shop, daemon, folder: Path, driver, timeout_s: floa
             daemon.start()
         shop.import_outbox()
         shop.write_feed()
-        if _idle(sandbox, shop, folder, driver):
+        if carrier is not None:
+            carrier.deliver_the_rest()  # parcels still on their way are delivered now (issue 15)
+        if _idle(sandbox, shop, folder, driver) and not _carrier_pending(sandbox, carrier):
             calm_since = calm_since or time.monotonic()
             if time.monotonic() - calm_since >= 3.5:  # a full sweep and a poll found nothing either
                 return time.monotonic() - t0
@@ -233,6 +249,11 @@ def _wait_quiescent(sandbox, shop, daemon, folder: Path, driver, timeout_s: floa
         time.sleep(0.3)
     verdict.fail("stuck", f"not quiescent {timeout_s:.0f} s after the faults stopped")
     return None
+
+
+def _carrier_pending(sandbox, carrier) -> bool:
+    """A parcel the carrier delivered whose order MALL still has shipped: the connector has work left."""
+    return carrier is not None and any(sandbox.state.get(oid)["status"] == "shipped" for oid in carrier.delivered)
 
 
 def _idle(sandbox, shop, folder: Path, driver) -> bool:
@@ -277,6 +298,7 @@ def _report(result: ChaosResult, path: Path, command: str) -> None:
         f"| outbox files / orders handed / change rows | {f['outbox_files']} / {f['handed_orders']} / {f['change_rows']} |",
         f"| confirmations checked against the outbox | {f['confirmations_checked']} |",
         f"| MALL API requests | {f['requests']} |",
+        f"| carrier deliveries (Packeta simulator) / its tracking calls | {f['carrier_delivered']} / {f['carrier_calls']} |",
         f"| quiescent after the faults stopped | {f['quiescent_after_s'] or 0:.1f} s |",
         f"| **duplicates / lost / early confirms / stuck / mismatches / crashes / leaks** | "
         f"**{c['duplicates']} / {c['lost']} / {c['early_confirms']} / {c['stuck']} / {c['mismatches']} / "

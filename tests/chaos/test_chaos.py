@@ -21,3 +21,4 @@ def test_small_seeded_chaos_run_loses_nothing_and_sends_nothing_twice(tmp_path):
     f = result.figures
     assert f["kills"] >= 3 and f["faults"] >= 20, f
     assert f["status_applied"] >= 10 and f["handed_orders"] >= 15 and f["confirmations_checked"] >= 15, f
+    assert f["carrier_delivered"] >= 1 and f["carrier_calls"] >= f["carrier_delivered"], f  # issue 15

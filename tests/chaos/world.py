@@ -47,6 +47,9 @@ cancelled = "{CANCELLED}"
 SHOP_STATUS_FOR = {"cancelled": CANCELLED, "shipped": SENT, "delivered": DELIVERED}
 
 
+PACKETA = "Zásilkovna"
+
+
 def prague_now() -> str:
     return datetime.now(PRAGUE).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -217,7 +220,7 @@ class ShopSim:
             elif o.status == SENT and not o.mdp:
                 if o.tracking_number is None:
                     self._tracking(o)
-                elif r < 0.3:
+                elif r < 0.3 and (o.carrier != PACKETA or rng.random() < 0.3):  # Packeta: mostly the carrier tells
                     o.status = DELIVERED
                     o.delivered_at = prague_now()
             if (o.status, o.tracking_number) != before:
@@ -225,6 +228,9 @@ class ShopSim:
                 self.dirty = True
 
     def _tracking(self, o: ShopOrder) -> None:
+        if self.rng.random() < 0.6:  # a Packeta parcel: its delivery comes from the carrier's tracking (issue 15)
+            o.tracking_number, o.carrier, o.tracking_url = f"Z{o.oid % 10**10:010d}", PACKETA, None
+            return
         number = f"PPL{o.oid % 10**9:09d}"
         o.tracking_number = number
         if self.rng.random() < 0.5:
@@ -427,3 +433,45 @@ class Replayer:
 
     def close(self) -> None:
         self._http.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The carrier (issue 15)
+
+
+class CarrierDriver:
+    """Plays Packeta: parcels of orders MALL has shipped get delivered in the Packeta simulator (a time between
+    MALL's shipped time and now), and the simulator has bad moments (outage, 5xx, timeouts, garbage answers).
+    Some of these orders the shop also reports delivered itself: MALL must get `delivered` once either way."""
+
+    def __init__(self, sim, store, shop, rng):
+        self.sim, self.store, self.shop, self.rng = sim, store, shop, rng
+        self.delivered: dict[int, str] = {}  # oid -> the carrier's delivery time (Prague)
+
+    def tick(self, chance: float) -> None:
+        for o in list(self.shop.orders.values()):
+            if o.carrier != PACKETA or not o.tracking_number or o.oid in self.delivered or self.rng.random() >= chance:
+                continue
+            mall = self.store.get(o.oid)
+            if mall["status"] != "shipped" or not mall.get("shipped"):
+                continue
+            shipped = datetime.strptime(mall["shipped"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=PRAGUE)
+            now = datetime.now(PRAGUE).replace(microsecond=0)
+            at = max(shipped, shipped + (now - shipped) * self.rng.random()).replace(microsecond=0)
+            self.sim.add_parcel(o.tracking_number, [("accepted", shipped), ("delivered", at)])
+            self.delivered[o.oid] = at.strftime("%Y-%m-%d %H:%M:%S")
+
+    def faults(self) -> None:
+        r = self.rng.random()
+        if r < 0.25:
+            self.sim.set_faults(outage=self.rng.randint(1, 3))
+        elif r < 0.5:
+            self.sim.set_faults(error=self.rng.randint(1, 3), error_status=self.rng.choice([500, 502, 503]))
+        elif r < 0.65:
+            self.sim.set_faults(garbage=self.rng.randint(1, 2))
+        elif r < 0.75:
+            self.sim.set_faults(delay=1, delay_s=2.5)  # the connector's timeout is 2 s
+
+    def deliver_the_rest(self) -> None:
+        self.sim.set_faults(outage=0, error=0, garbage=0, delay=0)
+        self.tick(1.0)

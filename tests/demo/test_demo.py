@@ -105,6 +105,12 @@ def test_demo_plays_the_whole_story_and_leaves_nothing_behind(tmp_path):
     assert "mapping check" in step4 and "'shiped' is not a MALL status; did you mean 'shipped'?" in step4
     assert "exit 78" in step4
 
+    # The money path (issue 15): Packeta reports B delivered, MALL gets the carrier's time, billing lists B.
+    money = out.split("[money path]", 1)[1]
+    carrier_time = re.search(r"picked up by the customer at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", money).group(1)
+    assert money.count('{"status": "delivered",') == 1 and f'"delivered_at": "{carrier_time}"' in money
+    assert re.search(r"wrote billing\.xlsx: 1 order\(s\) delivered", money) and "billing.xlsx lists B" in money
+
     # 5: the final table, side by side.
     rows = _final_table(out)
     assert len(rows) == 4
