@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 
 revision = '0005'
-down_revision = '0002'
+down_revision = "0004"  # re-chained: one line of migrations
 branch_labels = None
 depends_on = None
 
