@@ -49,6 +49,9 @@ class MallConfig(_Section):
     client_id_file: Path | None = None
     include_test_orders: bool = False
     timeout_s: float = Field(10.0, gt=0, le=300)
+    max_response_bytes: int = Field(20 * 1024 * 1024, ge=64 * 1024, le=1024**3)
+    deadline_s: float = Field(60.0, gt=0, le=3600)
+    max_pages: int = Field(1000, ge=1, le=1_000_000)
 
     @field_validator("base_url")
     @classmethod

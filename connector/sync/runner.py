@@ -45,7 +45,9 @@ def make_client(config: Config, on_response=None):
     from connector.sync.ratelimit import paced_transport
 
     return MallClient(config.mall.base_url, config.client_id, timeout_s=config.mall.timeout_s,
-                      on_response=on_response, transport=paced_transport(config.mall.base_url))
+                      on_response=on_response, transport=paced_transport(config.mall.base_url),
+                      max_response_bytes=config.mall.max_response_bytes, deadline_s=config.mall.deadline_s,
+                      max_pages=config.mall.max_pages)
 
 
 class Services:
