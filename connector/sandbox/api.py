@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.mall.statuses import ALL_STATUSES
-from connector.sandbox.query import QueryError, parse_list_query
+from connector.sandbox.query import MAX_PAGE_SIZE, QueryError, parse_list_query
 from connector.sandbox.state import OrderStore, SandboxError
 
 _ORDER = re.compile(r"^/v1/orders/(\d+)$")
@@ -45,8 +45,9 @@ def order_id_of(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def handle(store: OrderStore, method: str, path: str, query: dict[str, str], raw_body: bytes) -> ApiResponse:
-    """Answer one authenticated MALL API request."""
+def handle(store: OrderStore, method: str, path: str, query: dict[str, str], raw_body: bytes, *,
+           max_page_size: int = MAX_PAGE_SIZE) -> ApiResponse:
+    """Answer one authenticated MALL API request. Lists serve at most ``max_page_size`` orders a page."""
     path = path.rstrip("/") or "/"
     try:
         if path in ("/v1/orders", "/v1/orders/unconfirmed") or _BY_STATUS.match(path):
@@ -55,7 +56,7 @@ def handle(store: OrderStore, method: str, path: str, query: dict[str, str], raw
             by_status = _BY_STATUS.match(path)
             if by_status:  # deprecated /v1/orders/{status}: a status filter on /v1/orders
                 query = {**query, "status": by_status.group(1)}
-            return _list(store, query, unconfirmed=path.endswith("/unconfirmed"))
+            return _list(store, query, unconfirmed=path.endswith("/unconfirmed"), max_page_size=max_page_size)
         if path == "/v1/orders/stats":
             return _stats(store, query) if method == "GET" else _not_allowed(method)
         if m := _ORDER.match(path):
@@ -92,8 +93,8 @@ def _json(raw: bytes) -> Any:
         raise SandboxError(400, "BAD_REQUEST", "the body is not valid JSON") from None
 
 
-def _list(store: OrderStore, query: dict[str, str], *, unconfirmed: bool) -> ApiResponse:
-    q = parse_list_query(query)
+def _list(store: OrderStore, query: dict[str, str], *, unconfirmed: bool, max_page_size: int) -> ApiResponse:
+    q = parse_list_query(query, max_page_size)
     rows = store.rows()
     if unconfirmed:
         rows = [r for r in rows if not r["confirmed"]]
