@@ -25,6 +25,7 @@ class ShopOrderState:
     delivered_at: datetime | None = None  # timezone-aware
     first_delivery_attempt: datetime | None = None  # timezone-aware
     location: str | None = None  # warehouse location, when the feed has one (picking list sort)
+    parcel_count: int | None = None  # MALL Delivery parcels (1-100) when the feed says; None means 1
     line: int | None = None  # line (CSV) or element number (XML) in the feed, for messages
 
 

@@ -121,6 +121,7 @@ class GenericCsvConfig(_Section):
     auth_user: str | None = None
     auth_password: SecretStr | None = None
     settle_s: float = Field(2.0, ge=0)
+    serials: str | None = None  # CSV of mall_order_id,item_id,serial_number (docs/mdp.md)
 
     @field_validator("encoding")
     @classmethod
@@ -145,6 +146,7 @@ class FastCentrikFields(_Section):
     delivered_at: str = "DELIVERED_AT"
     first_delivery_attempt: str = "FIRST_DELIVERY_ATTEMPT"
     location: str = "LOCATION"
+    parcel_count: str = "PARCEL_COUNT"
 
 
 class FastCentrikConfig(_Section):
@@ -202,6 +204,40 @@ class AlertsConfig(_Section):
     rate_limit_alert_after_s: int = Field(900, ge=1)
 
 
+class MdpConfig(_Section):
+    """[mdp]: carrier labels for MALL Delivery orders (docs/mdp.md)."""
+
+    labels: bool = True  # ask MALL for labels when the connector pushes shipping for an MDP order
+    labels_dir: Path = Path("labels")
+    labels_type: Literal["pdf", "zpl"] = "pdf"
+    labels_per_page: int = Field(4, ge=1, le=16)
+    first_position: int = Field(1, ge=1, le=16)
+    print_command: tuple[str, ...] | None = None  # argv; the label files are appended, never run by a shell
+    print_timeout_s: float = Field(60.0, gt=0, le=3600)
+
+    @field_validator("print_command", mode="before")
+    @classmethod
+    def _argv(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            import shlex
+
+            try:
+                v = shlex.split(v)
+            except ValueError as e:
+                raise ValueError(f"cannot split into arguments: {e}") from None
+        if v is not None and (not v or not all(isinstance(a, str) and a for a in v)):
+            raise ValueError('must be a command, e.g. "lp -d LABELS" or ["lp", "-d", "LABELS"]')
+        return v
+
+    @field_validator("first_position")
+    @classmethod
+    def _position(cls, v: int, info) -> int:
+        per_page = info.data.get("labels_per_page", 4)
+        if v > per_page:
+            raise ValueError(f"must be at most labels_per_page ({per_page})")
+        return v
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -215,6 +251,7 @@ class Config(_Section):
     shop: ShopConfig = ShopConfig()
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
+    mdp: MdpConfig = MdpConfig()
     # Where the file was read from; not a TOML key.
     source_path: Path | None = Field(None, exclude=True)
 
@@ -369,6 +406,19 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
         if not isinstance(shop[name], dict):
             raise ConfigError(cfg_path, f"shop.{name}", "must be a table")
         shop[name].setdefault("outbox", base / "outbox")
+    mdp = data.get("mdp")
+    if isinstance(mdp, dict):
+        mdp = data["mdp"] = dict(mdp)
+        if isinstance(mdp.get("labels_dir"), str):
+            mdp["labels_dir"] = _resolve_path(base, mdp["labels_dir"])
+    elif mdp is not None:
+        raise ConfigError(cfg_path, "mdp", "must be a table")
+    else:
+        mdp = data["mdp"] = {}
+    mdp.setdefault("labels_dir", base / "labels")
+    csv_serials = shop["generic_csv"].get("serials")
+    if isinstance(csv_serials, str) and not re.match(r"^https?://", csv_serials):
+        shop["generic_csv"]["serials"] = str(_resolve_path(base, csv_serials))
 
     try:
         cfg = Config.model_validate(data)

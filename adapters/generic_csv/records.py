@@ -38,6 +38,9 @@ class Records(NamedTuple):
     rows: Iterator[tuple[int, dict[str | None, object]]]
 
 
+MAX_PARCELS = 100  # MALL's limit of parcels (labels) per order
+
+
 @dataclass(frozen=True)
 class ColumnMap:
     """The feed's column (or element) name for each ShopOrderState field. Matched ignoring case and
@@ -52,6 +55,7 @@ class ColumnMap:
     delivered_at: str = "delivered_at"
     first_delivery_attempt: str = "first_delivery_attempt"
     location: str = "location"
+    parcel_count: str = "parcel_count"  # MALL Delivery: parcels (labels) of the order, 1-100
 
     REQUIRED = ("mall_order_id", "status")
     DATES = ("delivered_at", "first_delivery_attempt")
@@ -289,6 +293,13 @@ def _row_to_state(line: int, record: Mapping[str | None, object], keys: dict[str
             dates[name] = parse_shop_datetime(raw, tz) if raw else None
         except ValueError as e:
             raise ValueError(f"order {raw_id}: {name}: {e}") from None
+    parcel_count = None
+    raw_parcels = text("parcel_count")
+    if raw_parcels is not None:
+        if not re.fullmatch(r"[0-9]{1,3}", raw_parcels) or not 1 <= int(raw_parcels) <= MAX_PARCELS:
+            raise ValueError(f"order {raw_id}: parcel_count {raw_parcels[:20]!r} is not a whole number from 1 to "
+                             f"{MAX_PARCELS}")
+        parcel_count = int(raw_parcels)
     return ShopOrderState(
         mall_order_id=int(raw_id),
         status=status,
@@ -297,6 +308,7 @@ def _row_to_state(line: int, record: Mapping[str | None, object], keys: dict[str
         tracking_url=text("tracking_url"),
         carrier=text("carrier"),
         location=text("location"),
+        parcel_count=parcel_count,
         line=line,
         **dates,
     )
