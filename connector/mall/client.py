@@ -51,7 +51,18 @@ from connector.mall.errors import (
     error_for_status,
 )
 from connector.mall import transport as deadline_transport
-from connector.mall.models import INT64_MAX, BasicOrder, Order, Paging, Stats, StatusUpdate, format_mall_datetime
+from connector.mall.models import (
+    INT64_MAX,
+    BasicOrder,
+    Consignment,
+    LabelRequest,
+    Labels,
+    Order,
+    Paging,
+    Stats,
+    StatusUpdate,
+    format_mall_datetime,
+)
 from connector.mall.statuses import parse_status
 
 __all__ = ["DEFAULT_BASE_URL", "MallClient", "RetryPolicy"]
@@ -383,6 +394,59 @@ class MallClient:
         path = "/v1/orders/stats"
         envelope = self._read(path, "GET /v1/orders/stats", params={"days": days})
         return self._model(Stats, _single(f"GET {path}", envelope.get("data")), f"GET {path}")
+
+    # -- MALL Delivery: labels, consignments, serial numbers (mall-api.md §2.6, §2.7) ----------------------
+
+    def create_labels(self, labels: list[LabelRequest], *, labels_type: str = "pdf", labels_per_page: int = 4,
+                      first_position: int = 1) -> Labels:
+        """``POST /v1/orders/labels``: carrier labels for MALL Delivery orders, several orders in one call.
+
+        Like a PUT it is never re-sent after an ambiguous failure (``MallOutcomeUnknown``): a second call would
+        make a second label set. Re-read ``get_consignments`` for each order before asking again."""
+        if not labels:
+            raise ValueError("no orders to make labels for")
+        if labels_type not in ("pdf", "zpl"):
+            raise ValueError("labels_type must be pdf or zpl")
+        body = {
+            "labels_type": labels_type,
+            "first_position": int(first_position),
+            "labels_per_page": int(labels_per_page),
+            "labels": [{"order_id": l.order_id, "parcel_count": l.parcel_count} for l in labels],
+        }
+        path = "/v1/orders/labels"
+        envelope = self._write(path, "POST /v1/orders/labels", body, method="POST")
+        labels = self._model(Labels, _single(f"POST {path}", envelope.get("data")), f"POST {path}")
+        return labels
+
+    def get_consignments(self, order_id: int) -> list[Consignment]:
+        """``GET /v1/orders/{id}/consignments``: the label sets MALL stored for the order; [] when there is none
+        (MALL answers 404 for an order without labels)."""
+        from connector.mall.errors import MallNotFound
+
+        path = f"/v1/orders/{_check_id(order_id)}/consignments"
+        try:
+            envelope = self._read(path, "GET /v1/orders/{id}/consignments")
+        except MallNotFound:
+            return []
+        data = envelope.get("data")
+        if data is None:
+            return []
+        items = data if isinstance(data, list) else [data]
+        if len(items) > 1000:
+            raise MallBadResponse(f"GET {path}", 200, f"{len(items)} consignments for one order", field="data")
+        return [self._model(Consignment, _single(f"GET {path}", x), f"GET {path}", where=f"data.{i}")
+                for i, x in enumerate(items)]
+
+    def set_serial_numbers(self, order_id: int, item_id: str, serial_numbers: list[str]) -> None:
+        """``PUT /v1/orders/{id}/items/{itemId}/serial-numbers`` with the item's whole list (a JSON array)."""
+        from urllib.parse import quote
+
+        if not isinstance(item_id, str) or not item_id or len(item_id) > 100:
+            raise ValueError("item_id must be a non-empty string of at most 100 characters")
+        if not isinstance(serial_numbers, list) or not all(isinstance(x, str) and x for x in serial_numbers):
+            raise ValueError("serial_numbers must be a list of non-empty strings")
+        path = f"/v1/orders/{_check_id(order_id)}/items/{quote(item_id, safe='')}/serial-numbers"
+        self._write(path, "PUT /v1/orders/{id}/items/{itemId}/serial-numbers", list(serial_numbers))
 
     # -- internals -------------------------------------------------------------------------------------
 

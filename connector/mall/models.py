@@ -38,6 +38,11 @@ __all__ = [
     "Paging",
     "Stats",
     "StatusUpdate",
+    "LabelRequest",
+    "LabelOrder",
+    "Labels",
+    "Consignment",
+    "MAX_PARCELS",
 ]
 
 PRAGUE = ZoneInfo("Europe/Prague")
@@ -366,3 +371,69 @@ class StatusUpdate(BaseModel):
                 value = value.value
             body[name] = value
         return body
+
+
+# -- MALL Delivery labels (mall-api.md §2.7) --------------------------------------------------------------------
+
+MAX_PARCELS = 100  # parcels (labels) per order, MALL's limit
+#: A barcode as MALL prints it; bounded so a hostile answer cannot put megabytes into the ledger.
+Barcode = Annotated[str, BeforeValidator(_number_to_str), Field(min_length=1, max_length=64)]
+
+
+class LabelRequest(BaseModel):
+    """One entry of ``POST /v1/orders/labels``' ``labels`` list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    order_id: MallId
+    parcel_count: Annotated[int, Field(ge=1, le=MAX_PARCELS)] = 1
+
+
+class LabelOrder(_MallModel):
+    """The barcodes MALL made for one order (one per parcel)."""
+
+    order_id: MallId
+    barcodes: Annotated[list[Barcode], Field(max_length=MAX_PARCELS)] = Field(default_factory=list)
+
+
+class Labels(_MallModel):
+    """The answer of ``POST /v1/orders/labels``: barcodes per order and the label file (``labels_raw``, base64)."""
+
+    orders: list[LabelOrder] = Field(default_factory=list)
+    labels_raw: str
+
+    @field_validator("labels_raw")
+    @classmethod
+    def _base64(cls, v: str) -> str:
+        import base64
+        import binascii
+
+        try:
+            base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("labels_raw is not base64") from None
+        return v
+
+    def content(self) -> bytes:
+        """The label file (PDF or ZPL) as bytes."""
+        import base64
+
+        return base64.b64decode(self.labels_raw)
+
+    def barcodes_of(self, order_id: int) -> list[str]:
+        return next((o.barcodes for o in self.orders if o.order_id == order_id), [])
+
+
+class Consignment(_MallModel):
+    """``GET /v1/orders/{id}/consignments``: the labels MALL stored for an order (``labels_raw`` base64).
+
+    MALL's docs list ``{id, order_id, labels_raw, labels_type, parcel_count, type}``; ``barcodes`` is read when
+    present (the sandbox sends it; whether MALL does is not documented)."""
+
+    id: Text | None = None
+    order_id: MallId | None = None
+    labels_raw: str | None = None
+    labels_type: str | None = None
+    parcel_count: Annotated[int, Field(ge=0, le=MAX_PARCELS)] | None = None
+    type: str | None = None
+    barcodes: Annotated[list[Barcode], Field(max_length=MAX_PARCELS)] = Field(default_factory=list)

@@ -17,6 +17,8 @@ from connector.sandbox.state import OrderStore, SandboxError
 
 _ORDER = re.compile(r"^/v1/orders/(\d+)$")
 _TRACKING = re.compile(r"^/v1/orders/(\d+)/tracking$")
+_CONSIGNMENTS = re.compile(r"^/v1/orders/(\d+)/consignments$")
+_SERIALS = re.compile(r"^/v1/orders/(\d+)/items/([^/]+)/serial-numbers$")
 _BY_STATUS = re.compile(r"^/v1/orders/(%s)$" % "|".join(s.value for s in ALL_STATUSES))
 
 
@@ -40,8 +42,8 @@ def error(status: int, code: str, message: str, *, result_status: str = "ERROR")
 
 
 def order_id_of(path: str) -> int | None:
-    """The order id in /v1/orders/{id}[/tracking], else None."""
-    m = _ORDER.match(path) or _TRACKING.match(path)
+    """The order id in /v1/orders/{id}[/tracking|/consignments|/items/…/serial-numbers], else None."""
+    m = _ORDER.match(path) or _TRACKING.match(path) or _CONSIGNMENTS.match(path) or _SERIALS.match(path)
     return int(m.group(1)) if m else None
 
 
@@ -57,6 +59,25 @@ def handle(store: OrderStore, method: str, path: str, query: dict[str, str], raw
             if by_status:  # deprecated /v1/orders/{status}: a status filter on /v1/orders
                 query = {**query, "status": by_status.group(1)}
             return _list(store, query, unconfirmed=path.endswith("/unconfirmed"), max_page_size=max_page_size)
+        if path == "/v1/orders/labels":
+            if method != "POST":
+                return _not_allowed(method)
+            response = ok(data=store.create_labels(_json(raw_body)))
+            response.applied = True
+            return response
+        if m := _CONSIGNMENTS.match(path):
+            if method != "GET":
+                return _not_allowed(method)
+            made = store.consignments(int(m.group(1)))
+            if not made:
+                return error(404, "RESOURCE_NOT_FOUND", f"order {m.group(1)} has no consignment (no labels yet)")
+            return ok(data=made[-1])
+        if m := _SERIALS.match(path):
+            if method != "PUT":
+                return _not_allowed(method)
+            from urllib.parse import unquote
+
+            return _applied(store.set_serial_numbers(int(m.group(1)), unquote(m.group(2)), _json(raw_body)))
         if path == "/v1/orders/stats":
             return _stats(store, query) if method == "GET" else _not_allowed(method)
         if m := _ORDER.match(path):

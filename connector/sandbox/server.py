@@ -257,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
         response = api.handle(sandbox.state, self.command, path, query, raw, max_page_size=sandbox.max_page_size)
         response.headers.update(headers)
         fault = None
-        if active and self.command == "PUT" and response.status == 200 and faults.roll(faults.error_after_apply_rate):
+        if active and self.command in ("PUT", "POST") and response.status == 200 and faults.roll(faults.error_after_apply_rate):
             applied = response.applied
             response = api.error(500, "INTERNAL_ERROR", "internal server error")
             response.applied, fault = applied, "5xx_after_apply"

@@ -1,0 +1,357 @@
+"""MALL Delivery labels: when the connector pushes ``shipping`` for an MDP order, it asks MALL for its labels.
+
+MALL lets an MDP order reach ``shipped`` only once a carrier label exists (mall-api.md §2.7), so after each push
+pass every MDP order the connector moved to shipping gets its label set, all orders of the pass in one
+``POST /v1/orders/labels``. The parcel count comes from the feed (``parcel_count``, default 1, at most 100).
+
+Exactly once, as for status pushes: a label row is marked ``sending`` (committed) before the POST. After a crash
+or an ambiguous failure the order's consignments are re-read (``GET /v1/orders/{id}/consignments``) before
+anything is asked again, so a retry never makes a second label set. A changed parcel count while MALL has the
+order in shipping asks for a new set; once shipped MALL freezes it, so the change is refused with the reason in
+the ledger. Files go to ``[mdp] labels_dir`` (one per request, written atomically); ``[mdp] print_command``
+prints them without a shell.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from connector.ledger import labels as q
+from connector.ledger.labels import LabelRow
+from connector.ledger.repo import utcnow
+from connector.mall.errors import (
+    MallError,
+    MallNotFound,
+    MallOutcomeUnknown,
+    MallUnauthorized,
+    MallValidationError,
+)
+from connector.mall.models import Consignment, LabelRequest
+
+log = logging.getLogger("mall_connector.labels")
+
+MAX_BATCH = 100  # orders per POST /v1/orders/labels
+FILE_MODE = 0o640
+OUTPUT_CHARS = 300  # of a print command's output kept in the ledger
+
+
+@dataclass
+class LabelsResult:
+    calls: int = 0  # POST /v1/orders/labels
+    made: int = 0  # orders whose labels were made (or found after an interruption)
+    refused: int = 0
+    failed: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+# -- hooks called by the outbound engine ---------------------------------------------------------------------------
+
+def note_feed(engine, rows: dict) -> None:
+    """Store the feed's parcel counts (a row without one means 1, recorded only for orders that had one)."""
+    counts = {oid: row.parcel_count for oid, row in rows.items()}
+    try:
+        q.record_parcel_counts(engine.ledger, counts)
+    except Exception:  # noqa: BLE001 - labels must never stop the status sync
+        log.exception("could not record the feed's parcel counts")
+
+
+def after_push(engine, result) -> None:
+    """Make the labels the push pass made necessary; contained: a failure here never fails the status push."""
+    if not engine.config.mdp.labels:
+        return
+    try:
+        made = LabelMaker(engine.ledger, engine.client, engine.config).run(should_stop=engine.should_stop)
+    except MallUnauthorized:
+        raise
+    except Exception:  # noqa: BLE001
+        log.exception("MALL Delivery labels failed; the next pass tries again")
+        return
+    result.labels_made = getattr(result, "labels_made", 0) + made.made
+    result.labels_calls = getattr(result, "labels_calls", 0) + made.calls
+
+
+# -- the work ------------------------------------------------------------------------------------------------------
+
+class LabelMaker:
+    def __init__(self, ledger, client, config):
+        self.ledger = ledger
+        self.client = client
+        self.config = config
+        self.cfg = config.mdp
+        self.max_attempts = config.sync.max_attempts
+
+    def run(self, *, should_stop=lambda: False) -> LabelsResult:
+        result = LabelsResult()
+        self._recover(result)
+        self._plan(result)
+        pending = q.labels_in(self.ledger, ("pending",))
+        live = {c.mall_order_id: c for c in q.label_candidates(self.ledger, {r.mall_order_id for r in pending})}
+        gone = [r for r in pending if r.mall_order_id not in live]
+        if gone:
+            self._finish(gone, "failed", "MALL no longer has the order in shipping or shipped: no labels", result)
+        rows = [r for r in pending if r.mall_order_id in live]
+        for i in range(0, len(rows), MAX_BATCH):
+            if should_stop():
+                break
+            self._request(rows[i:i + MAX_BATCH], result)
+        return result
+
+    # Which orders need a (new) label set.
+    def _plan(self, result: LabelsResult) -> None:
+        new, refused = [], []
+        for c in q.label_candidates(self.ledger):
+            latest, done, wanted = c.latest, c.last_done, c.parcel_count
+            if latest is not None and latest.state in ("pending", "sending"):
+                continue
+            if done is not None and done.parcel_count == wanted:
+                continue
+            if latest is not None and latest.state in ("refused", "failed") and latest.parcel_count == wanted:
+                continue  # already decided for this count; a new count in the feed is a new request
+            if c.mall_status == "shipped":
+                if done is not None:
+                    reason = (f"parcel_count changed from {done.parcel_count} to {wanted} after MALL has the order "
+                              f"shipped: MALL freezes parcel_count once shipped, so the labels for "
+                              f"{done.parcel_count} parcel(s) stay valid")
+                else:
+                    reason = "MALL has the order shipped already, so its labels were made elsewhere: none requested"
+                refused.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": "refused",
+                                "reason": reason})
+            else:
+                new.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": "pending"})
+        if not new and not refused:
+            return
+        with self.ledger.write() as c:
+            q.add_label_rows(c, new + refused)
+            self.ledger.add_events(c, [(r["mall_order_id"], "labels", f"labels refused: {r['reason']}")
+                                       for r in refused])
+        for r in refused:
+            log.warning("order %s: labels refused: %s", r["mall_order_id"], r["reason"],
+                        extra={"order_id": r["mall_order_id"], "reason": r["reason"]})
+        result.refused += len(refused)
+
+    # One POST for a batch of orders.
+    def _request(self, rows: list[LabelRow], result: LabelsResult) -> None:
+        batch = f"{utcnow():%Y%m%dT%H%M%S}-{rows[0].id}"
+        with self.ledger.write() as c:
+            for r in rows:
+                q.update_labels(c, [r.id], state="sending", batch=batch, attempts=r.attempts + 1,
+                                labels_type=self.cfg.labels_type)
+        rows = [_replace(r, attempts=r.attempts + 1) for r in rows]
+        result.calls += 1
+        try:
+            labels = self.client.create_labels(
+                [LabelRequest(order_id=r.mall_order_id, parcel_count=r.parcel_count) for r in rows],
+                labels_type=self.cfg.labels_type, labels_per_page=self.cfg.labels_per_page,
+                first_position=self.cfg.first_position)
+        except MallValidationError as e:
+            if len(rows) > 1:
+                # One order MALL refuses must not hold back the others: ask for each alone.
+                log.info("MALL refused a labels request for %d orders (%s); asking for each order alone",
+                         len(rows), e.message)
+                with self.ledger.write() as c:
+                    q.update_labels(c, [r.id for r in rows], state="pending", attempts=0)
+                for r in rows:
+                    self._request([_replace(r, attempts=0)], result)
+                return
+            self._finish(rows, "refused", f"MALL refused the labels: {e.message or e}", result)
+            return
+        except MallNotFound as e:
+            self._finish(rows, "failed", f"MALL does not know the order: {e}", result)
+            return
+        except MallOutcomeUnknown as e:
+            # May have been made: stays "sending", the next pass reads the consignments before asking again.
+            log.warning("labels request %s: outcome unknown, consignments will be re-read first: %s", batch, e)
+            with self.ledger.write() as c:
+                q.update_labels(c, [r.id for r in rows], reason=f"outcome unknown: {e}")
+            return
+        except MallUnauthorized:
+            with self.ledger.write() as c:
+                q.update_labels(c, [r.id for r in rows], state="pending")
+            raise
+        except MallError as e:  # certainly not made (rate limit, connection never opened): ask again later
+            self._again_later(rows, str(e), result)
+            return
+        content = labels.content()
+        path = write_label_file(Path(self.cfg.labels_dir), [r.mall_order_id for r in rows], self.cfg.labels_type,
+                                content)
+        result.files.append(path)
+        events = []
+        with self.ledger.write() as c:
+            for r in rows:
+                barcodes = labels.barcodes_of(r.mall_order_id)
+                q.update_labels(c, [r.id], state="done", barcodes=barcodes, file=str(path), reason=None)
+                events.append((r.mall_order_id, "labels",
+                               f"labels made: {r.parcel_count} parcel(s), barcodes {', '.join(barcodes) or '-'}, "
+                               f"file {path}"))
+            self.ledger.add_events(c, events)
+        result.made += len(rows)
+        log.info("labels for %d order(s) written to %s", len(rows), path)
+        self._print([path], {r.mall_order_id for r in rows})
+
+    # After a crash or an ambiguous answer: find out on MALL, never ask twice.
+    def _recover(self, result: LabelsResult) -> None:
+        for row in q.labels_in(self.ledger, ("sending",)):
+            oid = row.mall_order_id
+            try:
+                consignments = self.client.get_consignments(oid)
+            except MallUnauthorized:
+                raise
+            except MallError as e:
+                log.info("order %s: consignments unreadable, labels request stays open: %s", oid, e)
+                continue
+            previous = [r for r in q.labels_of(self.ledger, oid) if r.state == "done" and r.id < row.id]
+            latest = consignments[-1] if consignments else None
+            if latest is not None and _is_ours(latest, row, previous[-1] if previous else None):
+                content = _consignment_content(latest)
+                path = None
+                if content:
+                    path = write_label_file(Path(self.cfg.labels_dir), [oid], latest.labels_type or row.labels_type
+                                            or self.cfg.labels_type, content)
+                    result.files.append(path)
+                with self.ledger.write() as c:
+                    q.update_labels(c, [row.id], state="done", barcodes=latest.barcodes,
+                                    file=str(path) if path else None, reason=None)
+                    self.ledger.add_event(c, oid, "labels", f"labels found on MALL after an interrupted request "
+                                          f"(not asked again): {row.parcel_count} parcel(s), barcodes "
+                                          f"{', '.join(latest.barcodes) or '-'}, file {path or '-'}")
+                result.made += 1
+                if path:
+                    self._print([path], {oid})
+            elif row.attempts >= self.max_attempts:
+                self._finish([row], "failed", f"gave up after {row.attempts} attempts", result)
+            else:
+                with self.ledger.write() as c:
+                    q.update_labels(c, [row.id], state="pending")
+
+    def _again_later(self, rows: list[LabelRow], error: str, result: LabelsResult) -> None:
+        over = [r for r in rows if r.attempts >= self.max_attempts]
+        rest = [r for r in rows if r.attempts < self.max_attempts]
+        if over:
+            self._finish(over, "failed", f"gave up after {over[0].attempts} attempts: {error}", result)
+        if rest:
+            with self.ledger.write() as c:
+                q.update_labels(c, [r.id for r in rest], state="pending", reason=error[:2000])
+
+    def _finish(self, rows: list[LabelRow], state: str, reason: str, result: LabelsResult) -> None:
+        with self.ledger.write() as c:
+            q.update_labels(c, [r.id for r in rows], state=state, reason=reason)
+            self.ledger.add_events(c, [(r.mall_order_id, "labels", f"labels {state}: {reason}") for r in rows])
+        for r in rows:
+            log.warning("order %s: labels %s: %s", r.mall_order_id, state, reason,
+                        extra={"order_id": r.mall_order_id, "reason": reason})
+        if state == "refused":
+            result.refused += len(rows)
+        else:
+            result.failed += len(rows)
+
+    def _print(self, files: list[Path], order_ids: set[int]) -> None:
+        outcome = print_files(self.cfg.print_command, files, timeout_s=self.cfg.print_timeout_s)
+        if outcome is None:
+            return
+        with self.ledger.write() as c:
+            self.ledger.add_events(c, [(oid, "labels", outcome) for oid in sorted(order_ids)])
+
+
+def _replace(row: LabelRow, **values) -> LabelRow:
+    import dataclasses
+
+    return dataclasses.replace(row, **values)
+
+
+def _is_ours(latest: Consignment, row: LabelRow, previous: LabelRow | None) -> bool:
+    """The newest consignment is the set this interrupted request made (not an older one)."""
+    if latest.parcel_count is not None and latest.parcel_count != row.parcel_count:
+        return False
+    if previous is not None and previous.barcodes and latest.barcodes and latest.barcodes == previous.barcodes:
+        return False
+    return True
+
+
+def _consignment_content(c: Consignment) -> bytes | None:
+    import base64
+    import binascii
+
+    if not c.labels_raw:
+        return None
+    try:
+        return base64.b64decode(c.labels_raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# -- files and printing ----------------------------------------------------------------------------------------------
+
+def label_file_name(order_ids: list[int], labels_type: str, now=None) -> str:
+    now = now or utcnow()
+    shown = "-".join(str(i) for i in order_ids[:10])
+    if len(order_ids) > 10:
+        shown += f"-and-{len(order_ids) - 10}-more"
+    return f"labels-{now:%Y%m%dT%H%M%SZ}-{shown}.{'zpl' if labels_type == 'zpl' else 'pdf'}"
+
+
+def write_label_file(folder: Path, order_ids: list[int], labels_type: str, content: bytes) -> Path:
+    """Write atomically and never over anything: a hidden temp file made by mkstemp in the folder (mode 0640, not
+    the umask), fsynced, then hard-linked to its final name (fails rather than replaces, and never follows a
+    symlink planted there) and the temp name removed. A taken name gets a ``-2``, ``-3``… suffix."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".labels-", suffix=".tmp")
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        name = label_file_name(order_ids, labels_type)
+        stem, dot, ext = name.rpartition(".")
+        for n in range(1, 1000):
+            target = folder / (name if n == 1 else f"{stem}-{n}.{ext}")
+            try:
+                os.link(tmp, target, follow_symlinks=False)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise OSError(errno.EEXIST, f"no free label file name in {folder}")
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return target
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def print_files(command, files: list[Path], *, timeout_s: float = 60.0) -> str | None:
+    """Run ``command`` (argv) with the files as its last arguments, never through a shell. None when there is no
+    command; else what happened, for the ledger."""
+    if not command or not files:
+        return None
+    argv = [*command, *(str(f) for f in files)]
+    shown = " ".join(str(f.name) for f in files)
+    try:
+        done = subprocess.run(argv, shell=False, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s,
+                              check=False)
+    except FileNotFoundError:
+        message = f"print command {command[0]!r} not found; labels {shown} not printed"
+    except subprocess.TimeoutExpired:
+        message = f"print command {command[0]!r} ran longer than {timeout_s:g} s and was stopped; check {shown}"
+    except OSError as e:
+        message = f"print command {command[0]!r} could not run ({e.strerror or e}); labels {shown} not printed"
+    else:
+        if done.returncode == 0:
+            log.info("printed %s with %s", shown, command[0])
+            return f"printed {shown} with {command[0]}"
+        err = (done.stderr or done.stdout or b"").decode("utf-8", "replace").strip()[:OUTPUT_CHARS]
+        message = f"print command {command[0]!r} failed (exit {done.returncode}) for {shown}: {err or 'no output'}"
+    log.warning("%s", message)
+    return message
