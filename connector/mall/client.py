@@ -414,9 +414,14 @@ class MallClient:
             "labels": [{"order_id": l.order_id, "parcel_count": l.parcel_count} for l in labels],
         }
         path = "/v1/orders/labels"
+        endpoint = f"POST {path}"
         envelope = self._write(path, "POST /v1/orders/labels", body, method="POST")
-        labels = self._model(Labels, _single(f"POST {path}", envelope.get("data")), f"POST {path}")
-        return labels
+        try:
+            return self._model(Labels, _single(endpoint, envelope.get("data")), endpoint)
+        except MallBadResponse as exc:
+            # MALL answered 200, so the labels were most likely made: unreadable is "outcome unknown", never "retry".
+            raise MallOutcomeUnknown(endpoint, exc.status_code, f"labels made but the answer is unreadable "
+                                     f"({exc.message})", cause=exc) from exc
 
     def get_consignments(self, order_id: int) -> list[Consignment]:
         """``GET /v1/orders/{id}/consignments``: the label sets MALL stored for the order; [] when there is none
