@@ -409,13 +409,14 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
     mdp = data.get("mdp")
     if isinstance(mdp, dict):
         mdp = data["mdp"] = dict(mdp)
-        if isinstance(mdp.get("labels_dir"), str):
-            mdp["labels_dir"] = _resolve_path(base, mdp["labels_dir"])
     elif mdp is not None:
         raise ConfigError(cfg_path, "mdp", "must be a table")
     else:
         mdp = data["mdp"] = {}
-    mdp.setdefault("labels_dir", base / "labels")
+    # Like the ledger: under systemd (read-only /etc) a relative labels_dir lives in the StateDirectory.
+    if isinstance(mdp.get("labels_dir"), str):
+        mdp["labels_dir"] = _resolve_path(ledger_base, mdp["labels_dir"])
+    mdp.setdefault("labels_dir", ledger_base / "labels")
     csv_serials = shop["generic_csv"].get("serials")
     if isinstance(csv_serials, str) and not re.match(r"^https?://", csv_serials):
         shop["generic_csv"]["serials"] = str(_resolve_path(base, csv_serials))

@@ -177,22 +177,34 @@ class LabelMaker:
         except MallError as e:  # certainly not made (rate limit, connection never opened): ask again later
             self._again_later(rows, str(e), result)
             return
-        content = labels.content()
-        path = write_label_file(Path(self.cfg.labels_dir), [r.mall_order_id for r in rows], self.cfg.labels_type,
-                                content)
-        result.files.append(path)
+        path, problem = self._write([r.mall_order_id for r in rows], self.cfg.labels_type, labels.content())
         events = []
         with self.ledger.write() as c:
             for r in rows:
                 barcodes = labels.barcodes_of(r.mall_order_id)
-                q.update_labels(c, [r.id], state="done", barcodes=barcodes, file=str(path), reason=None)
+                q.update_labels(c, [r.id], state="done", barcodes=barcodes, file=str(path) if path else None,
+                                reason=problem)
                 events.append((r.mall_order_id, "labels",
                                f"labels made: {r.parcel_count} parcel(s), barcodes {', '.join(barcodes) or '-'}, "
-                               f"file {path}"))
+                               f"file {path or '-'}" + (f" ({problem})" if problem else "")))
             self.ledger.add_events(c, events)
         result.made += len(rows)
-        log.info("labels for %d order(s) written to %s", len(rows), path)
-        self._print([path], {r.mall_order_id for r in rows})
+        if path is not None:
+            result.files.append(path)
+            log.info("labels for %d order(s) written to %s", len(rows), path)
+            self._print([path], {r.mall_order_id for r in rows})
+
+    def _write(self, order_ids: list[int], labels_type: str, content: bytes) -> tuple[Path | None, str | None]:
+        """Write the label file; (path, None), or (None, why) when the folder is unusable: MALL has made the labels,
+        so they count as made and ``mall-connector labels`` fetches them again once the folder is fixed."""
+        folder = Path(self.cfg.labels_dir)
+        try:
+            return write_label_file(folder, order_ids, labels_type, content), None
+        except OSError as e:
+            why = (f"the label file could not be written to {folder}: {e.strerror or e}; fix [mdp] labels_dir, then "
+                   f"run mall-connector labels {' '.join(str(i) for i in order_ids)}")
+            log.error("%s", why)
+            return None, why
 
     # After a crash or an ambiguous answer: find out on MALL, never ask twice.
     def _recover(self, result: LabelsResult) -> None:
@@ -209,19 +221,19 @@ class LabelMaker:
             latest = consignments[-1] if consignments else None
             if latest is not None and _is_ours(latest, row, previous[-1] if previous else None):
                 content = _consignment_content(latest)
-                path = None
+                path, problem = None, None
                 if content:
-                    path = write_label_file(Path(self.cfg.labels_dir), [oid], latest.labels_type or row.labels_type
-                                            or self.cfg.labels_type, content)
-                    result.files.append(path)
+                    path, problem = self._write([oid], latest.labels_type or row.labels_type or self.cfg.labels_type,
+                                                content)
                 with self.ledger.write() as c:
                     q.update_labels(c, [row.id], state="done", barcodes=latest.barcodes,
-                                    file=str(path) if path else None, reason=None)
+                                    file=str(path) if path else None, reason=problem)
                     self.ledger.add_event(c, oid, "labels", f"labels found on MALL after an interrupted request "
                                           f"(not asked again): {row.parcel_count} parcel(s), barcodes "
                                           f"{', '.join(latest.barcodes) or '-'}, file {path or '-'}")
                 result.made += 1
                 if path:
+                    result.files.append(path)
                     self._print([path], {oid})
             elif row.attempts >= self.max_attempts:
                 self._finish([row], "failed", f"gave up after {row.attempts} attempts", result)

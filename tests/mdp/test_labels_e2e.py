@@ -370,3 +370,20 @@ def test_an_unknown_item_is_a_failed_change_with_the_reason_and_the_rest_is_sent
         ledger.close()
     run(shop)
     assert len(serial_puts(sandbox)) == 2  # the failed item is not hammered
+
+
+def test_an_unusable_labels_dir_keeps_the_labels_made_and_says_how_to_get_the_file(tmp_path, sandbox):
+    shop = MdpShop(tmp_path / "shop", sandbox)
+    shop.labels_dir.write_text("not a folder")  # mkdir fails
+    (oid,) = mdp_orders(sandbox, 1)
+    shop.write_rows([{"mall_order_id": oid, "status": "packing"}])
+    run(shop)
+    run(shop)
+    assert len(label_posts(sandbox)) == 1 and len(sandbox.state.consignments(oid)) == 1  # no loop, no second set
+    ledger = ledger_of(shop)
+    try:
+        (row,) = ledger_labels.labels_of(ledger, oid)
+        assert row.state == "done" and row.file is None
+        assert "could not be written" in row.reason and f"mall-connector labels {oid}" in row.reason
+    finally:
+        ledger.close()
