@@ -53,6 +53,16 @@ class FeedRead:
     fingerprint: str | None = None
 
 
+@dataclass
+class SerialsRead:
+    """Serial numbers from the shop (an optional adapter capability, ``read_serials``; docs/mdp.md)."""
+
+    wanted: dict[tuple[int, str], list[str]] = field(default_factory=dict)  # (mall_order_id, item_id) -> list
+    problems: list[str] = field(default_factory=list)  # bad rows, each naming file and line
+    unchanged: bool = False  # the same as ``previous_fingerprint``: not read again
+    fingerprint: str | None = None
+
+
 class FeedUnavailable(Exception):
     """The whole feed could not be read (missing file, HTTP error, malformed XML). Message names the source."""
 

@@ -1,20 +1,15 @@
-"""Serial numbers of order items: read the shop's serials source and send each item's list to MALL once.
+"""Serial numbers of order items: take the shop's serial numbers and send each item's list to MALL once.
 
-``[shop.generic_csv] serials`` is a CSV of ``mall_order_id,item_id,serial_number`` (one row per serial number). Each
-item's list is sent with ``PUT /v1/orders/{id}/items/{itemId}/serial-numbers`` once; when the list in the file
-changes, the new list is sent. Setting a list is idempotent, so an ambiguous failure is simply tried again. An
-unknown order or item (MALL's 404) fails that item with the reason; the others go on. Items that disappear from
-the file are left as MALL has them.
+The adapter reads its shop's serials source (``read_serials``, an optional capability; the generic CSV adapter
+reads ``[shop.generic_csv] serials``, docs/mdp.md). Each item's list is sent with
+``PUT /v1/orders/{id}/items/{itemId}/serial-numbers`` once; when the list changes, the new list is sent. Setting a
+list is idempotent, so an ambiguous failure is simply tried again. An unknown order or item (MALL's 404) fails
+that item with the reason; the others go on. Items that disappear from the source are left as MALL has them.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from connector.ledger import labels as q
 from connector.mall.errors import (
@@ -28,72 +23,16 @@ from connector.mall.errors import (
 log = logging.getLogger("mall_connector.serials")
 
 KV_FINGERPRINT = "serials_fingerprint"
-MAX_BYTES = 20 * 1024 * 1024
-MAX_ROWS = 500_000
-MAX_CELL = 100
-MAX_PER_ITEM = 1000
 PER_PASS = 1000  # PUTs per pass at most; the rest waits for the next pass
-COLUMNS = ("mall_order_id", "item_id", "serial_number")
-
-
-@dataclass
-class SerialsRead:
-    wanted: dict[tuple[int, str], list[str]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-
-def read_serials(path: Path, encoding: str = "utf-8-sig") -> SerialsRead:
-    """Parse the serials CSV within bounds; a bad row is reported with file and line and skipped."""
-    out = SerialsRead()
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise ValueError(f"{path}: {size} bytes is more than the {MAX_BYTES} allowed for a serials file")
-    with open(path, "rb") as f:
-        text = f.read(MAX_BYTES + 1).decode(encoding, errors="strict")
-    sample = text[:4096]
-    delimiter = ";" if sample.count(";") > sample.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = next(reader, None)
-    if header is None:
-        return out
-    names = [h.strip().lstrip("\ufeff").casefold() for h in header]
-    missing = [c for c in COLUMNS if c not in names]
-    if missing:
-        raise ValueError(f"{path}: the header has no column {', '.join(missing)} (needed: {', '.join(COLUMNS)})")
-    at = {c: names.index(c) for c in COLUMNS}
-    for n, row in enumerate(reader, start=2):
-        if n > MAX_ROWS + 1:
-            out.problems.append(f"{path}:{n}: more than {MAX_ROWS} rows; the rest is ignored")
-            break
-        if not any(cell.strip() for cell in row):
-            continue
-        try:
-            oid_text, item, serial = (row[at[c]].strip() for c in COLUMNS)
-        except IndexError:
-            out.problems.append(f"{path}:{n}: fewer values than the header has columns")
-            continue
-        if not re.fullmatch(r"[0-9]{1,18}", oid_text) or int(oid_text) <= 0:
-            out.problems.append(f"{path}:{n}: mall_order_id {oid_text[:20]!r} is not a positive whole number")
-            continue
-        if not item or len(item) > MAX_CELL or not serial or len(serial) > MAX_CELL:
-            out.problems.append(f"{path}:{n}: item_id and serial_number must be 1 to {MAX_CELL} characters")
-            continue
-        serials = out.wanted.setdefault((int(oid_text), item), [])
-        if serial not in serials:
-            if len(serials) >= MAX_PER_ITEM:
-                out.problems.append(f"{path}:{n}: more than {MAX_PER_ITEM} serial numbers for one item")
-                continue
-            serials.append(serial)
-    return out
 
 
 def after_push(engine, result) -> None:
     """Read the serials source when it changed and send what is pending; contained like the labels."""
-    source = getattr(engine.config.shop.generic_csv, "serials", None)
-    if not source or engine.config.shop.adapter != "generic_csv":
+    read = getattr(engine.adapter, "read_serials", None)
+    if read is None:
         return
     try:
-        _note_source(engine, Path(source))
+        _note_source(engine, read)
         result.serials_sent = getattr(result, "serials_sent", 0) + send_pending(engine.ledger, engine.client,
                                                                                engine.config)
     except MallUnauthorized:
@@ -102,25 +41,19 @@ def after_push(engine, result) -> None:
         log.exception("serial numbers failed; the next pass tries again")
 
 
-def _note_source(engine, path: Path) -> None:
+def _note_source(engine, read) -> None:
     try:
-        st = path.stat()
-    except FileNotFoundError:
-        log.warning("serials file %s does not exist (yet)", path)
+        got = read(previous_fingerprint=engine.ledger.get_kv(KV_FINGERPRINT))
+    except ValueError as e:
+        log.warning("serials source unreadable: %s", e)
         return
-    fingerprint = f"{st.st_mtime_ns}:{st.st_size}"
-    if engine.ledger.get_kv(KV_FINGERPRINT) == fingerprint:
+    if got is None or got.unchanged:
         return
-    try:
-        read = read_serials(path, engine.config.shop.generic_csv.encoding)
-    except (ValueError, UnicodeDecodeError, OSError) as e:
-        log.warning("serials file unreadable: %s", e)
-        return
-    for p in read.problems:
+    for p in got.problems:
         log.warning("serials: %s (row skipped)", p)
-    q.record_serials(engine.ledger, read.wanted)
-    engine.ledger.set_kv(KV_FINGERPRINT, fingerprint)
-
+    q.record_serials(engine.ledger, got.wanted)
+    if got.fingerprint is not None:
+        engine.ledger.set_kv(KV_FINGERPRINT, got.fingerprint)
 
 def send_pending(ledger, client, config) -> int:
     """PUT each pending item's list; the number MALL accepted."""
