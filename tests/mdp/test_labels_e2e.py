@@ -387,3 +387,44 @@ def test_an_unusable_labels_dir_keeps_the_labels_made_and_says_how_to_get_the_fi
         assert "could not be written" in row.reason and f"mall-connector labels {oid}" in row.reason
     finally:
         ledger.close()
+
+
+def test_kill_9_while_the_labels_request_is_in_flight_makes_no_second_set(shop, sandbox):
+    """The real thing: `sync-once` is SIGKILLed while MALL is still working on the labels request (the sandbox
+    answers it 2 s late but makes the labels). The next `sync-once` re-reads the consignments: no second POST."""
+    import signal
+    import sqlite3
+
+    mdp = mdp_orders(sandbox, 2)
+    shop.write_rows([{"mall_order_id": oid, "status": "packing", "parcel_count": 2} for oid in mdp])
+    sandbox.faults = Faults(latency_ms=2000, methods=("POST",))
+    proc = shop.popen("sync-once", "--no-sweep")
+    db = shop.folder / "ledger.db"
+
+    def sending() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+                return con.execute("SELECT count(*) FROM mdp_labels WHERE state = 'sending'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+    deadline = time.monotonic() + 60
+    while sending() < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while not all(sandbox.state.consignments(oid) for oid in mdp):  # MALL finishes the request it got
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sandbox.faults = Faults()
+    assert shop.label_files() == []
+
+    done = shop.cli("sync-once", "--no-sweep")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(label_posts(sandbox)) == 1
+    assert all(len(sandbox.state.consignments(oid)) == 1 for oid in mdp)
+    assert len(shop.label_files()) == 2  # one per order, from the consignments
