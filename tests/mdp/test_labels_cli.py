@@ -73,3 +73,12 @@ def test_labels_for_an_order_without_labels_exits_2_with_a_reason(printing_shop,
     done = shop.cli("labels", str(oid))
     assert done.returncode == 2
     assert f"order {oid}: no labels on MALL yet" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sync_once_reports_the_labels_it_made(printing_shop, sandbox):
+    shop = printing_shop
+    (oid,) = mdp_orders(sandbox, 1)
+    shop.write_rows([{"mall_order_id": oid, "status": "packing", "parcel_count": 2}])
+    done = shop.cli("sync-once", "--no-sweep")
+    assert done.returncode == 0, done.stderr
+    assert "MALL Delivery: labels for 1 order(s) in 1 request(s); serial numbers of 0 item(s) sent" in done.stdout
