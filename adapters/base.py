@@ -26,6 +26,8 @@ class ShopOrderState:
     first_delivery_attempt: datetime | None = None  # timezone-aware
     location: str | None = None  # warehouse location, when the feed has one (picking list sort)
     parcel_count: int | None = None  # MALL Delivery parcels (1-100) when the feed says; None means 1
+    #: Serial numbers per order item, ``((item_id, (serial, ...)), ...)``, when the feed carries them (docs/mdp.md).
+    serial_numbers: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     line: int | None = None  # line (CSV) or element number (XML) in the feed, for messages
 
 

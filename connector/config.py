@@ -147,6 +147,7 @@ class FastCentrikFields(_Section):
     first_delivery_attempt: str = "FIRST_DELIVERY_ATTEMPT"
     location: str = "LOCATION"
     parcel_count: str = "PARCEL_COUNT"
+    serial_numbers: str = "SERIAL_NUMBERS"
 
 
 class FastCentrikConfig(_Section):

@@ -53,12 +53,17 @@ class LabelsResult:
 # -- hooks called by the outbound engine ---------------------------------------------------------------------------
 
 def note_feed(engine, rows: dict) -> None:
-    """Store the feed's parcel counts (a row without one means 1, recorded only for orders that had one)."""
+    """Store the feed's parcel counts (a row without one means 1, recorded only for orders that had one) and the
+    serial numbers a feed row carries (FastCentrik's SERIAL_NUMBERS field; sent by connector/sync/serials.py)."""
     counts = {oid: row.parcel_count for oid, row in rows.items()}
     try:
         q.record_parcel_counts(engine.ledger, counts)
+        serials = {(oid, item): list(values) for oid, row in rows.items()
+                   for item, values in (getattr(row, "serial_numbers", None) or ())}
+        if serials:
+            q.record_serials(engine.ledger, serials)
     except Exception:  # noqa: BLE001 - labels must never stop the status sync
-        log.exception("could not record the feed's parcel counts")
+        log.exception("could not record the feed's parcel counts or serial numbers")
 
 
 def after_push(engine, result) -> None:

@@ -29,10 +29,9 @@ PER_PASS = 1000  # PUTs per pass at most; the rest waits for the next pass
 def after_push(engine, result) -> None:
     """Read the serials source when it changed and send what is pending; contained like the labels."""
     read = getattr(engine.adapter, "read_serials", None)
-    if read is None:
-        return
     try:
-        _note_source(engine, read)
+        if read is not None:
+            _note_source(engine, read)
         result.serials_sent = getattr(result, "serials_sent", 0) + send_pending(engine.ledger, engine.client,
                                                                                engine.config)
     except MallUnauthorized:
