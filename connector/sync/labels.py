@@ -135,6 +135,8 @@ class LabelMaker:
             q.add_label_rows(c, new + refused)
             self.ledger.add_events(c, [(r["mall_order_id"], "labels", f"labels refused: {r['reason']}")
                                        for r in refused])
+            for r in refused:
+                self._needs_action(c, r["mall_order_id"], r["parcel_count"], r["reason"])
         for r in refused:
             log.warning("order %s: labels refused: %s", r["mall_order_id"], r["reason"],
                         extra={"order_id": r["mall_order_id"], "reason": r["reason"]})
@@ -259,6 +261,8 @@ class LabelMaker:
         with self.ledger.write() as c:
             q.update_labels(c, [r.id for r in rows], state=state, reason=reason)
             self.ledger.add_events(c, [(r.mall_order_id, "labels", f"labels {state}: {reason}") for r in rows])
+            for r in rows:
+                self._needs_action(c, r.mall_order_id, r.parcel_count, reason)
         for r in rows:
             log.warning("order %s: labels %s: %s", r.mall_order_id, state, reason,
                         extra={"order_id": r.mall_order_id, "reason": reason})
@@ -266,6 +270,14 @@ class LabelMaker:
             result.refused += len(rows)
         else:
             result.failed += len(rows)
+
+    def _needs_action(self, c, order_id: int, parcel_count: int, reason: str) -> None:
+        """A label set MALL will not make needs a human (the parcels on the shelf no longer match): listed by
+        ``ledger list --needs-action`` and alerted once."""
+        self.ledger.add_action(
+            c, key=f"labels:{order_id}:{parcel_count}", order_id=order_id, kind="labels",
+            message=f"MALL Delivery order {order_id}: no labels for {parcel_count} parcel(s): {reason}. Send the "
+                    f"parcels the existing labels cover, or sort it out with MALL in the Partner portal.")
 
     def _print(self, files: list[Path], order_ids: set[int]) -> None:
         outcome = print_files(self.cfg.print_command, files, timeout_s=self.cfg.print_timeout_s)

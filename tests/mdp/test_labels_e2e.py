@@ -258,6 +258,8 @@ def test_a_parcel_count_change_after_shipped_is_refused_with_a_reason(shop, sand
         assert [(r.state, r.parcel_count) for r in rows] == [("done", 2), ("refused", 4)]
         assert "after MALL has the order shipped" in rows[-1].reason and "2 parcel(s) stay valid" in rows[-1].reason
         assert any("labels refused" in m for _, _, m in ledger.events_for(oid))
+        (action,) = [a for a in ledger.open_actions() if a["mall_order_id"] == oid]
+        assert action["kind"] == "labels" and "no labels for 4 parcel(s)" in action["message"]
     finally:
         ledger.close()
     run(shop)  # refused once, not again and again
