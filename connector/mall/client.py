@@ -586,7 +586,8 @@ class MallClient:
         except httpx.RequestError as exc:
             self._notify(template, status_code)
             left = deadline_transport.time_left()
-            if isinstance(exc, httpx.TimeoutException) and left is not None and left <= 0:
+            never_sent = isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+            if isinstance(exc, httpx.TimeoutException) and not never_sent and left is not None and left <= 0:
                 raise self._deadline_error(endpoint, status_code) from None
             err = _transport_error(endpoint, exc)
             log.debug("%s failed after %.0f ms: %s", endpoint, (time.monotonic() - started) * 1000, err.message)
