@@ -6,7 +6,6 @@ after an interrupted request, one PUT per item's serial numbers.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
