@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from connector.ledger.types import FINISHED_CHANGE_STATES, Origin
+from connector.ledger.types import FINISHED_CHANGE_STATES, LabelState, Origin
 
 STORY_STEPS = 5
 WAIT_S = 20.0  # the longest wait for one thing to happen; the whole story takes about 20 s
@@ -508,9 +508,7 @@ labels_dir = "labels"             # MALL Delivery label files (one PDF per reque
             what = "new order" if ch.kind == "new_order" else (ch.target_status or ch.kind)
             return f"{what} handed to the shop" if ch.state == "done" else f"{what} to the shop: {ch.state}"
         if ch.state == "done":
-            from connector.ledger.labels import labels_of
-
-            made = [r for r in labels_of(self.ledger, o.mall_order_id) if r.state == "done" and r.file]
+            made = [r for r in self.ledger.mdp.labels_of(o.mall_order_id) if r.state == LabelState.DONE and r.file]
             labels = f"; labels {Path(made[-1].file).name}" if made else ""
             return f"pushed {ch.target_status} to MALL{labels}"
         return f"{ch.state}: {reason}" if reason else ch.state

@@ -25,8 +25,8 @@ def labels(ctx: Context, order_ids: tuple[int, ...], no_print: bool) -> None:
 
     Example: mall-connector labels 10085339302 10085339402
     """
-    from connector.ledger import labels as q
     from connector.ledger import open_ledger
+    from connector.ledger.types import EventKind, LabelState
     from connector.sync import labels as mdp
 
     config = ctx.config()
@@ -36,7 +36,7 @@ def labels(ctx: Context, order_ids: tuple[int, ...], no_print: bool) -> None:
     client = None
     try:
         for oid in dict.fromkeys(order_ids):
-            done = [r for r in q.labels_of(ledger, oid) if r.state == "done"]
+            done = [r for r in ledger.mdp.labels_of(oid) if r.state == LabelState.DONE]
             path = Path(done[-1].file) if done and done[-1].file else None
             if path is None or not path.is_file():
                 if client is None:
@@ -54,7 +54,7 @@ def labels(ctx: Context, order_ids: tuple[int, ...], no_print: bool) -> None:
                 path = mdp.write_label_file(Path(config.mdp.labels_dir), [oid], kind, content)
                 if done:
                     with ledger.write() as c:
-                        q.update_labels(c, [done[-1].id], file=str(path))
+                        ledger.mdp.update_labels(c, [done[-1].id], file=str(path))
                 click.echo(f"order {oid}: {path} (fetched again from MALL)")
             else:
                 click.echo(f"order {oid}: {path}")
@@ -65,7 +65,7 @@ def labels(ctx: Context, order_ids: tuple[int, ...], no_print: bool) -> None:
                 outcome = mdp.print_files(config.mdp.print_command, files, timeout_s=config.mdp.print_timeout_s)
                 click.echo(outcome)
                 with ledger.write() as c:
-                    ledger.add_events(c, [(oid, "labels", f"re-printed on demand: {outcome}") for oid in order_ids])
+                    ledger.orders.add_events(c, [(oid, EventKind.LABELS, f"re-printed on demand: {outcome}") for oid in order_ids])
             else:
                 click.echo("no [mdp] print_command set: print the files above yourself")
     finally:

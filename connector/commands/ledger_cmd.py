@@ -107,9 +107,7 @@ def ledger_show(ctx: Context, order_id: int) -> None:
                 [(c.id, c.origin, c.shop_status or "", c.target_status or "", c.state, c.attempts,
                   c.reason or c.last_error or "") for c in changes], max_width=90))
         # -- MALL Delivery labels and serial numbers (connector/ledger/labels.py) --
-        from connector.ledger.labels import label_lines
-
-        mdp_lines = label_lines(ledger, order_id)
+        mdp_lines = ledger.mdp.label_lines(order_id)
         if mdp_lines:
             click.echo("\nlabels and serial numbers (UTC):")
             for line in mdp_lines:

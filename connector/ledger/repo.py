@@ -37,6 +37,7 @@ from connector.ledger.db import READ_ONLY, LedgerError, make_engine, migrate
 from connector.ledger.handoffs import HandoffsRepo
 from connector.ledger.inbox import InboxRepo
 from connector.ledger.kv import KvRepo
+from connector.ledger.labels import MdpRepo
 from connector.ledger.orders import OrdersRepo
 from connector.ledger.reports import ReportsRepo
 from connector.ledger.rows import ChangeRow, FailedItem, HandoffRow, OrderRow, utcnow  # noqa: F401 - re-exported
@@ -63,6 +64,7 @@ class Ledger:
         self.alerts = AlertsRepo(self)
         self.kv = KvRepo(self)
         self.reports = ReportsRepo(self)
+        self.mdp = MdpRepo(self)  # MALL Delivery labels and serial numbers (issue 21)
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager

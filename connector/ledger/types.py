@@ -74,6 +74,7 @@ class ActionKind(StrEnum):
     BRANCH_CHANGE = "branch_change"
     SHOP_ACTION = "shop_action"
     DEADLINE = "deadline"  # confirm/ship deadline (sync/deadlines.py)
+    LABELS = "labels"  # MALL Delivery labels MALL will not make (sync/labels.py)
 
 
 class EventKind(StrEnum):
@@ -95,6 +96,24 @@ class EventKind(StrEnum):
     CONFIRMED = "confirmed"
     CONFIRM_REFUSED = "confirm_refused"
     QUARANTINED = "quarantined"
+    LABELS = "labels"  # MALL Delivery labels (sync/labels.py)
+    SERIALS = "serials"  # serial numbers sent (sync/serials.py)
+
+
+# -- MALL Delivery labels and serial numbers (issue 21; connector/ledger/labels.py) ---------------
+
+class LabelState(StrEnum):
+    PENDING = "pending"  # to ask MALL
+    SENDING = "sending"  # asked, answer not recorded: the consignments are read before asking again
+    DONE = "done"
+    REFUSED = "refused"  # never asked, or MALL refused: a rule (parcel_count frozen once shipped)
+    FAILED = "failed"
+
+
+class SerialState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
 
 
 # -- keys ------------------------------------------------------------------------------------

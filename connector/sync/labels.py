@@ -22,17 +22,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.ledger import labels as q
 from connector.ledger.labels import LabelRow
-from connector.ledger.repo import utcnow
-from connector.mall.errors import (
-    MallError,
-    MallNotFound,
-    MallOutcomeUnknown,
-    MallUnauthorized,
-    MallValidationError,
-)
+from connector.ledger.rows import utcnow
+from connector.ledger.types import ActionKind, EventKind, LabelState, action_key
 from connector.mall.models import Consignment, LabelRequest
+from connector.sync.policy import Kind, Op, Outcome, after_failure, outcome_for
 
 log = logging.getLogger("mall_connector.labels")
 
@@ -56,12 +50,14 @@ def note_feed(engine, rows: dict) -> None:
     """Store the feed's parcel counts (a row without one means 1, recorded only for orders that had one) and the
     serial numbers a feed row carries (FastCentrik's SERIAL_NUMBERS field; sent by connector/sync/serials.py)."""
     counts = {oid: row.parcel_count for oid, row in rows.items()}
+    ledger = engine.ledger
     try:
-        q.record_parcel_counts(engine.ledger, counts)
         serials = {(oid, item): list(values) for oid, row in rows.items()
                    for item, values in (getattr(row, "serial_numbers", None) or ())}
-        if serials:
-            q.record_serials(engine.ledger, serials)
+        with ledger.write() as c:
+            ledger.mdp.record_parcel_counts(c, counts)
+            if serials:
+                ledger.mdp.record_serials(c, serials)
     except Exception:  # noqa: BLE001 - labels must never stop the status sync
         log.exception("could not record the feed's parcel counts or serial numbers")
 
@@ -72,9 +68,9 @@ def after_push(engine, result) -> None:
         return
     try:
         made = LabelMaker(engine.ledger, engine.client, engine.config).run(should_stop=engine.should_stop)
-    except MallUnauthorized:
-        raise
-    except Exception:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - contained; only a STOP (401/403) ends the job
+        if outcome_for(Op.LABELS, e).kind == Kind.STOP:
+            raise
         log.exception("MALL Delivery labels failed; the next pass tries again")
         return
     result.labels_made = getattr(result, "labels_made", 0) + made.made
@@ -86,6 +82,7 @@ def after_push(engine, result) -> None:
 class LabelMaker:
     def __init__(self, ledger, client, config):
         self.ledger = ledger
+        self.repo = ledger.mdp
         self.client = client
         self.config = config
         self.cfg = config.mdp
@@ -95,11 +92,11 @@ class LabelMaker:
         result = LabelsResult()
         self._recover(result)
         self._plan(result)
-        pending = q.labels_in(self.ledger, ("pending",))
-        live = {c.mall_order_id: c for c in q.label_candidates(self.ledger, {r.mall_order_id for r in pending})}
+        pending = self.repo.labels_in((LabelState.PENDING,))
+        live = {c.mall_order_id: c for c in self.repo.label_candidates({r.mall_order_id for r in pending})}
         gone = [r for r in pending if r.mall_order_id not in live]
         if gone:
-            self._finish(gone, "failed", "MALL no longer has the order in shipping or shipped: no labels", result)
+            self._finish(gone, LabelState.FAILED, "MALL no longer has the order in shipping or shipped: no labels", result)
         rows = [r for r in pending if r.mall_order_id in live]
         for i in range(0, len(rows), MAX_BATCH):
             if should_stop():
@@ -110,13 +107,13 @@ class LabelMaker:
     # Which orders need a (new) label set.
     def _plan(self, result: LabelsResult) -> None:
         new, refused = [], []
-        for c in q.label_candidates(self.ledger):
+        for c in self.repo.label_candidates():
             latest, done, wanted = c.latest, c.last_done, c.parcel_count
-            if latest is not None and latest.state in ("pending", "sending"):
+            if latest is not None and latest.state in (LabelState.PENDING, LabelState.SENDING):
                 continue
             if done is not None and done.parcel_count == wanted:
                 continue
-            if latest is not None and latest.state in ("refused", "failed") and latest.parcel_count == wanted:
+            if latest is not None and latest.state in (LabelState.REFUSED, LabelState.FAILED) and latest.parcel_count == wanted:
                 continue  # already decided for this count; a new count in the feed is a new request
             if c.mall_status == "shipped":
                 if done is not None:
@@ -125,16 +122,16 @@ class LabelMaker:
                               f"{done.parcel_count} parcel(s) stay valid")
                 else:
                     reason = "MALL has the order shipped already, so its labels were made elsewhere: none requested"
-                refused.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": "refused",
+                refused.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": LabelState.REFUSED.value,
                                 "reason": reason})
             else:
-                new.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": "pending"})
+                new.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": LabelState.PENDING.value})
         if not new and not refused:
             return
         with self.ledger.write() as c:
-            q.add_label_rows(c, new + refused)
-            self.ledger.add_events(c, [(r["mall_order_id"], "labels", f"labels refused: {r['reason']}")
-                                       for r in refused])
+            self.repo.add_label_rows(c, new + refused)
+            self.ledger.orders.add_events(c, [(r["mall_order_id"], EventKind.LABELS, f"labels refused: {r['reason']}")
+                                              for r in refused])
             for r in refused:
                 self._needs_action(c, r["mall_order_id"], r["parcel_count"], r["reason"])
         for r in refused:
@@ -147,8 +144,8 @@ class LabelMaker:
         batch = f"{utcnow():%Y%m%dT%H%M%S}-{rows[0].id}"
         with self.ledger.write() as c:
             for r in rows:
-                q.update_labels(c, [r.id], state="sending", batch=batch, attempts=r.attempts + 1,
-                                labels_type=self.cfg.labels_type)
+                self.repo.update_labels(c, [r.id], state=LabelState.SENDING, batch=batch, attempts=r.attempts + 1,
+                                        labels_type=self.cfg.labels_type)
         rows = [_replace(r, attempts=r.attempts + 1) for r in rows]
         result.calls += 1
         try:
@@ -156,50 +153,51 @@ class LabelMaker:
                 [LabelRequest(order_id=r.mall_order_id, parcel_count=r.parcel_count) for r in rows],
                 labels_type=self.cfg.labels_type, labels_per_page=self.cfg.labels_per_page,
                 first_position=self.cfg.first_position)
-        except MallValidationError as e:
-            if len(rows) > 1:
-                # One order MALL refuses must not hold back the others: ask for each alone.
-                log.info("MALL refused a labels request for %d orders (%s); asking for each order alone",
-                         len(rows), e.message)
+        except Exception as e:  # noqa: BLE001 - what it means is the policy's (Op.LABELS)
+            outcome = outcome_for(Op.LABELS, e)
+            if outcome.kind == Kind.STOP:
                 with self.ledger.write() as c:
-                    q.update_labels(c, [r.id for r in rows], state="pending", attempts=0)
-                for r in rows:
-                    self._request([_replace(r, attempts=0)], result)
-                return
-            self._finish(rows, "refused", f"MALL refused the labels: {e.message or e}", result)
-            return
-        except MallNotFound as e:
-            self._finish(rows, "failed", f"MALL does not know the order: {e}", result)
-            return
-        except MallOutcomeUnknown as e:
-            # May have been made: stays "sending", the next pass reads the consignments before asking again.
-            log.warning("labels request %s: outcome unknown, consignments will be re-read first: %s", batch, e)
-            with self.ledger.write() as c:
-                q.update_labels(c, [r.id for r in rows], reason=f"outcome unknown: {e}")
-            return
-        except MallUnauthorized:
-            with self.ledger.write() as c:
-                q.update_labels(c, [r.id for r in rows], state="pending")
-            raise
-        except MallError as e:  # certainly not made (rate limit, connection never opened): ask again later
-            self._again_later(rows, str(e), result)
+                    self.repo.update_labels(c, [r.id for r in rows], state=LabelState.PENDING)
+                raise
+            self._carry_out(outcome, rows, batch, result)
             return
         path, problem = self._write([r.mall_order_id for r in rows], self.cfg.labels_type, labels.content())
         events = []
         with self.ledger.write() as c:
             for r in rows:
                 barcodes = labels.barcodes_of(r.mall_order_id)
-                q.update_labels(c, [r.id], state="done", barcodes=barcodes, file=str(path) if path else None,
-                                reason=problem)
-                events.append((r.mall_order_id, "labels",
+                self.repo.update_labels(c, [r.id], state=LabelState.DONE, barcodes=barcodes,
+                                        file=str(path) if path else None, reason=problem)
+                events.append((r.mall_order_id, EventKind.LABELS,
                                f"labels made: {r.parcel_count} parcel(s), barcodes {', '.join(barcodes) or '-'}, "
                                f"file {path or '-'}" + (f" ({problem})" if problem else "")))
-            self.ledger.add_events(c, events)
+            self.ledger.orders.add_events(c, events)
         result.made += len(rows)
         if path is not None:
             result.files.append(path)
             log.info("labels for %d order(s) written to %s", len(rows), path)
             self._print([path], {r.mall_order_id for r in rows})
+
+    def _carry_out(self, outcome: Outcome, rows: list[LabelRow], batch: str, result: LabelsResult) -> None:
+        """A failed POST labels, as the policy decided (Op.LABELS)."""
+        if outcome.kind == Kind.FAIL and outcome.refused and len(rows) > 1:
+            # One order MALL refuses must not hold back the others: ask for each alone.
+            log.info("MALL refused a labels request for %d orders (%s); asking for each order alone",
+                     len(rows), outcome.message)
+            with self.ledger.write() as c:
+                self.repo.update_labels(c, [r.id for r in rows], state=LabelState.PENDING, attempts=0)
+            for r in rows:
+                self._request([_replace(r, attempts=0)], result)
+            return
+        if outcome.kind == Kind.FAIL:
+            self._finish(rows, LabelState.REFUSED if outcome.refused else LabelState.FAILED, outcome.reason, result)
+        elif outcome.kind == Kind.REREAD:
+            # May have been made: stays "sending", the next pass reads the consignments before asking again.
+            log.warning("labels request %s: %s", batch, outcome.reason)
+            with self.ledger.write() as c:
+                self.repo.update_labels(c, [r.id for r in rows], reason=outcome.reason)
+        else:  # RETRY: certainly not made (rate limit, connection never opened): ask again later
+            self._again_later(rows, outcome, result)
 
     def _write(self, order_ids: list[int], labels_type: str, content: bytes) -> tuple[Path | None, str | None]:
         """Write the label file; (path, None), or (None, why) when the folder is unusable: MALL has made the labels,
@@ -215,16 +213,17 @@ class LabelMaker:
 
     # After a crash or an ambiguous answer: find out on MALL, never ask twice.
     def _recover(self, result: LabelsResult) -> None:
-        for row in q.labels_in(self.ledger, ("sending",)):
+        for row in self.repo.labels_in((LabelState.SENDING,)):
             oid = row.mall_order_id
             try:
                 consignments = self.client.get_consignments(oid)
-            except MallUnauthorized:
-                raise
-            except MallError as e:
-                log.info("order %s: consignments unreadable, labels request stays open: %s", oid, e)
+            except Exception as e:  # noqa: BLE001 - the policy's (Op.LABELS_READ): RETRY, or STOP on 401/403
+                outcome = outcome_for(Op.LABELS_READ, e)
+                if outcome.kind == Kind.STOP:
+                    raise
+                log.info("order %s: %s", oid, outcome.reason)
                 continue
-            previous = [r for r in q.labels_of(self.ledger, oid) if r.state == "done" and r.id < row.id]
+            previous = [r for r in self.repo.labels_of(oid) if r.state == LabelState.DONE and r.id < row.id]
             latest = consignments[-1] if consignments else None
             if latest is not None and _is_ours(latest, row, previous[-1] if previous else None):
                 content = _consignment_content(latest)
@@ -233,9 +232,9 @@ class LabelMaker:
                     path, problem = self._write([oid], latest.labels_type or row.labels_type or self.cfg.labels_type,
                                                 content)
                 with self.ledger.write() as c:
-                    q.update_labels(c, [row.id], state="done", barcodes=latest.barcodes,
-                                    file=str(path) if path else None, reason=problem)
-                    self.ledger.add_event(c, oid, "labels", f"labels found on MALL after an interrupted request "
+                    self.repo.update_labels(c, [row.id], state=LabelState.DONE, barcodes=latest.barcodes,
+                                            file=str(path) if path else None, reason=problem)
+                    self.ledger.orders.add_event(c, oid, EventKind.LABELS, f"labels found on MALL after an interrupted request "
                                           f"(not asked again): {row.parcel_count} parcel(s), barcodes "
                                           f"{', '.join(latest.barcodes) or '-'}, file {path or '-'}")
                 result.made += 1
@@ -243,30 +242,33 @@ class LabelMaker:
                     result.files.append(path)
                     self._print([path], {oid})
             elif row.attempts >= self.max_attempts:
-                self._finish([row], "failed", f"gave up after {row.attempts} attempts", result)
+                self._finish([row], LabelState.FAILED, f"gave up after {row.attempts} attempts", result)
             else:
                 with self.ledger.write() as c:
-                    q.update_labels(c, [row.id], state="pending")
+                    self.repo.update_labels(c, [row.id], state=LabelState.PENDING)
 
-    def _again_later(self, rows: list[LabelRow], error: str, result: LabelsResult) -> None:
-        over = [r for r in rows if r.attempts >= self.max_attempts]
-        rest = [r for r in rows if r.attempts < self.max_attempts]
-        if over:
-            self._finish(over, "failed", f"gave up after {over[0].attempts} attempts: {error}", result)
-        if rest:
-            with self.ledger.write() as c:
-                q.update_labels(c, [r.id for r in rest], state="pending", reason=error[:2000])
+    def _again_later(self, rows: list[LabelRow], outcome: Outcome, result: LabelsResult) -> None:
+        sync = self.config.sync
+        for r in rows:
+            d = after_failure(outcome, r.attempts, max_attempts=self.max_attempts, retry_base_s=sync.retry_base_s,
+                              retry_max_s=sync.retry_max_s)
+            if d.quarantine:
+                self._finish([r], LabelState.FAILED, d.reason, result)
+            else:
+                with self.ledger.write() as c:
+                    self.repo.update_labels(c, [r.id], state=LabelState.PENDING, reason=d.reason)
 
-    def _finish(self, rows: list[LabelRow], state: str, reason: str, result: LabelsResult) -> None:
+    def _finish(self, rows: list[LabelRow], state: LabelState, reason: str, result: LabelsResult) -> None:
         with self.ledger.write() as c:
-            q.update_labels(c, [r.id for r in rows], state=state, reason=reason)
-            self.ledger.add_events(c, [(r.mall_order_id, "labels", f"labels {state}: {reason}") for r in rows])
+            self.repo.update_labels(c, [r.id for r in rows], state=state, reason=reason)
+            self.ledger.orders.add_events(c, [(r.mall_order_id, EventKind.LABELS, f"labels {state}: {reason}")
+                                              for r in rows])
             for r in rows:
                 self._needs_action(c, r.mall_order_id, r.parcel_count, reason)
         for r in rows:
             log.warning("order %s: labels %s: %s", r.mall_order_id, state, reason,
                         extra={"order_id": r.mall_order_id, "reason": reason})
-        if state == "refused":
+        if state == LabelState.REFUSED:
             result.refused += len(rows)
         else:
             result.failed += len(rows)
@@ -274,8 +276,8 @@ class LabelMaker:
     def _needs_action(self, c, order_id: int, parcel_count: int, reason: str) -> None:
         """A label set MALL will not make needs a human (the parcels on the shelf no longer match): listed by
         ``ledger list --needs-action`` and alerted once."""
-        self.ledger.add_action(
-            c, key=f"labels:{order_id}:{parcel_count}", order_id=order_id, kind="labels",
+        self.ledger.actions.add(
+            c, key=action_key(ActionKind.LABELS, f"{order_id}:{parcel_count}"), order_id=order_id, kind=ActionKind.LABELS,
             message=f"MALL Delivery order {order_id}: no labels for {parcel_count} parcel(s): {reason}. Send the "
                     f"parcels the existing labels cover, or sort it out with MALL in the Partner portal.")
 
@@ -284,7 +286,7 @@ class LabelMaker:
         if outcome is None:
             return
         with self.ledger.write() as c:
-            self.ledger.add_events(c, [(oid, "labels", outcome) for oid in sorted(order_ids)])
+            self.ledger.orders.add_events(c, [(oid, EventKind.LABELS, outcome) for oid in sorted(order_ids)])
 
 
 def _replace(row: LabelRow, **values) -> LabelRow:

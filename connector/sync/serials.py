@@ -11,14 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from connector.ledger import labels as q
-from connector.mall.errors import (
-    MallError,
-    MallNotFound,
-    MallRateLimited,
-    MallUnauthorized,
-    MallValidationError,
-)
+from connector.ledger.types import EventKind, SerialState
+from connector.sync.policy import Kind, Op, after_failure, outcome_for
 
 log = logging.getLogger("mall_connector.serials")
 
@@ -34,15 +28,16 @@ def after_push(engine, result) -> None:
             _note_source(engine, read)
         result.serials_sent = getattr(result, "serials_sent", 0) + send_pending(engine.ledger, engine.client,
                                                                                engine.config)
-    except MallUnauthorized:
-        raise
-    except Exception:  # noqa: BLE001 - serial numbers must never stop the status sync
+    except Exception as e:  # noqa: BLE001 - serial numbers must never stop the status sync; only a 401/403 does
+        if outcome_for(Op.SERIALS, e).kind == Kind.STOP:
+            raise
         log.exception("serial numbers failed; the next pass tries again")
 
 
 def _note_source(engine, read) -> None:
+    ledger = engine.ledger
     try:
-        got = read(previous_fingerprint=engine.ledger.get_kv(KV_FINGERPRINT))
+        got = read(previous_fingerprint=ledger.kv.get(KV_FINGERPRINT))
     except ValueError as e:
         log.warning("serials source unreadable: %s", e)
         return
@@ -50,50 +45,51 @@ def _note_source(engine, read) -> None:
         return
     for p in got.problems:
         log.warning("serials: %s (row skipped)", p)
-    q.record_serials(engine.ledger, got.wanted)
-    if got.fingerprint is not None:
-        engine.ledger.set_kv(KV_FINGERPRINT, got.fingerprint)
+    with ledger.write() as c:
+        ledger.mdp.record_serials(c, got.wanted)
+        if got.fingerprint is not None:
+            ledger.kv.set(c, KV_FINGERPRINT, got.fingerprint)
+
 
 def send_pending(ledger, client, config) -> int:
-    """PUT each pending item's list; the number MALL accepted."""
+    """PUT each pending item's list; the number MALL accepted. What a failure means is the policy's (Op.SERIALS)."""
     sent = 0
-    for row in q.serials_in(ledger, ("pending",), limit=PER_PASS):
+    for row in ledger.mdp.serials_in((SerialState.PENDING,), limit=PER_PASS):
         oid, item = row.mall_order_id, row.item_id
         try:
             client.set_serial_numbers(oid, item, row.wanted)
-        except MallNotFound as e:
-            _fail(ledger, row, f"MALL does not know order {oid} item {item!r} (404): {e.message or 'not found'}; "
-                               "check the serials file")
-            continue
-        except MallValidationError as e:
-            _fail(ledger, row, f"MALL refused the serial numbers: {e.message or e}")
-            continue
-        except MallUnauthorized:
-            raise
-        except MallRateLimited as e:
-            _later(ledger, row, str(e), config)
-            break
-        except MallError as e:  # a PUT of the whole list is safe to repeat, even after an ambiguous failure
-            _later(ledger, row, str(e), config)
+        except Exception as e:  # noqa: BLE001 - contained per item
+            outcome = outcome_for(Op.SERIALS, e)
+            if outcome.kind == Kind.STOP:
+                raise
+            if outcome.kind == Kind.FAIL:
+                _fail(ledger, row, f"order {oid} item {item!r}: {outcome.reason}")
+                continue
+            _later(ledger, row, outcome, config)  # a PUT of the whole list is safe to repeat
+            if outcome.end_pass:
+                break
             continue
         with ledger.write() as c:
-            q.update_serial(c, oid, item, state="done", sent=row.wanted, reason=None)
-            ledger.add_event(c, oid, "serials", f"serial numbers of item {item} sent: {', '.join(row.wanted)}")
+            ledger.mdp.update_serial(c, oid, item, state=SerialState.DONE, sent=row.wanted, reason=None)
+            ledger.orders.add_event(c, oid, EventKind.SERIALS,
+                                    f"serial numbers of item {item} sent: {', '.join(row.wanted)}")
         sent += 1
     return sent
 
 
 def _fail(ledger, row, reason: str) -> None:
     with ledger.write() as c:
-        q.update_serial(c, row.mall_order_id, row.item_id, state="failed", reason=reason)
-        ledger.add_event(c, row.mall_order_id, "failed", reason)
+        ledger.mdp.update_serial(c, row.mall_order_id, row.item_id, state=SerialState.FAILED, reason=reason)
+        ledger.orders.add_event(c, row.mall_order_id, EventKind.FAILED, reason)
     log.warning("order %s: %s", row.mall_order_id, reason, extra={"order_id": row.mall_order_id, "reason": reason})
 
 
-def _later(ledger, row, error: str, config) -> None:
-    attempts = row.attempts + 1
-    if attempts >= config.sync.max_attempts:
-        _fail(ledger, row, f"gave up after {attempts} attempts: {error}")
+def _later(ledger, row, outcome, config) -> None:
+    sync = config.sync
+    d = after_failure(outcome, row.attempts + 1, max_attempts=sync.max_attempts, retry_base_s=sync.retry_base_s,
+                      retry_max_s=sync.retry_max_s)
+    if d.quarantine:
+        _fail(ledger, row, d.reason)
         return
     with ledger.write() as c:
-        q.update_serial(c, row.mall_order_id, row.item_id, attempts=attempts, reason=error[:2000])
+        ledger.mdp.update_serial(c, row.mall_order_id, row.item_id, attempts=d.attempts, reason=d.reason)

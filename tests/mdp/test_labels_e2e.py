@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from connector.ledger import labels as ledger_labels
 from connector.sandbox.faults import Faults
 from connector.sync import labels as labels_mod
 from connector.sync.runner import Services, sync_once
@@ -118,7 +117,7 @@ def test_an_mdp_order_to_shipping_with_2_parcels_gets_a_label_file_with_2_barcod
 
     ledger = ledger_of(shop)
     try:
-        (row,) = ledger_labels.labels_of(ledger, oid)
+        (row,) = ledger.mdp.labels_of(oid)
         assert (row.state, row.parcel_count, row.barcodes, row.file) == ("done", 2, made["barcodes"], str(path))
     finally:
         ledger.close()
@@ -181,7 +180,7 @@ def test_an_ambiguous_labels_answer_is_settled_from_the_consignments_without_a_s
     ledger = ledger_of(shop)
     try:
         for oid in mdp:
-            (row,) = ledger_labels.labels_of(ledger, oid)
+            (row,) = ledger.mdp.labels_of(oid)
             assert row.state == "done" and row.barcodes == sandbox.state.consignments(oid)[0]["barcodes"]
     finally:
         ledger.close()
@@ -204,7 +203,7 @@ def test_a_crash_after_mall_made_the_labels_is_resent_without_a_duplicate_set(sh
     assert len(label_posts(sandbox)) == 1
     ledger = ledger_of(shop)
     try:
-        assert {r.state for oid in mdp for r in ledger_labels.labels_of(ledger, oid)} == {"sending"}
+        assert {r.state for oid in mdp for r in ledger.mdp.labels_of(oid)} == {"sending"}
     finally:
         ledger.close()
 
@@ -236,7 +235,7 @@ def test_a_parcel_count_change_before_shipped_asks_for_new_labels(shop, sandbox)
                                                  [{"order_id": oid, "parcel_count": 3}]]
     ledger = ledger_of(shop)
     try:
-        rows = ledger_labels.labels_of(ledger, oid)
+        rows = ledger.mdp.labels_of(oid)
         assert [(r.state, r.parcel_count, len(r.barcodes)) for r in rows] == [("done", 1, 1), ("done", 3, 3)]
     finally:
         ledger.close()
@@ -253,18 +252,18 @@ def test_a_parcel_count_change_after_shipped_is_refused_with_a_reason(shop, sand
     assert len(label_posts(sandbox)) == 1  # never asked MALL for the frozen order
     ledger = ledger_of(shop)
     try:
-        rows = ledger_labels.labels_of(ledger, oid)
+        rows = ledger.mdp.labels_of(oid)
         assert [(r.state, r.parcel_count) for r in rows] == [("done", 2), ("refused", 4)]
         assert "after MALL has the order shipped" in rows[-1].reason and "2 parcel(s) stay valid" in rows[-1].reason
-        assert any("labels refused" in m for _, _, m in ledger.events_for(oid))
-        (action,) = [a for a in ledger.open_actions() if a["mall_order_id"] == oid]
+        assert any("labels refused" in m for _, _, m in ledger.orders.events_for(oid))
+        (action,) = [a for a in ledger.actions.open() if a["mall_order_id"] == oid]
         assert action["kind"] == "labels" and "no labels for 4 parcel(s)" in action["message"]
     finally:
         ledger.close()
     run(shop)  # refused once, not again and again
     ledger = ledger_of(shop)
     try:
-        assert len(ledger_labels.labels_of(ledger, oid)) == 2
+        assert len(ledger.mdp.labels_of(oid)) == 2
     finally:
         ledger.close()
 
@@ -280,7 +279,7 @@ def test_the_sandbox_refuses_a_new_parcel_count_once_shipped(shop, sandbox):
     assert [p.status_code for p in label_posts(sandbox)] == [200, 400]
     ledger = ledger_of(shop)
     try:
-        last = ledger_labels.labels_of(ledger, oid)[-1]
+        last = ledger.mdp.labels_of(oid)[-1]
         assert last.state == "refused" and "frozen" in last.reason
     finally:
         ledger.close()
@@ -303,7 +302,7 @@ def test_the_print_command_gets_the_files_as_arguments_never_through_a_shell(tmp
     assert not canary.exists()
     ledger = ledger_of(shop)
     try:
-        assert any(f"printed {path.name}" in m for _, _, m in ledger.events_for(mdp[0]))
+        assert any(f"printed {path.name}" in m for _, _, m in ledger.orders.events_for(mdp[0]))
     finally:
         ledger.close()
 
@@ -316,8 +315,8 @@ def test_a_failing_print_command_is_recorded_and_the_labels_stay_made(tmp_path, 
     assert summary.push.labels_made == 1 and summary.exit_code == 0
     ledger = ledger_of(shop)
     try:
-        assert ledger_labels.labels_of(ledger, oid)[0].state == "done"
-        assert any("not found" in m and "not printed" in m for _, _, m in ledger.events_for(oid))
+        assert ledger.mdp.labels_of(oid)[0].state == "done"
+        assert any("not found" in m and "not printed" in m for _, _, m in ledger.orders.events_for(oid))
     finally:
         ledger.close()
 
@@ -364,7 +363,7 @@ def test_an_unknown_item_is_a_failed_change_with_the_reason_and_the_rest_is_sent
     assert sandbox.state.get(oid)["items"][0]["serial_numbers"] == ["SN-9"]
     ledger = ledger_of(shop)
     try:
-        rows = {r.item_id: r for r in ledger_labels.serials_of(ledger, oid)}
+        rows = {r.item_id: r for r in ledger.mdp.serials_of(oid)}
         assert rows["NO-SUCH-ITEM"].state == "failed" and "NO-SUCH-ITEM" in rows["NO-SUCH-ITEM"].reason
         assert rows[item].state == "done"
     finally:
@@ -383,7 +382,7 @@ def test_an_unusable_labels_dir_keeps_the_labels_made_and_says_how_to_get_the_fi
     assert len(label_posts(sandbox)) == 1 and len(sandbox.state.consignments(oid)) == 1  # no loop, no second set
     ledger = ledger_of(shop)
     try:
-        (row,) = ledger_labels.labels_of(ledger, oid)
+        (row,) = ledger.mdp.labels_of(oid)
         assert row.state == "done" and row.file is None
         assert "could not be written" in row.reason and f"mall-connector labels {oid}" in row.reason
     finally:
