@@ -112,8 +112,9 @@ class MdpRepo:
         """MDP orders the connector pushed to shipping (a done shop change to shipping) that MALL has in shipping
         or shipped, with their label rows and wanted parcel count. ``order_ids`` narrows it down."""
         o, ch, p, lb = s.orders, s.changes, s.mdp_parcels, s.mdp_labels
-        pushed = (select(ch.c.mall_order_id).where(ch.c.origin == Origin.SHOP.value, ch.c.state == ChangeState.DONE.value,
-                                                   ch.c.target_status == "shipping").distinct().subquery())
+        pushed = (select(ch.c.mall_order_id)
+                  .where(ch.c.origin == Origin.SHOP.value, ch.c.state == ChangeState.DONE.value,
+                         ch.c.target_status == "shipping").distinct().subquery())
         q = (select(o.c.mall_order_id, o.c.mall_status, func.coalesce(p.c.parcel_count, 1).label("parcel_count"))
              .join(pushed, pushed.c.mall_order_id == o.c.mall_order_id)
              .outerjoin(p, p.c.mall_order_id == o.c.mall_order_id)
@@ -143,7 +144,8 @@ class MdpRepo:
         if not rows:
             return
         now = utcnow()
-        c.execute(s.mdp_labels.insert(), [{"attempts": 0, "created_at": now, "updated_at": now, **r} for r in rows])
+        c.execute(s.mdp_labels.insert(), [{"attempts": 0, "created_at": now, "updated_at": now, **r,
+                                           "state": str(LabelState(r["state"]))} for r in rows])
 
     def labels_in(self, states: Sequence[LabelState]) -> list[LabelRow]:
         with self._ledger.read() as c:

@@ -96,7 +96,8 @@ class LabelMaker:
         live = {c.mall_order_id: c for c in self.repo.label_candidates({r.mall_order_id for r in pending})}
         gone = [r for r in pending if r.mall_order_id not in live]
         if gone:
-            self._finish(gone, LabelState.FAILED, "MALL no longer has the order in shipping or shipped: no labels", result)
+            self._finish(gone, LabelState.FAILED, "MALL no longer has the order in shipping or shipped: no labels",
+                         result)
         rows = [r for r in pending if r.mall_order_id in live]
         for i in range(0, len(rows), MAX_BATCH):
             if should_stop():
@@ -113,7 +114,8 @@ class LabelMaker:
                 continue
             if done is not None and done.parcel_count == wanted:
                 continue
-            if latest is not None and latest.state in (LabelState.REFUSED, LabelState.FAILED) and latest.parcel_count == wanted:
+            if (latest is not None and latest.state in (LabelState.REFUSED, LabelState.FAILED)
+                    and latest.parcel_count == wanted):
                 continue  # already decided for this count; a new count in the feed is a new request
             if c.mall_status == "shipped":
                 if done is not None:
@@ -122,10 +124,10 @@ class LabelMaker:
                               f"{done.parcel_count} parcel(s) stay valid")
                 else:
                     reason = "MALL has the order shipped already, so its labels were made elsewhere: none requested"
-                refused.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": LabelState.REFUSED.value,
+                refused.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": LabelState.REFUSED,
                                 "reason": reason})
             else:
-                new.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": LabelState.PENDING.value})
+                new.append({"mall_order_id": c.mall_order_id, "parcel_count": wanted, "state": LabelState.PENDING})
         if not new and not refused:
             return
         with self.ledger.write() as c:
@@ -234,9 +236,10 @@ class LabelMaker:
                 with self.ledger.write() as c:
                     self.repo.update_labels(c, [row.id], state=LabelState.DONE, barcodes=latest.barcodes,
                                             file=str(path) if path else None, reason=problem)
-                    self.ledger.orders.add_event(c, oid, EventKind.LABELS, f"labels found on MALL after an interrupted request "
-                                          f"(not asked again): {row.parcel_count} parcel(s), barcodes "
-                                          f"{', '.join(latest.barcodes) or '-'}, file {path or '-'}")
+                    self.ledger.orders.add_event(c, oid, EventKind.LABELS,
+                                                 f"labels found on MALL after an interrupted request "
+                                                 f"(not asked again): {row.parcel_count} parcel(s), barcodes "
+                                                 f"{', '.join(latest.barcodes) or '-'}, file {path or '-'}")
                 result.made += 1
                 if path:
                     result.files.append(path)
@@ -277,7 +280,8 @@ class LabelMaker:
         """A label set MALL will not make needs a human (the parcels on the shelf no longer match): listed by
         ``ledger list --needs-action`` and alerted once."""
         self.ledger.actions.add(
-            c, key=action_key(ActionKind.LABELS, f"{order_id}:{parcel_count}"), order_id=order_id, kind=ActionKind.LABELS,
+            c, key=action_key(ActionKind.LABELS, f"{order_id}:{parcel_count}"), order_id=order_id,
+            kind=ActionKind.LABELS,
             message=f"MALL Delivery order {order_id}: no labels for {parcel_count} parcel(s): {reason}. Send the "
                     f"parcels the existing labels cover, or sort it out with MALL in the Partner portal.")
 
