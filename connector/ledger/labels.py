@@ -72,39 +72,40 @@ class MdpRepo:
     def __init__(self, ledger):
         self._ledger = ledger
 
-    @staticmethod
-    def record_parcel_counts(c: Connection, counts: dict[int, int | None]) -> list[tuple[int, int | None, int]]:
-        """Store the feed's parcel counts in the caller's transaction; returns ``(order, before, now)`` for the
-        ones that changed. None means the feed says nothing (1 parcel): stored only for an order that had another
-        count before."""
+    def parcel_count_changes(self, counts: dict[int, int | None]) -> list[tuple[int, int | None, int]]:
+        """``(order, before, now)`` for the feed's parcel counts that differ from the ledger's (a read: an unchanged
+        feed writes nothing). None means the feed says nothing (1 parcel): only for an order that had a count."""
         changed: list[tuple[int, int | None, int]] = []
         ids = [oid for oid, n in counts.items() if n is not None]
-        if len(ids) < len(counts):  # rows without a count only matter for orders that had one
-            if c.execute(select(s.mdp_parcels.c.mall_order_id).limit(1)).first() is not None:
-                ids = list(counts)
-        now = utcnow()
-        for i in range(0, len(ids), CHUNK):
-            chunk = ids[i:i + CHUNK]
-            known = dict(c.execute(select(s.mdp_parcels.c.mall_order_id, s.mdp_parcels.c.parcel_count)
-                                   .where(s.mdp_parcels.c.mall_order_id.in_(chunk))).all())
-            new = []
-            for oid in chunk:
-                want = counts[oid]
-                if want is None:
-                    if oid not in known:
-                        continue
-                    want = 1
-                if known.get(oid) != want:
-                    new.append((oid, known.get(oid), want))
-            inserts = [{"mall_order_id": oid, "parcel_count": n, "seen_at": now} for oid, old, n in new if old is None]
-            if inserts:
-                c.execute(s.mdp_parcels.insert(), inserts)
-            for oid, old, n in new:
-                if old is not None:
-                    c.execute(s.mdp_parcels.update().where(s.mdp_parcels.c.mall_order_id == oid)
-                              .values(parcel_count=n, seen_at=now))
-            changed += new
+        with self._ledger.read() as c:
+            if len(ids) < len(counts):  # rows without a count only matter for orders that had one
+                if c.execute(select(s.mdp_parcels.c.mall_order_id).limit(1)).first() is not None:
+                    ids = list(counts)
+            for i in range(0, len(ids), CHUNK):
+                chunk = ids[i:i + CHUNK]
+                known = dict(c.execute(select(s.mdp_parcels.c.mall_order_id, s.mdp_parcels.c.parcel_count)
+                                       .where(s.mdp_parcels.c.mall_order_id.in_(chunk))).all())
+                for oid in chunk:
+                    want = counts[oid]
+                    if want is None:
+                        if oid not in known:
+                            continue
+                        want = 1
+                    if known.get(oid) != want:
+                        changed.append((oid, known.get(oid), want))
         return changed
+
+    @staticmethod
+    def store_parcel_counts(c: Connection, changed: Sequence[tuple[int, int | None, int]]) -> None:
+        """Write what ``parcel_count_changes`` found, in the caller's transaction."""
+        now = utcnow()
+        inserts = [{"mall_order_id": oid, "parcel_count": n, "seen_at": now} for oid, old, n in changed if old is None]
+        if inserts:
+            c.execute(s.mdp_parcels.insert(), inserts)
+        for oid, old, n in changed:
+            if old is not None:
+                c.execute(s.mdp_parcels.update().where(s.mdp_parcels.c.mall_order_id == oid)
+                          .values(parcel_count=n, seen_at=now))
 
     # -- labels ----------------------------------------------------------------------------------------------------
 

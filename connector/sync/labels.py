@@ -54,10 +54,12 @@ def note_feed(engine, rows: dict) -> None:
     try:
         serials = {(oid, item): list(values) for oid, row in rows.items()
                    for item, values in (getattr(row, "serial_numbers", None) or ())}
-        with ledger.write() as c:
-            ledger.mdp.record_parcel_counts(c, counts)
-            if serials:
-                ledger.mdp.record_serials(c, serials)
+        changed = ledger.mdp.parcel_count_changes(counts)
+        if changed or serials:
+            with ledger.write() as c:
+                ledger.mdp.store_parcel_counts(c, changed)
+                if serials:
+                    ledger.mdp.record_serials(c, serials)
     except Exception:  # noqa: BLE001 - labels must never stop the status sync
         log.exception("could not record the feed's parcel counts or serial numbers")
 
