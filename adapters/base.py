@@ -26,6 +26,9 @@ class ShopOrderState:
     delivered_at: datetime | None = None  # timezone-aware
     first_delivery_attempt: datetime | None = None  # timezone-aware
     location: str | None = None  # warehouse location, when the feed has one (picking list sort)
+    parcel_count: int | None = None  # MALL Delivery parcels (1-100) when the feed says; None means 1
+    #: Serial numbers per order item, ``((item_id, (serial, ...)), ...)``, when the feed carries them (docs/mdp.md).
+    serial_numbers: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     line: int | None = None  # line (CSV) or element number (XML) in the feed, for messages
 
 
@@ -64,6 +67,16 @@ FEED_PROBLEM_KINDS = {
     "duplicate": "an order listed twice (the last row counts)",
     "bad_row": "other bad rows",
 }
+
+
+@dataclass
+class SerialsRead:
+    """Serial numbers from the shop (an optional adapter capability, ``read_serials``; docs/mdp.md)."""
+
+    wanted: dict[tuple[int, str], list[str]] = field(default_factory=dict)  # (mall_order_id, item_id) -> list
+    problems: list[str] = field(default_factory=list)  # bad rows, each naming file and line
+    unchanged: bool = False  # the same as ``previous_fingerprint``: not read again
+    fingerprint: str | None = None
 
 
 class FeedUnavailable(Exception):

@@ -135,6 +135,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("connector.commands.ops_cmd", ["orders_group", "export_group"]),
     ("connector.commands.init_cmd", ["init"]),
     ("connector.commands.backup_cmd", []),  # adds `ledger backup` to the ledger group
+    ("connector.commands.labels_cmd", ["labels"]),
 ]
 
 _register()

@@ -52,6 +52,9 @@ class MallConfig(_Section):
     include_test_orders: bool = False
     timeout_s: float = Field(10.0, gt=0, le=300)
     allow_insecure: bool = False  # allow an http:// base_url on a non-loopback host (never for the real MALL)
+    max_response_bytes: int = Field(20 * 1024 * 1024, ge=64 * 1024, le=1024**3)
+    deadline_s: float = Field(60.0, gt=0, le=3600)
+    max_pages: int = Field(1000, ge=1, le=1_000_000)
 
     @field_validator("base_url")
     @classmethod
@@ -216,6 +219,40 @@ class AlertsConfig(_Section):
     digest_s: int = Field(300, ge=1)
 
 
+class MdpConfig(_Section):
+    """[mdp]: carrier labels for MALL Delivery orders (docs/mdp.md)."""
+
+    labels: bool = True  # ask MALL for labels when the connector pushes shipping for an MDP order
+    labels_dir: Path = Path("labels")
+    labels_type: Literal["pdf", "zpl"] = "pdf"
+    labels_per_page: int = Field(4, ge=1, le=16)
+    first_position: int = Field(1, ge=1, le=16)
+    print_command: tuple[str, ...] | None = None  # argv; the label files are appended, never run by a shell
+    print_timeout_s: float = Field(60.0, gt=0, le=3600)
+
+    @field_validator("print_command", mode="before")
+    @classmethod
+    def _argv(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            import shlex
+
+            try:
+                v = shlex.split(v)
+            except ValueError as e:
+                raise ValueError(f"cannot split into arguments: {e}") from None
+        if v is not None and (not v or not all(isinstance(a, str) and a for a in v)):
+            raise ValueError('must be a command, e.g. "lp -d LABELS" or ["lp", "-d", "LABELS"]')
+        return v
+
+    @field_validator("first_position")
+    @classmethod
+    def _position(cls, v: int, info) -> int:
+        per_page = info.data.get("labels_per_page", 4)
+        if v > per_page:
+            raise ValueError(f"must be at most labels_per_page ({per_page})")
+        return v
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -232,6 +269,7 @@ class CoreConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
     carriers: "CarriersConfig" = Field(default_factory=lambda: _default_carriers())  # issue 15, connector/carrier_config.py
+    mdp: MdpConfig = MdpConfig()
     # Where the file was read from; not a TOML key.
     source_path: Path | None = Field(None, exclude=True)
     # Where each secret came from ("mall.client_id" -> "the systemd credential `mall_client_id`"); never the value.
@@ -401,6 +439,22 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
     if isinstance(shop.get("mapping"), str):
         shop["mapping"] = _resolve_path(base, shop["mapping"])
     sources.update(_prepare_adapter_sections(shop, base, cfg_path, env))
+    mdp = data.get("mdp")
+    if isinstance(mdp, dict):
+        mdp = data["mdp"] = dict(mdp)
+    elif mdp is not None:
+        raise ConfigError(cfg_path, "mdp", "must be a table")
+    else:
+        mdp = data["mdp"] = {}
+    # A relative labels_dir lives beside a SQLite ledger (under systemd the StateDirectory: /etc is read-only there),
+    # else beside the config file, like every other relative path.
+    ledger_url = ledger["url"]
+    ledger_base = (Path(ledger_url[len("sqlite:///"):]).parent
+                   if ledger_url.startswith("sqlite:////") or (ledger_url.startswith("sqlite:///") and ledger_url[10:11] == "/")
+                   else base)
+    if isinstance(mdp.get("labels_dir"), str):
+        mdp["labels_dir"] = _resolve_path(ledger_base, mdp["labels_dir"])
+    mdp.setdefault("labels_dir", ledger_base / "labels")
 
     # [carriers] tables are validated by each carrier's own settings model (issue 15).
     data["carriers"] = parse_carriers(data.get("carriers"), cfg_path, raw_text, env)

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from connector.ledger.types import FINISHED_CHANGE_STATES, Origin
+from connector.ledger.types import FINISHED_CHANGE_STATES, LabelState, Origin
 
 STORY_STEPS = 5
 PRAGUE = ZoneInfo("Europe/Prague")
@@ -53,7 +53,8 @@ CLI_TIMEOUT_S = 60.0
 SEED = 20261126  # same sample orders every run
 EXIT_CONFIG = 78  # the daemon's exit status for a config error: no point in trying another port
 UNMAPPED_STATUS = "Čeká na dodavatele"  # "waiting for the supplier": a status the mapping does not know
-FEED_COLUMNS = ("mall_order_id", "shop_order_id", "status", "carrier", "tracking_number", "tracking_url")
+FEED_COLUMNS = ("mall_order_id", "shop_order_id", "status", "carrier", "tracking_number", "tracking_url",
+                "parcel_count")
 #: Environment a demo child must not inherit: it would point it at another config, MALL account or systemd.
 SCRUBBED_ENV = ("MALL_CONNECTOR_CONFIG", "MALL_CLIENT_ID", "MALL_CONNECTOR_TOKENS", "CREDENTIALS_DIRECTORY",
                 "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -108,7 +109,7 @@ def run_demo(*, keep_running: bool = False, speed: float = 1.0) -> int:
 class StoryOrder:
     """One sample order and what the demo shop knows about it."""
 
-    label: str  # A, B, C, D
+    label: str  # A, B, C, D, E
     mall_order_id: int
     delivery_method: str
     branch_id: int | None
@@ -299,6 +300,9 @@ retry_base_s = 1
 base_url = "{self.packeta.url}"   # the local Packeta simulator
 api_password = "{self.packeta_password}"
 min_interval_s = 0
+
+[mdp]
+labels_dir = "labels"             # MALL Delivery label files (one PDF per request)
 """
 
     @property
@@ -415,6 +419,35 @@ min_interval_s = 0
         self.write_feed(note="A shipped, B shipped",
                         detail=f"A's row has tracking number and URL; B's only carrier {carrier_b!r} and number")
         self.await_puts([a, b], "shipped")
+        self.pause(0.8)
+        self.story_mdp_labels()
+
+    def story_mdp_labels(self) -> None:
+        """A MALL Delivery order: packed with 2 parcels, pushed to shipping, its labels made and saved (docs/mdp.md)."""
+        (o,) = self.sandbox.state.create_orders(1, kind="mdp", status="open")
+        e = self.orders["E"] = StoryOrder(label="E", mall_order_id=o["id"], delivery_method=o.get("delivery_method", ""),
+                                          branch_id=o.get("branch_id"), shop_order_id="OBJ-2405")
+        self.line(f"MALL: a new MALL Delivery order E {e.mall_order_id} ({_delivery(e.delivery_method, e.branch_id)})")
+        self.send_webhook([e])
+        self.await_outbox("orders", [e])
+        self.await_confirmed([e])
+        e.feed = {"status": "packing", "parcel_count": "2"}
+        self.write_feed(note="E packing, 2 parcels", detail="parcel_count: MALL Delivery makes one label per parcel")
+        self.await_puts([e], "shipping")
+        labels_dir = self.folder / "labels"
+
+        def made():
+            files = sorted(labels_dir.glob("labels-*.pdf")) if labels_dir.is_dir() else []
+            return files[-1] if files else None
+
+        path = self._wait(f"the label file of {e.ref}", made)
+        post = next(x for x in self.sandbox.request_log.find("POST", "/v1/orders/labels"))
+        self.line(f"MALL ← POST /v1/orders/labels {json.dumps(post.body['labels'])} → {post.status_code}",
+                  at=self.at_wall(post.ts))
+        barcodes = self.sandbox.state.consignments(e.mall_order_id)[-1]["barcodes"]
+        self.line(f"connector: E's labels saved to labels/{path.name} ({path.stat().st_size} bytes, PDF)")
+        self.detail(f"barcodes {', '.join(barcodes)} are in the ledger; `mall-connector labels {e.mall_order_id}` "
+                    "prints them again")
 
     def _tracking(self, delivery) -> tuple[str, str]:
         prefix, digits = (delivery.tracking_prefix, delivery.tracking_digits) if delivery else ("", 11)
@@ -539,7 +572,9 @@ min_interval_s = 0
             what = "new order" if ch.kind == "new_order" else (ch.target_status or ch.kind)
             return f"{what} handed to the shop" if ch.state == "done" else f"{what} to the shop: {ch.state}"
         if ch.state == "done":
-            return f"pushed {ch.target_status} to MALL"
+            made = [r for r in self.ledger.mdp.labels_of(o.mall_order_id) if r.state == LabelState.DONE and r.file]
+            labels = f"; labels {Path(made[-1].file).name}" if made else ""
+            return f"pushed {ch.target_status} to MALL{labels}"
         return f"{ch.state}: {reason}" if reason else ch.state
 
     # -- the end -----------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ class FastCentrikFields(AdapterSection):
     delivered_at: str = "DELIVERED_AT"
     first_delivery_attempt: str = "FIRST_DELIVERY_ATTEMPT"
     location: str = "LOCATION"
+    parcel_count: str = "PARCEL_COUNT"
+    serial_numbers: str = "SERIAL_NUMBERS"
 
 
 class FastCentrikConfig(FeedSection):

@@ -34,7 +34,7 @@ ADAPTER = AdapterSpec(
     config_model=GenericCsvConfig,
     build=_build,
     secrets=(Secret("auth_password"),),
-    paths=("source", "outbox"),
+    paths=("source", "outbox", "serials"),
     default_mapping=_default_mapping(),
     contract_kit="adapters.generic_csv.contract_kit:GenericCsvKit",
 )

@@ -58,6 +58,18 @@ class GenericCsvAdapter:
     def publish_handoff(self, name: str) -> bool:
         return self.outbox.publish(name)
 
+    def read_serials(self, *, previous_fingerprint: str | None = None):
+        """Optional capability (docs/mdp.md): the ``serials`` CSV as a SerialsRead, None when not configured.
+        Raises ValueError naming the file when it cannot be used."""
+        if not getattr(self.config, "serials", None):
+            return None
+        from pathlib import Path
+
+        from adapters.generic_csv.serials import read_serials_file
+
+        return read_serials_file(Path(self.config.serials), self.config.encoding,
+                                 previous_fingerprint=previous_fingerprint)
+
     def manual_steps(self, record: NewOrder | MallChange) -> str | None:
         """None: the shop imports the outbox files itself."""
         return None

@@ -7,3 +7,4 @@ from adapters.shared.sections import FeedSection
 
 class GenericCsvConfig(FeedSection):
     encoding: str = "utf-8-sig"  # UTF-8 with or without a BOM
+    serials: str | None = None  # CSV of mall_order_id,item_id,serial_number (docs/mdp.md)

@@ -38,6 +38,31 @@ class Records(NamedTuple):
     rows: Iterator[tuple[int, dict[str | None, object]]]
 
 
+MAX_PARCELS = 100  # MALL's limit of parcels (labels) per order
+MAX_SERIAL_TEXT = 100_000  # characters of one order's serial_numbers cell
+MAX_SERIAL = 100  # characters of one item id or serial number
+
+
+def parse_serial_numbers(text: str, order: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``"T429507:DR0289710229X,DR0289810229X|T4300:SN9"`` -> per item its serial numbers, in order, no duplicates.
+    ValueError naming the order and the part that is wrong."""
+    if len(text) > MAX_SERIAL_TEXT:
+        raise ValueError(f"order {order}: serial_numbers is longer than {MAX_SERIAL_TEXT} characters")
+    items: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split("|"))):
+        item, sep, serials = part.partition(":")
+        item = item.strip()
+        values = [v.strip() for v in serials.split(",") if v.strip()]
+        if not sep or not item or not values:
+            raise ValueError(f"order {order}: serial_numbers part {part[:40]!r} is not ITEM_ID:SERIAL[,SERIAL...]")
+        if len(item) > MAX_SERIAL or any(len(v) > MAX_SERIAL for v in values):
+            raise ValueError(f"order {order}: serial_numbers: an item id or serial number is longer than "
+                             f"{MAX_SERIAL} characters")
+        have = items.setdefault(item, [])
+        have.extend(v for v in values if v not in have)
+    return tuple((item, tuple(v)) for item, v in items.items())
+
+
 @dataclass(frozen=True)
 class ColumnMap:
     """The feed's column (or element) name for each ShopOrderState field. Matched ignoring case and
@@ -52,6 +77,8 @@ class ColumnMap:
     delivered_at: str = "delivered_at"
     first_delivery_attempt: str = "first_delivery_attempt"
     location: str = "location"
+    parcel_count: str = "parcel_count"  # MALL Delivery: parcels (labels) of the order, 1-100
+    serial_numbers: str = "serial_numbers"  # "ITEM_ID:SN1,SN2|ITEM_ID2:SN3" (docs/mdp.md)
 
     REQUIRED = ("mall_order_id", "status")
     DATES = ("delivered_at", "first_delivery_attempt")
@@ -303,6 +330,17 @@ def _row_to_state(line: int, record: Mapping[str | None, object], keys: dict[str
             dates[name] = parse_shop_datetime(raw, tz) if raw else None
         except ValueError as e:
             raise RowError("bad_date", f"order {raw_id}: {name}: {e}") from None
+    parcel_count = None
+    raw_parcels = text("parcel_count")
+    if raw_parcels is not None:
+        if not re.fullmatch(r"[0-9]{1,3}", raw_parcels) or not 1 <= int(raw_parcels) <= MAX_PARCELS:
+            raise RowError("bad_row", f"order {raw_id}: parcel_count {raw_parcels[:20]!r} is not a whole number from 1 to "
+                             f"{MAX_PARCELS}")
+        parcel_count = int(raw_parcels)
+    serial_numbers = None
+    raw_serials = text("serial_numbers")
+    if raw_serials is not None:
+        serial_numbers = parse_serial_numbers(raw_serials, raw_id)
     return ShopOrderState(
         mall_order_id=int(raw_id),
         status=status,
@@ -311,6 +349,8 @@ def _row_to_state(line: int, record: Mapping[str | None, object], keys: dict[str
         tracking_url=text("tracking_url"),
         carrier=text("carrier"),
         location=text("location"),
+        parcel_count=parcel_count,
+        serial_numbers=serial_numbers,
         line=line,
         **dates,
     )

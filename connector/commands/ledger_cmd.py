@@ -149,6 +149,13 @@ def ledger_show(ctx: Context, order_id: int) -> None:
                 [(c.id, c.origin, c.shop_status or "", c.target_status or "", c.state, c.attempts,
                   c.reason or c.last_error or "") for c in changes], max_width=90))
         show_items(ledger, order_id, tz)
+        # -- MALL Delivery labels and serial numbers (connector/ledger/labels.py) --
+        mdp_lines = ledger.mdp.label_lines(order_id)
+        if mdp_lines:
+            click.echo("\nlabels and serial numbers (UTC):")
+            for line in mdp_lines:
+                click.echo(f"  {line}")
+        # --
         quarantined = [i for i in ledger.failed_items() if i.kind != ItemKind.CHANGE and order_id in i.mall_order_ids]
         if quarantined:
             click.echo("\nquarantined (bring back with: mall-connector ledger retry ITEM):")

@@ -38,6 +38,7 @@ from connector.ledger.db import READ_ONLY, LedgerError, make_engine, migrate
 from connector.ledger.handoffs import HandoffsRepo
 from connector.ledger.inbox import InboxRepo
 from connector.ledger.kv import KvRepo
+from connector.ledger.labels import MdpRepo
 from connector.ledger.orders import OrdersRepo
 from connector.ledger.reports import ReportsRepo
 from connector.ledger.rows import ChangeRow, FailedItem, HandoffRow, OrderRow, utcnow  # noqa: F401 - re-exported
@@ -67,6 +68,7 @@ class Ledger:
         from connector.ledger.parcels import ParcelsRepo  # issue 15
 
         self.parcels = ParcelsRepo(self)
+        self.mdp = MdpRepo(self)  # MALL Delivery labels and serial numbers (issue 21)
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager

@@ -240,3 +240,47 @@ parcels = Table(
     Column("updated_at", DateTime, nullable=False),
     Index("ix_parcels_state_next", "state", "next_poll_at"),
 )
+
+
+# -- MALL Delivery labels and serial numbers (issue 21; queries in connector/ledger/labels.py) --------------------
+
+mdp_parcels = Table(
+    "mdp_parcels",
+    metadata,
+    Column("mall_order_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("parcel_count", Integer, nullable=False),  # the shop feed's parcel_count (1 when it has none)
+    Column("seen_at", DateTime, nullable=False),
+)
+
+mdp_labels = Table(
+    "mdp_labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mall_order_id", BigInteger, nullable=False),
+    Column("parcel_count", Integer, nullable=False),
+    # pending (to ask) | sending (asked, answer not recorded) | done | refused (never asked: a rule) | failed
+    Column("state", String(10), nullable=False),
+    Column("batch", String(40)),  # one POST /v1/orders/labels: the orders asked for together
+    Column("labels_type", String(3)),
+    Column("barcodes", Text),  # JSON list
+    Column("file", Text),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_mdp_labels_order", "mall_order_id"),
+    Index("ix_mdp_labels_state", "state"),
+)
+
+mdp_serials = Table(
+    "mdp_serials",
+    metadata,
+    Column("mall_order_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("item_id", String(100), primary_key=True),
+    Column("wanted", Text, nullable=False),  # JSON list from the shop's serials source
+    Column("sent", Text),  # JSON list MALL accepted last
+    Column("state", String(10), nullable=False),  # pending | done | failed
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime, nullable=False),
+)

@@ -76,6 +76,7 @@ class ActionKind(StrEnum):
     DEADLINE = "deadline"  # confirm/ship deadline (sync/deadlines.py)
     NOT_DELIVERED = "not_delivered"  # issue 15: shipped long ago, not delivered (sync/delivery.py)
     PARCEL_RETURNED = "parcel_returned"  # issue 15: the carrier returned the parcel to the sender
+    LABELS = "labels"  # MALL Delivery labels MALL will not make (sync/labels.py)
 
 
 class EventKind(StrEnum):
@@ -100,6 +101,8 @@ class EventKind(StrEnum):
     DELIVERY = "delivery"  # issue 15: the delivery job decided something (sync/delivery.py)
     DELIVERY_REFUSED = "delivery_refused"  # issue 15: a reported delivery time was implausible
     CARRIER = "carrier"  # issue 15: the carrier reported delivered / returned
+    LABELS = "labels"  # MALL Delivery labels (sync/labels.py)
+    SERIALS = "serials"  # serial numbers sent (sync/serials.py)
 
 
 class ParcelState(StrEnum):
@@ -110,6 +113,22 @@ class ParcelState(StrEnum):
     RETURNED = "returned"  # returned to the sender: a needs-action item
     EXPIRED = "expired"  # not delivered within [carriers] max_age_days: no longer tracked
     MALL = "mall"  # MALL moved the order on (or it is MALL Delivery): nothing to do
+
+
+# -- MALL Delivery labels and serial numbers (issue 21; connector/ledger/labels.py) ---------------
+
+class LabelState(StrEnum):
+    PENDING = "pending"  # to ask MALL
+    SENDING = "sending"  # asked, answer not recorded: the consignments are read before asking again
+    DONE = "done"
+    REFUSED = "refused"  # never asked, or MALL refused: a rule (parcel_count frozen once shipped)
+    FAILED = "failed"
+
+
+class SerialState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
 
 
 # -- keys ------------------------------------------------------------------------------------

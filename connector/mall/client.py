@@ -13,14 +13,23 @@ Retry rules (see ``RetryPolicy``):
   re-reads the order before deciding again.
 
 Long-term retries belong in the ledger, not here: these bounds are short on purpose.
+
+Every answer is bounded before it is believed (issue 12 item 1, issue 16 item 5): at most ``max_response_bytes``
+are read, counted while streaming (after decompression too); the whole call, retries included, ends at
+``deadline_s`` however slowly MALL trickles (``connector.mall.transport``); JSON nested deeper than
+``MAX_JSON_DEPTH`` is refused; a list is never followed past ``max_pages`` pages and its ``paging`` must agree
+with the items it carries; ids and numbers must fit the ledger's 64-bit integers. Whatever does not fit is a
+``MallBadResponse`` naming the endpoint, the field and the limit -- never a crash of the job that asked.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -41,7 +50,19 @@ from connector.mall.errors import (
     MallTransportError,
     error_for_status,
 )
-from connector.mall.models import BasicOrder, Order, Stats, StatusUpdate, format_mall_datetime
+from connector.mall import transport as deadline_transport
+from connector.mall.models import (
+    INT64_MAX,
+    BasicOrder,
+    Consignment,
+    LabelRequest,
+    Labels,
+    Order,
+    Paging,
+    Stats,
+    StatusUpdate,
+    format_mall_datetime,
+)
 from connector.mall.statuses import parse_status
 
 __all__ = ["DEFAULT_BASE_URL", "MallClient", "RetryPolicy"]
@@ -51,6 +72,14 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://mpapi.mallgroup.com"
 _URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 _RESERVED_PARAMS = frozenset({"client_id", "page", "page_size", "filter", "test"})
+
+DEFAULT_MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+DEFAULT_DEADLINE_S = 60.0
+DEFAULT_MAX_PAGES = 1000
+#: MALL's deepest answer (envelope > data > order > items > item > serial_numbers) is 6 levels; 32 is generous.
+MAX_JSON_DEPTH = 32
+#: An error answer (4xx/5xx) is decided by its HTTP status; only this much of its body is read for the message.
+ERROR_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -102,10 +131,58 @@ def _reset_seconds(response: httpx.Response) -> float | None:
     return None
 
 
-def _snippet(response: httpx.Response) -> str:
+def _snippet(content: bytes) -> str:
     """The start of an unreadable body, for a human to recognise (a proxy page, a maintenance notice)."""
-    text = " ".join(_URL_RE.sub("<url>", response.text[:300]).split())
+    text = content[:300].decode("utf-8", "replace")
+    text = " ".join(_URL_RE.sub("<url>", text).split())
     return redact(text[:80])
+
+
+class _Answer:
+    """An HTTP answer read within the bounds: status, headers and the (decoded) body bytes."""
+
+    __slots__ = ("status_code", "headers", "content")
+
+    def __init__(self, status_code: int, headers: httpx.Headers, content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_depth_ok(value: Any, limit: int) -> bool:
+    """True when ``value`` nests at most ``limit`` containers deep (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True
+
+
+def _load_json(endpoint: str, status_code: int, content: bytes) -> Any:
+    """Parse JSON with NaN/Infinity refused and nesting bounded; ValueError when it is not JSON at all."""
+    try:
+        body = json.loads(content, parse_constant=_refuse_constant)
+    except RecursionError:
+        body = None
+        deep = True
+    else:
+        deep = not _json_depth_ok(body, MAX_JSON_DEPTH)
+    if deep:
+        raise MallBadResponse(endpoint, status_code, f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                              field="(root)", limit="max_depth")
+    return body
 
 
 def _transport_error(endpoint: str, exc: httpx.RequestError) -> MallTransportError:
@@ -123,17 +200,21 @@ def _transport_error(endpoint: str, exc: httpx.RequestError) -> MallTransportErr
     )
 
 
-def _parse_envelope(endpoint: str, response: httpx.Response) -> dict[str, Any]:
+def _parse_envelope(endpoint: str, response: _Answer) -> dict[str, Any]:
     """The ``{result, paging, data}`` envelope, or the typed error it (or the HTTP status) stands for."""
     status_code = response.status_code
     if status_code == 204:
         return {"result": {"code": 204, "status": "OK"}}
     problem = None
     try:
-        body = response.json()
-    except ValueError:
+        body = _load_json(endpoint, status_code, response.content)
+    except MallBadResponse as exc:
+        if status_code < 400:
+            raise
+        problem, body = exc.message, None  # an error answer: its HTTP status still decides
+    except (ValueError, UnicodeDecodeError):
         content_type = response.headers.get("content-type", "no content-type")
-        problem = f"response is not JSON ({content_type}): {_snippet(response)!r}"
+        problem = f"response is not JSON ({content_type}): {_snippet(response.content)!r}"
         body = None
     if problem is None and not (isinstance(body, dict) and isinstance(body.get("result"), dict)):
         problem = "response has no result envelope"
@@ -176,8 +257,8 @@ def _filter_value(value: Any) -> str:
 
 def _check_id(order_id: int) -> int:
     """Order ids go into the path: only positive ints (never text that could change the path)."""
-    if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id <= 0:
-        raise ValueError(f"order_id must be a positive int, not {order_id!r}")
+    if isinstance(order_id, bool) or not isinstance(order_id, int) or not 0 < order_id <= INT64_MAX:
+        raise ValueError(f"order_id must be a positive 64-bit int, not {order_id!r}")
     return order_id
 
 
@@ -193,7 +274,12 @@ class MallClient:
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
         on_response: Callable[[str, int], None] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        max_pages: int = DEFAULT_MAX_PAGES,
     ) -> None:
+        if max_response_bytes < 1024 or deadline_s <= 0 or max_pages < 1:
+            raise ValueError("max_response_bytes must be at least 1024, deadline_s positive, max_pages at least 1")
         base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         if "?" in base_url or "#" in base_url:
             raise ValueError("base_url must not carry a query string or fragment (the client_id is added per call)")
@@ -204,6 +290,9 @@ class MallClient:
         self.base_url = base_url
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
+        self.max_response_bytes = max_response_bytes
+        self.deadline_s = deadline_s
+        self.max_pages = max_pages
         self._http = httpx.Client(
             base_url=base_url,
             params={"client_id": client_id},
@@ -212,9 +301,11 @@ class MallClient:
                 "Content-Type": "application/json",
                 "X-Application-Name": "mall-connector",
                 "X-Application-Version": __version__,
+                # Decoded here, within max_response_bytes (httpx would inflate a whole chunk at once).
+                "Accept-Encoding": "gzip, deflate",
             },
             timeout=timeout_s,
-            transport=transport,
+            transport=transport if transport is not None else deadline_transport.DeadlineTransport(),
             # A redirect would be re-sent elsewhere without our client_id (and a PUT re-sent): treat it as an error.
             follow_redirects=False,
         )
@@ -304,6 +395,64 @@ class MallClient:
         envelope = self._read(path, "GET /v1/orders/stats", params={"days": days})
         return self._model(Stats, _single(f"GET {path}", envelope.get("data")), f"GET {path}")
 
+    # -- MALL Delivery: labels, consignments, serial numbers (mall-api.md §2.6, §2.7) ----------------------
+
+    def create_labels(self, labels: list[LabelRequest], *, labels_type: str = "pdf", labels_per_page: int = 4,
+                      first_position: int = 1) -> Labels:
+        """``POST /v1/orders/labels``: carrier labels for MALL Delivery orders, several orders in one call.
+
+        Like a PUT it is never re-sent after an ambiguous failure (``MallOutcomeUnknown``): a second call would
+        make a second label set. Re-read ``get_consignments`` for each order before asking again."""
+        if not labels:
+            raise ValueError("no orders to make labels for")
+        if labels_type not in ("pdf", "zpl"):
+            raise ValueError("labels_type must be pdf or zpl")
+        body = {
+            "labels_type": labels_type,
+            "first_position": int(first_position),
+            "labels_per_page": int(labels_per_page),
+            "labels": [{"order_id": l.order_id, "parcel_count": l.parcel_count} for l in labels],
+        }
+        path = "/v1/orders/labels"
+        endpoint = f"POST {path}"
+        envelope = self._write(path, "POST /v1/orders/labels", body, method="POST")
+        try:
+            return self._model(Labels, _single(endpoint, envelope.get("data")), endpoint)
+        except MallBadResponse as exc:
+            # MALL answered 200, so the labels were most likely made: unreadable is "outcome unknown", never "retry".
+            raise MallOutcomeUnknown(endpoint, exc.status_code, f"labels made but the answer is unreadable "
+                                     f"({exc.message})", cause=exc) from exc
+
+    def get_consignments(self, order_id: int) -> list[Consignment]:
+        """``GET /v1/orders/{id}/consignments``: the label sets MALL stored for the order; [] when there is none
+        (MALL answers 404 for an order without labels)."""
+        from connector.mall.errors import MallNotFound
+
+        path = f"/v1/orders/{_check_id(order_id)}/consignments"
+        try:
+            envelope = self._read(path, "GET /v1/orders/{id}/consignments")
+        except MallNotFound:
+            return []
+        data = envelope.get("data")
+        if data is None:
+            return []
+        items = data if isinstance(data, list) else [data]
+        if len(items) > 1000:
+            raise MallBadResponse(f"GET {path}", 200, f"{len(items)} consignments for one order", field="data")
+        return [self._model(Consignment, _single(f"GET {path}", x), f"GET {path}", where=f"data.{i}")
+                for i, x in enumerate(items)]
+
+    def set_serial_numbers(self, order_id: int, item_id: str, serial_numbers: list[str]) -> None:
+        """``PUT /v1/orders/{id}/items/{itemId}/serial-numbers`` with the item's whole list (a JSON array)."""
+        from urllib.parse import quote
+
+        if not isinstance(item_id, str) or not item_id or len(item_id) > 100:
+            raise ValueError("item_id must be a non-empty string of at most 100 characters")
+        if not isinstance(serial_numbers, list) or not all(isinstance(x, str) and x for x in serial_numbers):
+            raise ValueError("serial_numbers must be a list of non-empty strings")
+        path = f"/v1/orders/{_check_id(order_id)}/items/{quote(item_id, safe='')}/serial-numbers"
+        self._write(path, "PUT /v1/orders/{id}/items/{itemId}/serial-numbers", list(serial_numbers))
+
     # -- internals -------------------------------------------------------------------------------------
 
     @staticmethod
@@ -334,60 +483,181 @@ class MallClient:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         endpoint = f"GET {path}"
-        page = 1
+        page, seen, per_page = 1, 0, 0
         while True:
             envelope = self._read(path, template, params={**params, "page": page, "page_size": page_size})
-            items = self._list_data(endpoint, envelope.get("data"), basic=basic)
+            paging = self._paging(endpoint, envelope.get("paging"))
+            items = self._list_data(endpoint, envelope, paging, basic=basic)
+            per_page = max(per_page, len(items), (paging.size or 0) if paging else 0)
+            if paging is not None:
+                self._check_paging(endpoint, paging, page=page, page_size=page_size, count=len(items),
+                                   seen=seen, per_page=per_page)
+            seen += len(items)
             yield from items
-            paging = envelope.get("paging")
-            pages = paging.get("pages") if isinstance(paging, dict) else None
-            if not isinstance(pages, int) or page >= pages or not items:
+            if paging is None or paging.pages is None or page >= paging.pages or not items:
                 return
             page += 1
 
-    def _list_data(self, endpoint: str, data: Any, *, basic: bool) -> list[Any]:
+    def _paging(self, endpoint: str, raw: Any) -> Paging | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise MallBadResponse(endpoint, 200, f"paging is a {type(raw).__name__}, not an object", field="paging")
+        return self._model(Paging, raw, endpoint, where="paging")
+
+    def _check_paging(self, endpoint: str, paging: Paging, *, page: int, page_size: int, count: int, seen: int,
+                      per_page: int) -> None:
+        """A page must be the one asked for, hold no more than asked, and agree with its ``paging``: a list is
+        followed for at most ``max_pages`` pages, so a ``pages: 1e9`` answer is refused, never walked."""
+
+        def bad(field: str, why: str, limit: str | None = None) -> MallBadResponse:
+            return MallBadResponse(endpoint, 200, f"{field}: {why}", field=field, limit=limit)
+
+        if paging.pages is not None and paging.pages > self.max_pages:
+            raise bad("paging.pages", f"{paging.pages} pages exceed max_pages ({self.max_pages})", "max_pages")
+        if paging.page is not None and paging.page != page:
+            raise bad("paging.page", f"page {paging.page} answered when page {page} was asked for")
+        if count > page_size:
+            raise bad("data", f"{count} items on a page of at most {page_size} (page_size)", "page_size")
+        if paging.size is not None and count > paging.size:
+            raise bad("paging.size", f"{count} items on the page but size says {paging.size}")
+        if paging.total is not None:
+            if count > paging.total or seen + count > paging.total + per_page:
+                raise bad("paging.total", f"total {paging.total} but {seen + count} items listed so far")
+            if paging.pages is not None and paging.pages > max(1, paging.total):
+                raise bad("paging.pages", f"{paging.pages} pages for a total of {paging.total} items")
+            if paging.pages is not None and per_page and paging.total > paging.pages * per_page:
+                raise bad("paging.total", f"total {paging.total} does not fit {paging.pages} page(s) of {per_page}")
+
+    def _list_data(self, endpoint: str, envelope: dict[str, Any], paging: Paging | None, *, basic: bool) -> list[Any]:
+        data = envelope.get("data")
         if data is None:
-            return []
+            if paging is not None and paging.total == 0:
+                return []  # an empty list may come without data
+            raise MallBadResponse(endpoint, 200, "data is missing (null) in a list answer", field="data")
         if isinstance(data, dict) and isinstance(data.get("ids"), list):
             data = data["ids"]
         if not isinstance(data, list):
-            raise MallBadResponse(endpoint, 200, f"list data is a {type(data).__name__}, not a list")
+            raise MallBadResponse(endpoint, 200, f"list data is a {type(data).__name__}, not a list", field="data")
         if basic:
-            if not all(isinstance(x, dict) for x in data):
-                raise MallBadResponse(endpoint, 200, "filter=basic list holds something other than order objects")
-            return [self._model(BasicOrder, x, endpoint) for x in data]
-        try:
-            # Order ids; should MALL answer with objects anyway, take their ids.
-            return [_as_id(x["id"] if isinstance(x, dict) else x) for x in data]
-        except (KeyError, TypeError, ValueError):
-            raise MallBadResponse(endpoint, 200, "list data holds something other than order ids") from None
+            for i, x in enumerate(data):
+                if not isinstance(x, dict):
+                    raise MallBadResponse(endpoint, 200, f"data.{i}: filter=basic list holds a {type(x).__name__}, "
+                                          "not an order object", field=f"data.{i}")
+            return [self._model(BasicOrder, x, endpoint, where=f"data.{i}") for i, x in enumerate(data)]
+        out = []
+        for i, x in enumerate(data):
+            try:
+                # Order ids; should MALL answer with objects anyway, take their ids.
+                out.append(_as_id(x["id"] if isinstance(x, dict) else x))
+            except (KeyError, TypeError, ValueError):
+                raise MallBadResponse(endpoint, 200, f"data.{i}: not an order id (a positive 64-bit integer)",
+                                      field=f"data.{i}") from None
+        return out
 
     @staticmethod
-    def _model(cls: type[pydantic.BaseModel], data: Any, endpoint: str) -> Any:
+    def _model(cls: type[pydantic.BaseModel], data: Any, endpoint: str, *, where: str = "data") -> Any:
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError as exc:
             # Field paths and reasons only: the input values may hold customer data.
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-                for e in exc.errors(include_url=False, include_input=False)[:5]
-            )
-            raise MallBadResponse(endpoint, 200, f"unexpected {cls.__name__} data: {problems}") from None
+            errors = exc.errors(include_url=False, include_input=False)
+            paths = [".".join([where, *(str(p) for p in e["loc"])]) for e in errors]
+            problems = "; ".join(f"{path}: {e['msg']}" for path, e in list(zip(paths, errors))[:5])
+            raise MallBadResponse(endpoint, 200, f"unexpected {cls.__name__} data: {problems}",
+                                  field=paths[0] if paths else where) from None
 
     def _send(self, method: str, path: str, template: str, params: dict[str, Any] | None, body: Any) -> dict[str, Any]:
         """One HTTP attempt, turned into an envelope or a typed error."""
         endpoint = f"{method} {path}"
         started = time.monotonic()
+        left = deadline_transport.time_left()
+        if left is not None and left <= 0:
+            raise self._deadline_error(endpoint, 0)
+        status_code = 0
         try:
-            response = self._http.request(method, path, params=params, json=body)
+            request = self._http.build_request(method, path, params=params, json=body)
+            response = self._http.send(request, stream=True)
+            status_code = response.status_code
+            try:
+                answer = self._read_answer(endpoint, response)
+            finally:
+                response.close()
         except httpx.RequestError as exc:
-            self._notify(template, 0)
+            self._notify(template, status_code)
+            left = deadline_transport.time_left()
+            never_sent = isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+            if isinstance(exc, httpx.TimeoutException) and not never_sent and left is not None and left <= 0:
+                raise self._deadline_error(endpoint, status_code) from None
             err = _transport_error(endpoint, exc)
             log.debug("%s failed after %.0f ms: %s", endpoint, (time.monotonic() - started) * 1000, err.message)
             raise err from None
-        self._notify(template, response.status_code)
-        log.debug("%s -> HTTP %d in %.0f ms", endpoint, response.status_code, (time.monotonic() - started) * 1000)
-        return _parse_envelope(endpoint, response)
+        except MallBadResponse:
+            self._notify(template, status_code)
+            raise
+        self._notify(template, answer.status_code)
+        log.debug("%s -> HTTP %d in %.0f ms", endpoint, answer.status_code, (time.monotonic() - started) * 1000)
+        return _parse_envelope(endpoint, answer)
+
+    def _deadline_error(self, endpoint: str, status_code: int) -> MallBadResponse:
+        return MallBadResponse(endpoint, status_code,
+                               f"no complete answer within the call deadline of {self.deadline_s:g} s (deadline_s)",
+                               limit="deadline_s")
+
+    def _read_answer(self, endpoint: str, response: httpx.Response) -> _Answer:
+        """Read the body while counting: refused past ``max_response_bytes`` (decoded or not) or the deadline.
+
+        An error status (4xx/5xx) is decided by the status alone, so only ``ERROR_BODY_BYTES`` of its body
+        are kept (for MALL's message) and the rest is not read at all."""
+        status_code = response.status_code
+        error = status_code >= 400
+        limit = min(self.max_response_bytes, ERROR_BODY_BYTES) if error else self.max_response_bytes
+
+        def too_large() -> MallBadResponse:
+            return MallBadResponse(endpoint, status_code, f"the answer exceeds max_response_bytes "
+                                   f"({self.max_response_bytes} bytes); refused", limit="max_response_bytes")
+
+        declared = response.headers.get("content-length", "")
+        if not error and declared.isdigit() and int(declared) > limit:
+            raise too_large()
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if response.is_stream_consumed:
+            encoding = "identity"  # built in memory (a test transport): httpx has decoded it already
+        if encoding in ("gzip", "x-gzip"):
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            inflate = zlib.decompressobj()
+        elif encoding in ("", "identity"):
+            inflate = None
+        else:
+            raise MallBadResponse(endpoint, status_code, f"unsupported content-encoding {encoding[:40]!r}",
+                                  field="content-encoding")
+        body = bytearray()
+        raw_read = 0
+        try:
+            for chunk in _raw_chunks(response):
+                left = deadline_transport.time_left()
+                if left is not None and left <= 0:
+                    raise self._deadline_error(endpoint, status_code)
+                raw_read += len(chunk)
+                if raw_read > self.max_response_bytes:
+                    raise too_large()
+                while chunk:
+                    if inflate is None:
+                        body += chunk[: limit + 1 - len(body)]
+                        chunk = b""
+                    else:
+                        # max_length keeps one compressed chunk from inflating past the limit (a zip bomb).
+                        body += inflate.decompress(chunk, limit + 1 - len(body))
+                        chunk = inflate.unconsumed_tail
+                    if len(body) > limit:
+                        if error:
+                            return _Answer(status_code, response.headers, bytes(body[:limit]))
+                        raise too_large()
+        except zlib.error:
+            raise MallBadResponse(endpoint, status_code, f"the {encoding} body cannot be decompressed",
+                                  field="content-encoding") from None
+        return _Answer(status_code, response.headers, bytes(body))
 
     def _notify(self, template: str, status_code: int) -> None:
         if self._on_response is None:
@@ -412,6 +682,9 @@ class MallClient:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, MallRateLimited) and exc.reset_s is not None and exc.reset_s > policy.reset_cap_s:
                 return True
+            left = deadline_transport.time_left()
+            if left is not None and (state.upcoming_sleep or 0.0) >= left:
+                return True  # the wait would end past the call's deadline
             return (state.seconds_since_start or 0.0) + (state.upcoming_sleep or 0.0) > policy.max_total_s
 
         def before_sleep(state: RetryCallState) -> None:
@@ -431,18 +704,20 @@ class MallClient:
         def should_retry(exc: BaseException) -> bool:
             return isinstance(exc, MallError) and exc.retryable
 
-        return self._retrying(should_retry)(self._send, "GET", path, template, params, None)
+        with deadline_transport.deadline(time.monotonic() + self.deadline_s):
+            return self._retrying(should_retry)(self._send, "GET", path, template, params, None)
 
-    def _write(self, path: str, template: str, body: dict[str, Any]) -> None:
+    def _write(self, path: str, template: str, body: Any, *, method: str = "PUT") -> dict[str, Any]:
         def should_retry(exc: BaseException) -> bool:
             # Only what MALL certainly did not act on: rate limited, or the connection never opened.
             if isinstance(exc, MallRateLimited):
                 return True
             return isinstance(exc, MallTransportError) and exc.retryable and not exc.maybe_sent
 
-        endpoint = f"PUT {path}"
+        endpoint = f"{method} {path}"
         try:
-            self._retrying(should_retry)(self._send, "PUT", path, template, None, body)
+            with deadline_transport.deadline(time.monotonic() + self.deadline_s):
+                return self._retrying(should_retry)(self._send, method, path, template, None, body)
         except (MallServerError, MallBadResponse, MallTransportError) as exc:
             if isinstance(exc, MallTransportError) and not exc.maybe_sent:
                 raise  # never reached MALL: certainly not applied
@@ -452,10 +727,21 @@ class MallClient:
             ) from exc
 
 
+def _raw_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The raw body as it arrives; a response built in memory (a test transport) is already whole."""
+    try:
+        yield from response.iter_raw()
+    except httpx.StreamConsumed:
+        yield response.content
+
+
 def _as_id(value: Any) -> int:
     if isinstance(value, bool) or isinstance(value, float):
         raise ValueError(value)
-    return int(value)
+    value = int(value)
+    if not 0 < value <= INT64_MAX:
+        raise ValueError(value)
+    return value
 
 
 def _single(endpoint: str, data: Any) -> Any:
@@ -463,7 +749,8 @@ def _single(endpoint: str, data: Any) -> Any:
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
     if not isinstance(data, dict):
-        raise MallBadResponse(endpoint, 200, f"data is {type(data).__name__ if data is not None else 'missing'}, not an object")
+        what = type(data).__name__ if data is not None else "missing (null)"
+        raise MallBadResponse(endpoint, 200, f"data is {what}, not an object", field="data")
     return data
 
 

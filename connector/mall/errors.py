@@ -172,7 +172,26 @@ class MallTransportError(MallError):
 
 
 class MallBadResponse(MallError):
-    """MALL answered something we cannot read: not JSON, no ``result`` envelope, or data of the wrong shape."""
+    """MALL answered something we cannot read: not JSON, no ``result`` envelope, or data of the wrong shape.
+
+    ``field`` names the part of the answer that is wrong (``data.purchase_id``, ``paging.pages``) and ``limit``
+    the bound it broke (``max_response_bytes``, ``deadline_s``, ``max_depth``, ``max_pages``), when one applies:
+    an answer that does not fit is always this error, never a crash of the job that asked.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        status_code: int = 0,
+        message: str | None = None,
+        error_codes: list[dict[str, Any]] | None = None,
+        *,
+        field: str | None = None,
+        limit: str | None = None,
+    ) -> None:
+        self.field = redact(str(field)) if field else None
+        self.limit = limit
+        super().__init__(endpoint, status_code, message, error_codes)
 
 
 class MallOutcomeUnknown(MallError):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from connector.mall.statuses import Status, parse_status
 
 __all__ = [
+    "INT64_MAX",
     "PRAGUE",
     "MALL_DATETIME_FORMAT",
     "MALL_HISTORY_DATETIME_FORMAT",
@@ -37,9 +38,16 @@ __all__ = [
     "Paging",
     "Stats",
     "StatusUpdate",
+    "LabelRequest",
+    "LabelOrder",
+    "Labels",
+    "Consignment",
+    "MAX_PARCELS",
 ]
 
 PRAGUE = ZoneInfo("Europe/Prague")
+#: The ledger stores ids and counts as signed 64-bit integers: a bigger number from MALL is a bad answer.
+INT64_MAX = 2**63 - 1
 MALL_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MALL_HISTORY_DATETIME_FORMAT = "%d.%m.%Y %H:%M:%S"
 _EMPTY_DATES = {"", "0000-00-00", "0000-00-00 00:00:00", "00.00.0000 00:00:00"}
@@ -109,6 +117,12 @@ def _number_to_str(value: Any) -> Any:
     return value
 
 
+#: Numbers from MALL must fit the ledger: ids positive 64-bit, other integers signed 64-bit, money finite and sane.
+MallId = Annotated[int, Field(ge=1, le=INT64_MAX)]
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Money = Annotated[Decimal, Field(ge=-(10**12), le=10**12, allow_inf_nan=False)]
+
 MallDateTime = Annotated[datetime, BeforeValidator(parse_mall_datetime)]
 MallDate = Annotated[date, BeforeValidator(_parse_date)]
 Text = Annotated[str, BeforeValidator(_number_to_str)]
@@ -139,7 +153,7 @@ MallStatus = Annotated[Status, BeforeValidator(_status)]
 class Address(_MallModel):
     """The customer's address (with pickup-point delivery it is still the customer's, not the branch's)."""
 
-    customer_id: int | None = None
+    customer_id: Int64 | None = None
     name: str | None = None
     company: str | None = None
     phone: Text | None = None
@@ -154,13 +168,13 @@ class Item(_MallModel):
     """One order line. ``id`` is the partner's product/variant id (text); ``price`` is per unit."""
 
     id: Text
-    article_id: int | None = None
+    article_id: Int64 | None = None
     title: str | None = None
-    quantity: int
-    price: Decimal
-    vat: Decimal | None = None
-    commission: Decimal | None = None
-    purchase_price: Decimal | None = None
+    quantity: Annotated[int, Field(ge=0, le=1_000_000)]
+    price: Money
+    vat: Money | None = None
+    commission: Money | None = None
+    purchase_price: Money | None = None
     serial_numbers: list[Text] = Field(default_factory=list)
 
     @property
@@ -171,8 +185,8 @@ class Item(_MallModel):
 class Branches(_MallModel):
     """Pickup-point assignment. The change time is ``last_change`` (PHP3/5 entity) or ``branch_change_time``."""
 
-    branch_id: int | None = None
-    secondary_branch_id: int | None = None
+    branch_id: Int64 | None = None
+    secondary_branch_id: Int64 | None = None
     overridden: bool = False
     last_change: MallDateTime | None = None
 
@@ -187,7 +201,7 @@ class Branches(_MallModel):
 class UlozenkaStatus(_MallModel):
     """An Uloženka consignment event; ``date`` comes as ``DD.MM.YYYY HH:MM:SS``."""
 
-    id: int | None = None
+    id: Int64 | None = None
     name: str | None = None
     date: MallDateTime | None = None
 
@@ -211,13 +225,13 @@ class ConsignmentStatus(_MallModel):
 class _OrderCommon(_MallModel):
     """Fields shared by the detail and the basic list entry, including when the order entered each status."""
 
-    id: int
+    id: MallId
     status: MallStatus
     confirmed: bool = False
-    purchase_id: int | None = None
+    purchase_id: Int64 | None = None
     external_id: Text | None = None
     source: str | None = None
-    cod: Decimal | None = None
+    cod: Money | None = None
     payment_type: str | None = None
     ship_date: MallDate | None = None
     tracking_number: Text | None = None
@@ -245,7 +259,7 @@ class _OrderCommon(_MallModel):
 class BasicOrder(_OrderCommon):
     """An entry of a list fetched with ``filter=basic``: the customer's name is a plain ``customer`` string."""
 
-    customer_id: int | None = None
+    customer_id: Int64 | None = None
     customer: str | None = None
 
     @property
@@ -256,14 +270,14 @@ class BasicOrder(_OrderCommon):
 class Order(_OrderCommon):
     """The full order (``GET /v1/orders/{id}``)."""
 
-    external_order_id: int | None = None
+    external_order_id: Int64 | None = None
     currency: str | None = None
-    delivery_price: Decimal | None = None
-    cod_price: Decimal | None = None
-    discount: Decimal | None = None
+    delivery_price: Money | None = None
+    cod_price: Money | None = None
+    discount: Money | None = None
     delivery_method: Text | None = None
-    delivery_method_id: int | None = None
-    branch_id: int | None = None
+    delivery_method_id: Int64 | None = None
+    branch_id: Int64 | None = None
     branches: Branches | None = None
     delivery_date: MallDate | None = None
     first_delivery_attempt: MallDateTime | None = None
@@ -300,23 +314,23 @@ class Order(_OrderCommon):
 class Paging(_MallModel):
     """``{total, pages, size, page}``; any of them may be missing (``total`` often is)."""
 
-    total: int | None = None
-    pages: int | None = None
-    size: int | None = None
-    page: int | None = None
+    total: Count | None = None
+    pages: Count | None = None
+    size: Count | None = None
+    page: Count | None = None
 
 
 class Stats(_MallModel):
     """Orders per status over the last N days (``GET /v1/orders/stats``)."""
 
-    blocked: int = 0
-    open: int = 0
-    shipping: int = 0
-    shipped: int = 0
-    delivered: int = 0
-    returned: int = 0
-    cancelled: int = 0
-    lost: int = 0
+    blocked: Count = 0
+    open: Count = 0
+    shipping: Count = 0
+    shipped: Count = 0
+    delivered: Count = 0
+    returned: Count = 0
+    cancelled: Count = 0
+    lost: Count = 0
 
 
 class StatusUpdate(BaseModel):
@@ -357,3 +371,69 @@ class StatusUpdate(BaseModel):
                 value = value.value
             body[name] = value
         return body
+
+
+# -- MALL Delivery labels (mall-api.md §2.7) --------------------------------------------------------------------
+
+MAX_PARCELS = 100  # parcels (labels) per order, MALL's limit
+#: A barcode as MALL prints it; bounded so a hostile answer cannot put megabytes into the ledger.
+Barcode = Annotated[str, BeforeValidator(_number_to_str), Field(min_length=1, max_length=64)]
+
+
+class LabelRequest(BaseModel):
+    """One entry of ``POST /v1/orders/labels``' ``labels`` list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    order_id: MallId
+    parcel_count: Annotated[int, Field(ge=1, le=MAX_PARCELS)] = 1
+
+
+class LabelOrder(_MallModel):
+    """The barcodes MALL made for one order (one per parcel)."""
+
+    order_id: MallId
+    barcodes: Annotated[list[Barcode], Field(max_length=MAX_PARCELS)] = Field(default_factory=list)
+
+
+class Labels(_MallModel):
+    """The answer of ``POST /v1/orders/labels``: barcodes per order and the label file (``labels_raw``, base64)."""
+
+    orders: list[LabelOrder] = Field(default_factory=list)
+    labels_raw: str
+
+    @field_validator("labels_raw")
+    @classmethod
+    def _base64(cls, v: str) -> str:
+        import base64
+        import binascii
+
+        try:
+            base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("labels_raw is not base64") from None
+        return v
+
+    def content(self) -> bytes:
+        """The label file (PDF or ZPL) as bytes."""
+        import base64
+
+        return base64.b64decode(self.labels_raw)
+
+    def barcodes_of(self, order_id: int) -> list[str]:
+        return next((o.barcodes for o in self.orders if o.order_id == order_id), [])
+
+
+class Consignment(_MallModel):
+    """``GET /v1/orders/{id}/consignments``: the labels MALL stored for an order (``labels_raw`` base64).
+
+    MALL's docs list ``{id, order_id, labels_raw, labels_type, parcel_count, type}``; ``barcodes`` is read when
+    present (the sandbox sends it; whether MALL does is not documented)."""
+
+    id: Text | None = None
+    order_id: MallId | None = None
+    labels_raw: str | None = None
+    labels_type: str | None = None
+    parcel_count: Annotated[int, Field(ge=0, le=MAX_PARCELS)] | None = None
+    type: str | None = None
+    barcodes: Annotated[list[Barcode], Field(max_length=MAX_PARCELS)] = Field(default_factory=list)

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.mall.statuses import ALL_STATUSES
-from connector.sandbox.query import QueryError, parse_list_query
+from connector.sandbox.query import MAX_PAGE_SIZE, QueryError, parse_list_query
 from connector.sandbox.state import OrderStore, SandboxError
 
 _ORDER = re.compile(r"^/v1/orders/(\d+)$")
 _TRACKING = re.compile(r"^/v1/orders/(\d+)/tracking$")
+_CONSIGNMENTS = re.compile(r"^/v1/orders/(\d+)/consignments$")
+_SERIALS = re.compile(r"^/v1/orders/(\d+)/items/([^/]+)/serial-numbers$")
 _BY_STATUS = re.compile(r"^/v1/orders/(%s)$" % "|".join(s.value for s in ALL_STATUSES))
 
 
@@ -40,13 +42,14 @@ def error(status: int, code: str, message: str, *, result_status: str = "ERROR")
 
 
 def order_id_of(path: str) -> int | None:
-    """The order id in /v1/orders/{id}[/tracking], else None."""
-    m = _ORDER.match(path) or _TRACKING.match(path)
+    """The order id in /v1/orders/{id}[/tracking|/consignments|/items/…/serial-numbers], else None."""
+    m = _ORDER.match(path) or _TRACKING.match(path) or _CONSIGNMENTS.match(path) or _SERIALS.match(path)
     return int(m.group(1)) if m else None
 
 
-def handle(store: OrderStore, method: str, path: str, query: dict[str, str], raw_body: bytes) -> ApiResponse:
-    """Answer one authenticated MALL API request."""
+def handle(store: OrderStore, method: str, path: str, query: dict[str, str], raw_body: bytes, *,
+           max_page_size: int = MAX_PAGE_SIZE) -> ApiResponse:
+    """Answer one authenticated MALL API request. Lists serve at most ``max_page_size`` orders a page."""
     path = path.rstrip("/") or "/"
     try:
         if path in ("/v1/orders", "/v1/orders/unconfirmed") or _BY_STATUS.match(path):
@@ -55,7 +58,26 @@ def handle(store: OrderStore, method: str, path: str, query: dict[str, str], raw
             by_status = _BY_STATUS.match(path)
             if by_status:  # deprecated /v1/orders/{status}: a status filter on /v1/orders
                 query = {**query, "status": by_status.group(1)}
-            return _list(store, query, unconfirmed=path.endswith("/unconfirmed"))
+            return _list(store, query, unconfirmed=path.endswith("/unconfirmed"), max_page_size=max_page_size)
+        if path == "/v1/orders/labels":
+            if method != "POST":
+                return _not_allowed(method)
+            response = ok(data=store.create_labels(_json(raw_body)))
+            response.applied = True
+            return response
+        if m := _CONSIGNMENTS.match(path):
+            if method != "GET":
+                return _not_allowed(method)
+            made = store.consignments(int(m.group(1)))
+            if not made:
+                return error(404, "RESOURCE_NOT_FOUND", f"order {m.group(1)} has no consignment (no labels yet)")
+            return ok(data=made[-1])
+        if m := _SERIALS.match(path):
+            if method != "PUT":
+                return _not_allowed(method)
+            from urllib.parse import unquote
+
+            return _applied(store.set_serial_numbers(int(m.group(1)), unquote(m.group(2)), _json(raw_body)))
         if path == "/v1/orders/stats":
             return _stats(store, query) if method == "GET" else _not_allowed(method)
         if m := _ORDER.match(path):
@@ -92,8 +114,8 @@ def _json(raw: bytes) -> Any:
         raise SandboxError(400, "BAD_REQUEST", "the body is not valid JSON") from None
 
 
-def _list(store: OrderStore, query: dict[str, str], *, unconfirmed: bool) -> ApiResponse:
-    q = parse_list_query(query)
+def _list(store: OrderStore, query: dict[str, str], *, unconfirmed: bool, max_page_size: int) -> ApiResponse:
+    q = parse_list_query(query, max_page_size)
     rows = store.rows()
     if unconfirmed:
         rows = [r for r in rows if not r["confirmed"]]

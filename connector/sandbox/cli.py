@@ -11,6 +11,7 @@ import click
 from connector.logs import register_secret
 from connector.sandbox.control import ENDPOINTS
 from connector.sandbox.faults import Faults
+from connector.sandbox.query import MAX_PAGE_SIZE
 from connector.sandbox.server import SandboxServer
 
 RATE = click.FloatRange(0.0, 1.0)
@@ -90,8 +91,12 @@ never on the command line (any local user reads argv in /proc):
 @click.option("--carriers", "with_carriers", is_flag=True, default=False,
               help="Also start a simulator of every supported carrier's tracking API (Packeta, Česká pošta, PPL) "
                    "on free ports of the same host, and print the [carriers.<name>] tables that point at them.")
+@click.option("--max-page-size", type=click.IntRange(1, 100_000), default=MAX_PAGE_SIZE, show_default=True,
+              help="Most orders per list page; a bigger page_size is capped to it, as MALL does (MALL's recorded "
+                   "answer to page_size=1000 had 10).")
 def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhook_url_file, webhook_interval,
-            error_rate, rate_limit_rate, rate_limit_budget, rate_limit_window, latency_ms, drop_rate, with_carriers):
+            error_rate, rate_limit_rate, rate_limit_budget, rate_limit_window, latency_ms, drop_rate, with_carriers,
+            max_page_size):
     """Run a local MALL Marketplace look-alike to try a mapping safely.
 
     It speaks MALL's order API (/v1/orders...) with MALL's status rules, sends MALL-style webhooks
@@ -112,7 +117,7 @@ def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhoo
     faults = Faults(seed=seed, error_rate=error_rate, rate_limit_rate=rate_limit_rate, latency_ms=latency_ms,
                     drop_rate=drop_rate, rate_limit_budget=rate_limit_budget, rate_limit_window_s=rate_limit_window)
     server = SandboxServer(client_id, host=host, port=port, orders=orders, seed=seed, webhook_url=webhook_url,
-                           webhook_interval_s=webhook_interval, faults=faults)
+                           webhook_interval_s=webhook_interval, faults=faults, max_page_size=max_page_size)
     try:
         server.start()
     except OSError as e:

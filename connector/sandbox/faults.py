@@ -29,7 +29,7 @@ class Faults:
                               until the window resets (X-RateLimit-* headers on every answer)
       rate_limit_rate         random 429 with X-RateLimit-Reset = rate_limit_reset_s
       error_rate              answer ``error_status`` (5xx) without touching the order
-      error_after_apply_rate  PUT only: apply the change, then answer 500 (an ambiguous outcome)
+      error_after_apply_rate  PUT and POST only: apply the change, then answer 500 (an ambiguous outcome)
     ``methods`` limits request faults to those HTTP methods (empty = all), e.g. ("PUT",).
 
     Webhook faults: webhook_drop_rate (a batch never arrives), webhook_duplicate_rate (sent twice),

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
+#: The largest page the sandbox serves; a bigger page_size is capped to it, as MALL does (the recording answered
+#: page_size=1000 with 10 orders a page and ``size: 10``). ``mall-connector sandbox --max-page-size`` changes it.
+MAX_PAGE_SIZE = 10
 RESERVED = frozenset({"client_id", "page", "page_size", "filter", "test", "_sort"})
 MODIFIERS = frozenset({"eq", "neq", "ne", "gt", "ge", "lt", "le", "in", "nin", "bt", "nbt"})
 NULL = "$null"
@@ -83,13 +85,13 @@ class ListQuery:
         return out
 
     def page_of(self, rows: list[dict]) -> tuple[list[dict], dict]:
-        """(this page's rows, paging). ``pages`` is at least 1 so "loop until page == pages" ends."""
+        """(this page's rows, paging). ``pages`` is at least 1 so "loop until page == pages" ends; ``size`` is the
+        number of rows on this page (MALL's meaning: it does not echo the page_size asked for)."""
         total = len(rows)
         pages = max(1, math.ceil(total / self.page_size))
         start = (self.page - 1) * self.page_size
-        return rows[start:start + self.page_size], {
-            "total": total, "pages": pages, "size": self.page_size, "page": self.page,
-        }
+        page = rows[start:start + self.page_size]
+        return page, {"total": total, "pages": pages, "size": len(page), "page": self.page}
 
 
 def _bool(text: str, name: str) -> bool:
@@ -143,8 +145,10 @@ def parse_filter(name: str, raw: str) -> Filter:
     return Filter(name, modifier, values)
 
 
-def parse_list_query(query: dict[str, str]) -> ListQuery:
-    """A ListQuery from the request's query parameters; QueryError for anything MALL would refuse."""
+def parse_list_query(query: dict[str, str], max_page_size: int = MAX_PAGE_SIZE) -> ListQuery:
+    """A ListQuery from the request's query parameters; QueryError for anything MALL would refuse.
+
+    A ``page_size`` above ``max_page_size`` is capped to it, not refused (as MALL does)."""
     filt = query.get("filter", "ids")
     if filt not in ("ids", "basic"):
         raise QueryError("filter must be basic or ids")
@@ -156,7 +160,7 @@ def parse_list_query(query: dict[str, str]) -> ListQuery:
         sort.append((name, direction == "desc"))
     return ListQuery(
         page=_int(query.get("page", "1"), "page", 1),
-        page_size=_int(query.get("page_size", str(DEFAULT_PAGE_SIZE)), "page_size", 1, MAX_PAGE_SIZE),
+        page_size=min(_int(query.get("page_size", str(DEFAULT_PAGE_SIZE)), "page_size", 1), max_page_size),
         basic=filt == "basic",
         include_test=_bool(query["test"], "test") if "test" in query else False,
         filters=tuple(parse_filter(k, v) for k, v in query.items() if k not in RESERVED),

@@ -24,6 +24,7 @@ from connector.logs import redact, register_secret
 from connector.sandbox import api, control
 from connector.sandbox.api import ApiResponse
 from connector.sandbox.faults import Faults
+from connector.sandbox.query import MAX_PAGE_SIZE
 from connector.sandbox.requestlog import RequestLog
 from connector.sandbox.state import OrderStore
 from connector.sandbox.webhooks import WebhookLog, WebhookSender
@@ -42,9 +43,14 @@ class SandboxServer:
     """
 
     def __init__(self, client_id: str, *, host: str = "127.0.0.1", port: int = 0, orders: int = 0, seed: int = 0,
-                 webhook_url: str | None = None, webhook_interval_s: float = 60.0, faults: Faults | None = None):
+                 webhook_url: str | None = None, webhook_interval_s: float = 60.0, faults: Faults | None = None,
+                 max_page_size: int = MAX_PAGE_SIZE):
         if not client_id:
             raise ValueError("client_id must not be empty")
+        if max_page_size < 1:
+            raise ValueError("max_page_size must be at least 1")
+        #: Lists serve at most this many orders a page (a bigger page_size is capped, as on MALL).
+        self.max_page_size = max_page_size
         register_secret(client_id)
         self._client_id = client_id.encode()
         self.host = host
@@ -248,10 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._answer(api.error(faults.error_status, "INTERNAL_ERROR", "internal server error"),
                                     entry, fault="5xx")
 
-        response = api.handle(sandbox.state, self.command, path, query, raw)
+        response = api.handle(sandbox.state, self.command, path, query, raw, max_page_size=sandbox.max_page_size)
         response.headers.update(headers)
         fault = None
-        if active and self.command == "PUT" and response.status == 200 and faults.roll(faults.error_after_apply_rate):
+        if active and self.command in ("PUT", "POST") and response.status == 200 and faults.roll(faults.error_after_apply_rate):
             applied = response.applied
             response = api.error(500, "INTERNAL_ERROR", "internal server error")
             response.applied, fault = applied, "5xx_after_apply"

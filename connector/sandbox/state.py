@@ -336,6 +336,39 @@ def _parse_update(body: object) -> dict:
     return fields
 
 
+def _parse_labels(body: object) -> dict:
+    """The validated body of ``POST /v1/orders/labels``; SandboxError 400 otherwise."""
+    if not isinstance(body, dict):
+        raise SandboxError(400, "BAD_REQUEST", "the body must be a JSON object")
+    unknown = sorted(set(body) - {"labels_type", "first_position", "labels_per_page", "labels"})
+    if unknown:
+        raise SandboxError(400, "UNKNOWN_FIELD", f"unknown field(s): {', '.join(unknown)}")
+
+    def whole(name: str, value: object, lo: int, hi: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise SandboxError(400, "VALIDATION_ERROR", f"{name} must be a whole number from {lo} to {hi}")
+        return value
+
+    labels_type = body.get("labels_type", "pdf")
+    if labels_type not in ("pdf", "zpl"):
+        raise SandboxError(400, "VALIDATION_ERROR", "labels_type must be pdf or zpl")
+    per_page = whole("labels_per_page", body.get("labels_per_page", 4), 1, 16)
+    first = whole("first_position", body.get("first_position", 1), 1, per_page)
+    entries = body.get("labels")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= 500:
+        raise SandboxError(400, "VALIDATION_ERROR", "labels must be a list of 1 to 500 {order_id, parcel_count}")
+    out, seen = [], set()
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - {"order_id", "parcel_count"}:
+            raise SandboxError(400, "VALIDATION_ERROR", "each labels entry is {order_id, parcel_count}")
+        oid = whole("order_id", entry.get("order_id"), 1, 2**63 - 1)
+        if oid in seen:
+            raise SandboxError(400, "VALIDATION_ERROR", f"order {oid} is listed twice")
+        seen.add(oid)
+        out.append({"order_id": oid, "parcel_count": whole("parcel_count", entry.get("parcel_count", 1), 1, 100)})
+    return {"labels_type": labels_type, "labels_per_page": per_page, "first_position": first, "labels": out}
+
+
 class OrderStore:
     """Thread-safe in-memory MALL orders with a change history and the queue of ids awaiting a webhook.
 
@@ -353,6 +386,8 @@ class OrderStore:
         self._history: dict[int, list[dict]] = {}
         self._changed: dict[int, None] = {}  # insertion-ordered set of ids MALL changed since the last webhook
         self._next_purchase = FIRST_PURCHASE_ID
+        self._consignments: dict[int, list[dict]] = {}  # label sets per MALL Delivery order, latest last
+        self._next_consignment = 1
 
     # -- creating orders -------------------------------------------------------------------------
 
@@ -533,6 +568,88 @@ class OrderStore:
             order["tracking_number"], order["tracking_url"] = number, url
             shipped = Status(order["status"])
             self._log(order_id, "partner", "tracking", shipped, shipped, fmt_dt(self._now()))
+            return True
+
+    # -- MALL Delivery labels and serial numbers (mall-api.md §2.6, §2.7) -------------------------
+
+    def create_labels(self, body: object) -> dict:
+        """Apply ``POST /v1/orders/labels``: a label set per order, all or nothing; the answer's ``data``.
+
+        Labels exist only for MALL Delivery orders in shipping or shipped; once shipped, ``parcel_count`` is
+        frozen (a new set with another count is refused 400). Each call makes new barcodes: asking twice makes
+        two label sets, as on MALL."""
+        from connector.sandbox import labelfile
+
+        req = _parse_labels(body)
+        with self._lock:
+            for entry in req["labels"]:
+                order = self._get(entry["order_id"])
+                oid, status = order["id"], Status(order["status"])
+                if not order["mdp"]:
+                    raise SandboxError(400, "NOT_MDP_ORDER", f"order {oid} is not a MALL Delivery order: no labels")
+                if status not in (Status.SHIPPING, Status.SHIPPED):
+                    raise SandboxError(400, "LABELS_NOT_ALLOWED",
+                                       f"labels exist only in shipping or shipped; order {oid} is {status}")
+                last = (self._consignments.get(oid) or [None])[-1]
+                if status is Status.SHIPPED and last is not None and last["parcel_count"] != entry["parcel_count"]:
+                    raise SandboxError(400, "PARCEL_COUNT_FROZEN",
+                                       f"order {oid} is shipped: parcel_count is frozen at {last['parcel_count']}")
+            now = fmt_dt(self._now())
+            every: list[labelfile.Label] = []
+            orders = []
+            for entry in req["labels"]:
+                oid, count = entry["order_id"], entry["parcel_count"]
+                seq = self._next_consignment
+                self._next_consignment += 1
+                barcodes = [f"DR{oid}{seq:03d}{n:03d}" for n in range(1, count + 1)]
+                mine = [labelfile.Label(oid, n, count, code) for n, code in enumerate(barcodes, start=1)]
+                every += mine
+                raw = self._label_file(mine, req)
+                self._consignments.setdefault(oid, []).append({
+                    "id": str(seq), "order_id": oid, "labels_raw": raw, "labels_type": req["labels_type"],
+                    "parcel_count": count, "type": "online", "barcodes": barcodes, "created": now,
+                })
+                order = self._orders[oid]
+                status = Status(order["status"])
+                self._log(oid, "partner", "labels", status, status, now)
+                orders.append({"order_id": oid, "barcodes": barcodes})
+            return {"orders": orders, "labels_raw": self._label_file(every, req)}
+
+    @staticmethod
+    def _label_file(labels: list, req: dict) -> str:
+        import base64
+
+        from connector.sandbox import labelfile
+
+        if req["labels_type"] == "zpl":
+            content = labelfile.zpl(labels)
+        else:
+            content = labelfile.pdf(labels, labels_per_page=req["labels_per_page"],
+                                    first_position=req["first_position"])
+        return base64.b64encode(content).decode("ascii")
+
+    def consignments(self, order_id: int) -> list[dict]:
+        """The order's label sets, oldest first ([] when none); 404 for an unknown order."""
+        with self._lock:
+            self._get(order_id)
+            return _copy(self._consignments.get(order_id, []))
+
+    def set_serial_numbers(self, order_id: int, item_id: str, body: object) -> bool:
+        """Apply ``PUT /v1/orders/{id}/items/{itemId}/serial-numbers``; True when the list changed."""
+        if not isinstance(body, list) or len(body) > 1000 or not all(
+                isinstance(x, str) and 0 < len(x) <= 100 for x in body):
+            raise SandboxError(400, "BAD_REQUEST",
+                               "the body must be a JSON array of serial numbers (strings of 1-100 characters)")
+        with self._lock:
+            order = self._get(order_id)
+            item = next((i for i in order["items"] if i["id"] == item_id), None)
+            if item is None:
+                raise SandboxError(404, "RESOURCE_NOT_FOUND", f"order {order_id} has no item {item_id!r}")
+            if item.get("serial_numbers") == body:
+                return False
+            item["serial_numbers"] = list(body)
+            status = Status(order["status"])
+            self._log(order_id, "partner", "serial_numbers", status, status, fmt_dt(self._now()))
             return True
 
     # -- MALL-side changes (operator endpoints) --------------------------------------------------

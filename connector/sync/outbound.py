@@ -80,6 +80,9 @@ class PushResult:
     done_by_reread: int = 0
     reads: int = 0  # GET /v1/orders/{id}
     list_reads: int = 0  # batched state refreshes (GET /v1/orders?id=in:...)
+    labels_made: int = 0  # MALL Delivery orders whose labels were made (connector/sync/labels.py)
+    labels_calls: int = 0  # POST /v1/orders/labels
+    serials_sent: int = 0  # items whose serial numbers MALL accepted (connector/sync/serials.py)
 
 
 def _first_try(ch: ChangeRow) -> bool:
@@ -176,6 +179,11 @@ class OutboundSync(Engine):
         for row in feed.rows:
             rows[row.mall_order_id] = row  # the last row of an order wins
         result.rows = len(rows)
+        # -- MALL Delivery labels (connector/sync/labels.py): the feed's parcel counts --------------------
+        from connector.sync import labels as mdp_labels
+
+        mdp_labels.note_feed(self, rows)
+        # ------------------------------------------------------------------------------------------------
         ids = list(rows)
         mapping = self.mapping
         all_recorded = True
@@ -336,6 +344,16 @@ class OutboundSync(Engine):
     # -- pushing to MALL ----------------------------------------------------------------------
     def push_due(self, *, include_not_due: bool = False) -> PushResult:
         """Work through open changes (pending, interrupted, due retries), oldest first, a batch at a time."""
+        result = self._push_changes(include_not_due=include_not_due)
+        # -- MALL Delivery (connector/sync/labels.py, serials.py): labels and serial numbers -------------
+        from connector.sync import labels as mdp_labels, serials as mdp_serials
+
+        mdp_labels.after_push(self, result)
+        mdp_serials.after_push(self, result)
+        # ------------------------------------------------------------------------------------------------
+        return result
+
+    def _push_changes(self, *, include_not_due: bool) -> PushResult:
         result = PushResult()
         last_id = 0
         batch = self.config.sync.batch_size

@@ -24,6 +24,13 @@ anything else          push PUT: REREAD; else RETRY with backoff: recorded on th
                        quarantined after max_attempts
 =====================  ==================================================================
 
+MALL Delivery (connector/sync/labels.py, serials.py; issue 21): POST labels (``LABELS``) is not idempotent:
+404 FAIL; 400/422 FAIL, refused (a batch is then asked order by order); 429 RETRY, ending the pass;
+MallOutcomeUnknown, MallBadResponse and anything not from MALL REREAD (the consignments are read before
+asking again); other MALL errors RETRY. Reading consignments (``LABELS_READ``): RETRY (the request stays
+open). PUT serial-numbers (``SERIALS``, idempotent): 404 FAIL (unknown order or item), 400/422 FAIL,
+refused; 429 RETRY, ending the pass; anything else RETRY. 401/403 STOP, as everywhere.
+
 RETRY and REREAD count an attempt; past ``[sync] max_attempts`` the item is quarantined (FAIL,
 the reason kept) by ``after_failure``. The outcome is stored in typed columns (``outcome``,
 ``error_class``, ``refused``), never parsed back from the message.
@@ -73,6 +80,10 @@ class Op(StrEnum):
     DECIDE = "decide"  # decide a change on the state read (pure, but fed with outside data)
     FEED_READ = "feed_read"  # read the shop's feed (the whole feed: retried by the next poll)
     DELIVERY_READ = "delivery_read"  # issue 15: one watched parcel's step (its order's MALL read, its carrier answer)
+    # -- MALL Delivery (issue 21) --
+    LABELS = "labels"  # POST /v1/orders/labels for a batch of orders (not idempotent)
+    LABELS_READ = "labels_read"  # GET /v1/orders/{id}/consignments before asking again
+    SERIALS = "serials"  # PUT an item's serial numbers (idempotent)
 
 
 class Kind(StrEnum):
@@ -109,6 +120,9 @@ DOING = {
     Op.DECIDE: "deciding the change",
     Op.FEED_READ: "reading the shop feed",
     Op.DELIVERY_READ: "following the order's delivery",  # issue 15
+    Op.LABELS: "asking MALL for the labels",
+    Op.LABELS_READ: "reading the order's consignments from MALL",
+    Op.SERIALS: "sending the serial numbers to MALL",
 }
 
 
@@ -137,6 +151,8 @@ def outcome_for(op: Op, error: BaseException, *, first_try: bool = False) -> Out
         return out(Kind.STOP, "MALL rejected the client_id (401): check [mall] client_id")
     if isinstance(error, MallForbidden):
         return out(Kind.STOP, f"MALL does not allow this account {doing} (403): {message}")
+    if op in (Op.LABELS, Op.LABELS_READ, Op.SERIALS):
+        return _mdp_outcome(op, error, out, doing, message, cls)
     if op == Op.LIST_REFRESH:
         # Only an optimisation: whatever went wrong, the orders are read one by one instead.
         return out(Kind.REREAD, f"{doing} failed ({cls}: {message}); the orders are read one by one")
@@ -174,6 +190,28 @@ def outcome_for(op: Op, error: BaseException, *, first_try: bool = False) -> Out
         # Raised while the PUT was on its way or its answer read: MALL may have applied it.
         return out(Kind.REREAD, f"{doing} failed ({cls}: {message}); the order will be re-read before any resend")
     return out(Kind.RETRY, f"{doing} failed: {cls}: {message}")
+
+
+def _mdp_outcome(op: Op, error: BaseException, out, doing: str, message: str, cls: str) -> Outcome:
+    """MALL Delivery labels and serial numbers (the table in the module docstring)."""
+    if op == Op.LABELS_READ:
+        return out(Kind.RETRY, f"{doing} failed ({cls}: {message}); the labels request stays open")
+    if isinstance(error, MallNotFound):
+        if op == Op.SERIALS:
+            return out(Kind.FAIL, f"MALL does not know this order or item (404): {error.message or 'not found'}; "
+                                  "check the serials source")
+        return out(Kind.FAIL, f"MALL does not know the order (404): {message}")
+    if isinstance(error, MallValidationError):
+        what = "labels" if op == Op.LABELS else "serial numbers"
+        return out(Kind.FAIL, f"MALL refused the {what}: {error.message or message}", refused=True)
+    if isinstance(error, MallRateLimited):
+        return out(Kind.RETRY, f"{doing}: MALL is rate-limiting: {message}", at_least_s=float(error.reset_s or 0.0),
+                   end_pass=True)
+    if op == Op.LABELS and (isinstance(error, (MallOutcomeUnknown, MallBadResponse))
+                            or not isinstance(error, MallError)):
+        return out(Kind.REREAD, f"{doing}: outcome unknown, the consignments will be read before asking again: "
+                                f"{cls}: {message}")
+    return out(Kind.RETRY, f"{doing} failed: {message}")
 
 
 @dataclass(frozen=True)

@@ -92,11 +92,13 @@ class RateLimitPacer(httpx.BaseTransport):
 def http_transport_for(base_url: str) -> httpx.BaseTransport:
     """The plain transport MallClient would use, proxy from the environment included (httpx ignores the
     environment's proxies once a transport is given, so it is looked up here)."""
+    from connector.mall.transport import DeadlineTransport  # holds every socket operation to the call's deadline
+
     parts = urlsplit(base_url)
     proxy = urllib.request.getproxies().get(parts.scheme)
     if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return httpx.HTTPTransport(proxy=proxy)
-    return httpx.HTTPTransport()
+        return DeadlineTransport(proxy=proxy)
+    return DeadlineTransport()
 
 
 def paced_transport(base_url: str, **kwargs) -> RateLimitPacer:

@@ -48,7 +48,9 @@ def make_client(config: Config, on_response=None):
     from connector.sync.ratelimit import paced_transport
 
     return MallClient(config.mall.base_url, config.client_id, timeout_s=config.mall.timeout_s,
-                      on_response=on_response, transport=paced_transport(config.mall.base_url))
+                      on_response=on_response, transport=paced_transport(config.mall.base_url),
+                      max_response_bytes=config.mall.max_response_bytes, deadline_s=config.mall.deadline_s,
+                      max_pages=config.mall.max_pages)
 
 
 class Services:
@@ -123,6 +125,9 @@ class SyncSummary:
             out.append(f"  bad row: {prob}")
         out.append(f"to MALL: {u.pushed} pushed, {u.skipped} skipped, {u.done_by_reread} found already done, "
                    f"{u.failed} failed, {u.retry} to retry")
+        if getattr(u, "labels_calls", 0) or getattr(u, "labels_made", 0) or getattr(u, "serials_sent", 0):
+            out.append(f"MALL Delivery: labels for {u.labels_made} order(s) in {u.labels_calls} request(s); "
+                       f"serial numbers of {u.serials_sent} item(s) sent")
         out.append(f"from MALL: {i.swept} queued by the sweep, {i.fetched} read, {i.new_orders} new order(s), "
                    f"{i.mall_changes} MALL-side change(s), {i.handed} handed to the shop, {i.confirmed} confirmed, "
                    f"{i.dropped} unknown id(s) dropped")

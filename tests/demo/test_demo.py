@@ -93,6 +93,10 @@ def test_demo_plays_the_whole_story_and_leaves_nothing_behind(tmp_path):
     assert len(re.findall(r'PUT /v1/orders/\d+ \([AB]\) \{"status": "shipping"\} → 200', step2)) == 2
     assert step2.count('"status": "shipped"') == 2 and len(re.findall(r'"tracking_url": "https://\S+"', step2)) == 2
     assert "tracking_url built from the carrier table" in step2
+    # 2 (MALL Delivery): E packed with 2 parcels, pushed to shipping, one labels request, its PDF saved.
+    assert re.search(r'MALL ← POST /v1/orders/labels \[\{"order_id": \d+, "parcel_count": 2\}\] → 200', step2)
+    assert re.search(r"E's labels saved to labels/labels-\S+\.pdf", step2)
+    assert re.search(r"barcodes \S+, \S+ are in the ledger", step2)
     assert "temp file + rename" in step2
     # 3: the customer's cancel reaches the shop as a change row; the shop's echo is not sent back.
     assert "customer cancelled" in step3
@@ -113,7 +117,7 @@ def test_demo_plays_the_whole_story_and_leaves_nothing_behind(tmp_path):
 
     # 5: the final table, side by side.
     rows = _final_table(out)
-    assert len(rows) == 4
+    assert len(rows) == 5
     by_status: dict[str, list[dict]] = {}
     for row in rows.values():
         by_status.setdefault(row["MALL status"], []).append(row)
@@ -122,6 +126,9 @@ def test_demo_plays_the_whole_story_and_leaves_nothing_behind(tmp_path):
     assert all(r["shop feed"] == "shipped" and "pushed shipped" in r["last sync"] for r in by_status["shipped"])
     (cancelled,) = by_status["cancelled"]
     assert cancelled["shop feed"] == "cancelled" and cancelled["handed"] == "cancelled"
+    (mdp,) = by_status["shipping"]
+    assert mdp["shop feed"] == "packing" and re.search(r"pushed shipping to MALL; labels labels-\S+\.pdf",
+                                                        mdp["last sync"])
     (held,) = by_status["open"]
     assert held["shop feed"] == UNMAPPED and "unmapped" in held["last sync"]
 
@@ -169,7 +176,7 @@ def test_keep_running_leaves_everything_up_until_ctrl_c(tmp_path):
         assert f"--config {folder / 'config.toml'} ledger list" in out
         r = httpx.get(metrics, timeout=5)
         assert r.status_code == 200 and "mall_connector_" in r.text
-        assert len(httpx.get(f"{sandbox}/_sandbox/orders", timeout=5).json()["orders"]) == 4
+        assert len(httpx.get(f"{sandbox}/_sandbox/orders", timeout=5).json()["orders"]) == 5
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, "".join(lines)
         reader.join(timeout=5)

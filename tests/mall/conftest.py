@@ -81,6 +81,7 @@ def make_client(sleeps: list[float]) -> Callable[..., MallClient]:
 
     def factory(handler: Callable[[httpx.Request], httpx.Response], *, on_response=None, **policy: Any) -> MallClient:
         defaults = dict(max_attempts=4, base_s=0.01, max_backoff_s=0.05, max_total_s=30.0, reset_cap_s=60.0)
+        bounds = {k: policy.pop(k) for k in ("max_response_bytes", "deadline_s", "max_pages") if k in policy}
         defaults.update(policy)
         client = MallClient(
             BASE_URL,
@@ -88,6 +89,7 @@ def make_client(sleeps: list[float]) -> Callable[..., MallClient]:
             transport=httpx.MockTransport(handler),
             retry=RetryPolicy(sleep=sleeps.append, **defaults),
             on_response=on_response,
+            **bounds,
         )
         clients.append(client)
         return client

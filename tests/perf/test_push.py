@@ -44,7 +44,10 @@ def test_stale_or_unknown_states_are_refreshed_with_one_list_call_per_100_orders
         summary = sync_once(services, sweep=False)
         assert summary.push.pushed == 150
         assert gets_of_orders(sandbox) == []
-        assert len(list_calls(sandbox)) == 2  # 150 orders: 100 + 50
+        # Two batched refreshes (100 + 50 ids), each paged as MALL pages: at most 10 orders a page, so 15 list
+        # calls in all against 150 GETs one by one.
+        assert summary.push.list_reads == 2
+        assert sandbox.max_page_size == 10 and len(list_calls(sandbox)) == 15
         assert all(len(applied_status_puts(sandbox, oid)) == 1 for oid in ids)
     finally:
         services.close()

@@ -88,22 +88,37 @@ def test_unknown_order_and_endpoint_are_404(mall):
     assert mall.put("/v1/orders/99999999999", json={"confirmed": True}).status_code == 404
 
 
-def test_paging_over_250_orders(sandbox, mall):
+def test_paging_over_250_orders_like_mall(sandbox, mall):
+    """MALL pages by at most 10 (the recording answered page_size=1000 with size 10) and ``size`` counts the
+    orders on the page; a bigger page_size is capped, not refused (issue 21 item 4)."""
     created = {o["id"] for o in sandbox.state.create_orders(250)}
+    assert sandbox.max_page_size == 10
     seen, sizes = [], []
-    for page in (1, 2, 3):
-        body = mall.get("/v1/orders", params={"page": page, "page_size": 100, "filter": "basic"}).json()
-        assert body["paging"] == {"total": 250, "pages": 3, "size": 100, "page": page}
+    for page in range(1, 26):
+        body = mall.get("/v1/orders", params={"page": page, "page_size": 1000, "filter": "basic"}).json()
+        assert body["paging"] == {"total": 250, "pages": 25, "size": 10, "page": page}
         sizes.append(len(body["data"]))
         seen += [o["id"] for o in body["data"]]
-    assert sizes == [100, 100, 50] and set(seen) == created and len(seen) == 250
-    assert mall.get("/v1/orders", params={"page": 4}).json()["data"] == []
-    assert mall.get("/v1/orders").json()["paging"]["size"] == 100  # default page size
-    assert len(mall.get("/v1/orders", params={"page_size": 1000}).json()["data"]) == 250
-    for bad in ({"page_size": 1001}, {"page_size": 0}, {"page": 0}, {"page": "x"}, {"filter": "full"}):
+    assert sizes == [10] * 25 and set(seen) == created and len(seen) == 250
+    past = mall.get("/v1/orders", params={"page": 26}).json()
+    assert past["data"] == [] and past["paging"]["size"] == 0
+    assert mall.get("/v1/orders").json()["paging"]["size"] == 10  # default page size 100, capped
+    small = mall.get("/v1/orders", params={"page_size": 4, "page": 63}).json()
+    assert small["paging"] == {"total": 250, "pages": 63, "size": 2, "page": 63}  # size = orders on the page
+    for bad in ({"page_size": 0}, {"page": 0}, {"page": "x"}, {"filter": "full"}):
         response = mall.get("/v1/orders", params=bad)
         assert response.status_code == 400, bad
         assert response.json()["errorCodes"][0]["errorCode"] == "BAD_REQUEST"
+
+
+def test_max_page_size_is_a_sandbox_setting():
+    from connector.sandbox import SandboxServer
+    from tests.conftest import TEST_CLIENT_ID
+
+    with SandboxServer(TEST_CLIENT_ID, max_page_size=100) as big:
+        big.state.create_orders(150)
+        body = httpx.get(f"{big.url}/v1/orders", params={"client_id": TEST_CLIENT_ID, "page_size": 1000}).json()
+    assert body["paging"] == {"total": 150, "pages": 2, "size": 100, "page": 1} and len(body["data"]) == 100
 
 
 def test_blocked_and_test_orders_are_only_listed_when_asked_for(sandbox, mall):
@@ -124,7 +139,7 @@ def test_blocked_and_test_orders_are_only_listed_when_asked_for(sandbox, mall):
     assert ids("/v1/orders/unconfirmed", test=1) == blocked | open_ | test
     assert ids("/v1/orders/blocked") == blocked  # the deprecated per-status path
     empty = mall.get("/v1/orders", params={"status": "lost"}).json()
-    assert empty["data"] == [] and empty["paging"] == {"total": 0, "pages": 1, "size": 100, "page": 1}
+    assert empty["data"] == [] and empty["paging"] == {"total": 0, "pages": 1, "size": 0, "page": 1}
 
 
 def test_field_filters_and_sort(sandbox, mall):

@@ -73,6 +73,32 @@ def test_cli_serves_and_exits_0_on_signal(stop_signal):
     assert TEST_CLIENT_ID not in stdout + stderr
 
 
+@pytest.mark.e2e
+def test_cli_max_page_size_caps_pages():
+    port = free_port()
+    env = {**os.environ, "MALL_CLIENT_ID": TEST_CLIENT_ID}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from connector.cli import main; main()", "sandbox", "--listen", f"127.0.0.1:{port}",
+         "--orders", "40", "--max-page-size", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    out = Reader(proc.stdout)
+    try:
+        assert out.got_line.wait(timeout=15)
+        body = httpx.get(f"http://127.0.0.1:{port}/v1/orders",
+                         params={"client_id": TEST_CLIENT_ID, "page_size": 1000, "status": "in:open,shipping"}).json()
+        assert len(body["data"]) == 4 and body["paging"]["size"] == 4 and body["paging"]["total"] == 10
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.text()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--error-rate", "1.5"], "--error-rate"),
     (["--drop-rate", "x"], "--drop-rate"),

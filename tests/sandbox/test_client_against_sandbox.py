@@ -51,7 +51,9 @@ def test_list_orders_reads_every_page(sandbox, client):
     orders = client.list_orders(page_size=100)
     assert all(isinstance(o, BasicOrder) for o in orders)
     assert [o.id for o in orders] == open_ids
-    assert [e.query["page"] for e in sandbox.request_log.gets("/v1/orders")] == ["1", "2", "3"]
+    # MALL serves at most 10 a page whatever page_size asks (the sandbox's --max-page-size, default 10): the
+    # client follows paging.pages, 23 pages for 230 orders, each asked once.
+    assert [e.query["page"] for e in sandbox.request_log.gets("/v1/orders")] == [str(p) for p in range(1, 24)]
     assert client.list_orders(basic=False, page_size=1000) == open_ids
     assert {o.id for o in client.list_orders(include_test=True)} == set(open_ids) | {o["id"] for o in test}
     assert [o.id for o in client.list_orders(status="blocked")] == [o["id"] for o in blocked]
@@ -197,3 +199,13 @@ def test_decimal_money_survives(sandbox, client):
     (raw,) = sandbox.state.create_orders(kind="cod")
     order = client.get_order(raw["id"])
     assert order.cod == Decimal(str(raw["cod"]))
+
+
+def test_unconfirmed_sweep_reads_every_page_under_malls_cap(sandbox, client):
+    """The sweep's list is paged like MALL (10 a page, size = orders on the page): all 35 arrive, 4 calls."""
+    fresh = [o["id"] for o in sandbox.state.create_orders(35)]
+    sandbox.request_log.clear()
+    assert [o.id for o in client.list_unconfirmed()] == fresh
+    calls = sandbox.request_log.gets("/v1/orders/unconfirmed")
+    assert [e.query["page"] for e in calls] == ["1", "2", "3", "4"]
+    assert all(e.query["page_size"] == "100" for e in calls)  # asked for 100, capped to 10 by the sandbox

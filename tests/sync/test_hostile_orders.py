@@ -154,7 +154,10 @@ def test_a_push_answered_with_garbage_is_re_read_not_resent_and_the_others_go_on
         for oid in ids:  # every order got its one PUT in the same pass
             assert len(applied_status_puts(sandbox, oid)) == 1
         (ch,) = services.ledger.changes.list(order_id=bad)
-        assert ch.state == ChangeState.RETRY and ch.error_class == "RecursionError" and ch.outcome == "reread"
+        # The bounded client (issue 21 hardening) refuses the depth itself: an unreadable answer to a PUT is an
+        # unknown outcome naming the bound, where the unbounded client let a RecursionError through.
+        assert ch.state == ChangeState.RETRY and ch.error_class == "MallOutcomeUnknown" and ch.outcome == "reread"
+        assert "JSON nested deeper than" in ch.last_error
         hostile.restore("PUT", bad)
         sync_once(services, retry_now=True)
         (ch,) = services.ledger.changes.list(order_id=bad)
