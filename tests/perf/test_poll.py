@@ -34,8 +34,10 @@ def test_poll_of_an_unchanged_10k_feed_writes_nothing_and_reads_in_chunks(shop):
         with count_sql(services.ledger.engine) as sql:
             same = services.outbound.poll_shop()
         assert same.rows == N and same.changed_rows == 0 and same.new_changes == 0
-        # One read per 500 rows (BEGIN + SELECT of two columns), the feed fingerprint, no write transaction.
-        assert len(sql) <= 2 * (N // 500) + 8, len(sql)
+        # One read per 500 rows (BEGIN + SELECT of two columns), the feed fingerprint, no write transaction;
+        # plus one constant read transaction per parsed feed for MALL Delivery parcel counts (issue 21:
+        # connector/ledger/labels.py probes whether any order ever had one). Constant: not per row.
+        assert len(sql) <= 2 * (N // 500) + 10, len(sql)
         assert not sql.writes_to("orders") and not sql.writes_to("changes") and not sql.writes_to("events")
         assert sql.write_txns <= 1  # the kv row of the feed fingerprint
         assert not sql.matching(r"SELECT .*orders\.snapshot"), "comparing the feed must not read snapshots"
