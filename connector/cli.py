@@ -114,6 +114,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("connector.commands.ledger_cmd", ["ledger_group"]),
     ("connector.commands.run_cmd", ["run", "check", "demo"]),
     ("connector.commands.ops_cmd", ["orders_group", "export_group"]),
+    ("connector.console.cli", ["console_group"]),
 ]
 
 _register()

@@ -204,6 +204,33 @@ class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
 
 
+class ConsoleConfig(_Section):
+    """[console]: the admin console in the browser (see docs/console.md). Off unless enabled."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8081"
+    language: Literal["cs", "en"] = "cs"  # the default; each user can switch
+    users_file: Path = Path("console-users.toml")  # relative to the config file's folder
+    secure_cookies: bool = True  # browsers also keep Secure cookies on http://127.0.0.1 and localhost
+    session_max_age_s: int = Field(8 * 3600, ge=300, le=7 * 86400)
+    login_attempts_per_minute: int = Field(5, ge=1, le=1000)  # failed logins per address and per user name
+    threads: int = Field(4, ge=1, le=32)
+    trusted_proxy: str | None = None  # e.g. "127.0.0.1" when nginx is in front (X-Forwarded-For)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        return ReceiverConfig._listen(v)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class Config(_Section):
     mall: MallConfig = MallConfig()
     ledger: LedgerConfig = LedgerConfig()
@@ -212,6 +239,7 @@ class Config(_Section):
     shop: ShopConfig = ShopConfig()
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
+    console: ConsoleConfig = ConsoleConfig()
     # Where the file was read from; not a TOML key.
     source_path: Path | None = Field(None, exclude=True)
 

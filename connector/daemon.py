@@ -62,6 +62,7 @@ class Daemon:
             timezone=timezone.utc,
         )
         self.receiver = None
+        self.console = None  # the admin console's server, when [console] enabled
 
     # -- wiring -------------------------------------------------------------------------------
     def _on_mall_response(self, endpoint: str, code: int) -> None:
@@ -74,6 +75,10 @@ class Daemon:
             self._unauthorized = False
         elif code == 401:
             self._unauthorized = True
+
+    def request_reload(self) -> None:
+        """Reload config and mapping as SIGHUP does (the console's mapping save calls this)."""
+        self._reload.set()
 
     def _tick(self) -> bool:
         """Called between work items: proves progress to the watchdog; True when stopping."""
@@ -210,6 +215,10 @@ class Daemon:
         )
         self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes)
         self.receiver.start()
+        if self.config.console.enabled:
+            from connector.console import start_console
+
+            self.console = start_console(self)
         self._started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         self._schedule()
         self.scheduler.start()
@@ -263,6 +272,8 @@ class Daemon:
                         STOP_TIMEOUT_S)
         if self.receiver is not None:
             self.receiver.stop()
+        if self.console is not None:
+            self.console.stop()
         self.services.close()
         log.info("stopped")
 

@@ -118,15 +118,14 @@ def ledger_retry(ctx: Context, change_id: int | None, all_failed: bool) -> None:
         if not all_failed and targets[0] is None:
             click.echo(f"no change {change_id}", err=True)
             sys.exit(1)
+        from connector.ledger.audit import Actor, retry_change  # the same steering code as the console's
+
         n = 0
         for ch in targets:
-            if ch.state == "done":
-                click.echo(f"change {ch.id} is done; nothing to retry", err=True)
+            outcome = retry_change(ledger, ch, Actor.cli())
+            if not outcome.ok:
+                click.echo(outcome.message, err=True)
                 continue
-            with ledger.write() as c:
-                # attempts stay as they were: the order is re-read before anything is sent again.
-                ledger.update_change(ch.id, conn=c, state="pending", next_attempt_at=None, reason=None, done_at=None)
-                ledger.add_event(c, ch.mall_order_id, "retry", f"change {ch.id} put back to pending by an admin")
             n += 1
         click.echo(f"{n} change(s) will be retried on the next pass")
 
@@ -143,13 +142,13 @@ def ledger_skip(ctx: Context, change_id: int, reason: str) -> None:
         if ch is None:
             click.echo(f"no change {change_id}", err=True)
             sys.exit(1)
-        if ch.state == "done":
-            click.echo(f"change {change_id} is already done", err=True)
+        from connector.ledger.audit import Actor, skip_change
+
+        outcome = skip_change(ledger, ch, reason, Actor.cli())
+        if not outcome.ok:
+            click.echo(outcome.message, err=True)
             sys.exit(1)
-        with ledger.write() as c:
-            ledger.update_change(change_id, conn=c, state="skipped", reason=f"skipped by an admin: {reason}")
-            ledger.add_event(c, ch.mall_order_id, "skipped", f"change {change_id} skipped by an admin: {reason}")
-        click.echo(f"change {change_id} skipped")
+        click.echo(outcome.message)
 
 
 @ledger_group.command("done")
@@ -159,8 +158,10 @@ def ledger_skip(ctx: Context, change_id: int, reason: str) -> None:
 @friendly_errors
 def ledger_done(ctx: Context, item_id: int, note: str | None) -> None:
     """Clear a needs-action item once a human has handled it. Example: ledger done 7"""
+    from connector.ledger.audit import Actor, mark_done
+
     with _ledger(ctx) as ledger:
-        if ledger.action_done(item_id, note):
+        if mark_done(ledger, item_id, note, Actor.cli()).ok:
             click.echo(f"item {item_id} done")
         else:
             click.echo(f"no open needs-action item {item_id} (see: ledger list --needs-action)", err=True)
