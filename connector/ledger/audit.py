@@ -109,8 +109,12 @@ def retry_change(ledger: Ledger, change: ChangeRow, actor: Actor) -> Outcome:
         now_state = c.execute(select(s.changes.c.state).where(s.changes.c.id == change.id)).scalar()
         if now_state == "done":  # it landed meanwhile
             return Outcome(False, f"change {change.id} is done; nothing to retry", change.mall_order_id)
-        # attempts stay as they were: the order is re-read before anything is sent again.
-        ledger.update_change(change.id, conn=c, state="pending", next_attempt_at=None, reason=None, done_at=None)
+        # A human retry is a new budget of attempts (a change that failed after max_attempts would otherwise
+        # give up again at once, without a call). The order's MALL state is marked stale, so the next pass
+        # re-reads it from MALL before anything is sent again (an earlier PUT may have landed).
+        ledger.update_change(change.id, conn=c, state="pending", attempts=0, next_attempt_at=None, reason=None,
+                             done_at=None)
+        ledger.set_order(change.mall_order_id, conn=c, mall_read_at=None)
         ledger.add_event(c, change.mall_order_id, "retry", f"change {change.id} put back to pending by {actor.by}")
         record(c, actor, "retry", order_id=change.mall_order_id, target=f"change {change.id}",
                detail=f"was {change.state}: {change.reason or change.last_error or ''}".rstrip(": "))
