@@ -181,7 +181,9 @@ class Daemon:
             if old_part != new_part:
                 log.warning("[%s] changed: restart the service to apply it (reload applies mapping, tokens, "
                             "intervals, alerts and carrier URLs)", key)
+        previous_mapping = self.services.mapping()
         self.services.mapping.replace(mapping)
+        self._queue_remap(previous_mapping, mapping)
         self.config = new
         for engine in (self.services.outbound, self.services.inbound):
             engine.config = new
@@ -192,6 +194,20 @@ class Daemon:
         log.info("reloaded config %s and mapping %s", self.config_path, mapping.path)
         notify.ready()
         return True
+
+    def _queue_remap(self, old, new) -> None:
+        """After the scheduler's job in flight (one worker: never during a poll), let the next poll re-evaluate
+        the feed rows whose shop status the new mapping reads differently (see connector/ledger/remap.py)."""
+        from connector.ledger.remap import forget_rows_whose_meaning_changed
+        from connector.sync.outbound import FEED_KV
+
+        def remap() -> None:
+            n = forget_rows_whose_meaning_changed(self.ledger, old, new, feed_kv=FEED_KV)
+            if n:
+                log.info("the new mapping reads the shop status of %d open order(s) differently: the next poll "
+                         "decides them again", n)
+
+        self.scheduler.add_job(self._job, args=("remap", remap), id="remap", replace_existing=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _install_signals(self) -> None:

@@ -123,10 +123,12 @@ CS: dict[str, str] = {
     "after": "nově",
     "orders": "objednávek",
     "Statuses in the feed that no mapping covers": "Stavy ve feedu, které mapování nepokrývá",
-    "The preview applies the mapping to each order's shop status as last read from the feed; the connector "
-    "applies it to feed rows that change after the reload.":
-        "Náhled použije mapování na stav každé objednávky, jak byl naposledy přečten z feedu; konektor ho "
-        "použije na řádky feedu, které se po novém načtení změní.",
+    "The preview applies the mapping to each order's shop status as last read from the feed. After saving, the "
+    "next poll decides again the open orders whose shop status now means something else; MALL's status rules "
+    "still apply.":
+        "Náhled použije mapování na stav každé objednávky, jak byl naposledy přečten z feedu. Po uložení další "
+        "čtení feedu znovu rozhodne otevřené objednávky, jejichž stav teď znamená něco jiného; pravidla stavů "
+        "MALL platí dál.",
     "The mapping can be edited by an admin only.": "Mapování může upravovat jen admin.",
     "Current mapping": "Aktuální mapování",
     "Picking list": "Seznam k vychystání",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connector.ledger import Ledger
+from connector.mall.statuses import FINAL_STATUSES, Status, partner_may
 from connector.mapping import Lookup, Mapping, MappingError, mapping_from_text
 
 TEXT_MAX_BYTES = 256 * 1024  # a mapping file is a few hundred lines at most
@@ -58,6 +59,17 @@ def _meaning(lookup: Lookup) -> str:
     return str(lookup.target) if lookup.kind == "mapped" else lookup.kind
 
 
+def _would_push(mall: str | None, target) -> bool:
+    """Whether the connector would push ``target`` to an order MALL has in ``mall`` (None: not read yet)."""
+    if mall is None:
+        return True
+    try:
+        current = Status(mall)
+    except ValueError:
+        return False
+    return current not in FINAL_STATUSES and current != target and partner_may(current, target)
+
+
 def preview(old: Mapping, new: Mapping, shop_statuses: list[tuple[str, str | None, int]]) -> Preview:
     """Compare old and new meaning of each (shop status, MALL status, orders) group from the ledger."""
     out = Preview()
@@ -71,7 +83,7 @@ def preview(old: Mapping, new: Mapping, shop_statuses: list[tuple[str, str | Non
         entry = per_status[shop]
         entry[0], entry[1], entry[2] = _meaning(before), _meaning(after), int(entry[2]) + n
         if after.kind == "mapped":
-            if mall != str(after.target):
+            if _would_push(mall, after.target):
                 out.pushed[str(after.target)] = out.pushed.get(str(after.target), 0) + n
         elif after.kind == "unmapped":
             out.unmapped[shop] = out.unmapped.get(shop, 0) + n

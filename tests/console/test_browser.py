@@ -101,9 +101,9 @@ class World:
 
         return open_ledger(self.shop.config().ledger.url, migrate_schema=False)
 
-    def shot(self, page, name: str) -> None:
+    def shot(self, page, name: str, *, full: bool = False) -> None:
         self.pages[name] = page.content()
-        page.screenshot(path=str(self.shots / f"{name}.png"))
+        page.screenshot(path=str(self.shots / f"{name}.png"), full_page=full)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -157,18 +157,19 @@ def _unlabelled(page) -> list[str]:
 
 def test_the_whole_console_story_in_chromium(world, browser):
     sb = world.sandbox
-    a, b = (o["id"] for o in sb.state.create_orders(2, status="open"))
+    a, b, d = (o["id"] for o in sb.state.create_orders(3, status="open"))
     (c,) = (o["id"] for o in sb.state.create_orders(1, status="shipped"))
     led = world.ledger()
     try:
         # The sweep hands the three new orders to the shop and confirms them on MALL.
-        _wait(lambda: all(sb.state.get(o)["confirmed"] for o in (a, b, c)), timeout=60, what="orders confirmed")
+        _wait(lambda: all(sb.state.get(o)["confirmed"] for o in (a, b, c, d)), timeout=60, what="orders confirmed")
         # Order A: shipped with tracking while MALL answers 500 to every PUT: the change fails after 2 attempts.
         sb.faults = Faults(error_rate=1.0, methods=("PUT",))
         world.shop.write_feed([
             {"mall_order_id": a, "status": "Odesláno", "shop_order_id": "S-A", "tracking_number": f"T{a}",
              "tracking_url": f"https://track.example/{a}"},
             {"mall_order_id": b, "status": "Nová", "shop_order_id": "S-B"},
+            {"mall_order_id": d, "status": "Zabaleno", "shop_order_id": "S-D"},
         ])
         _wait(lambda: any(ch.state == "failed" for ch in led.list_changes(order_id=a)), timeout=60,
               what="A's change to fail")
@@ -180,6 +181,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
             {"mall_order_id": a, "status": "Odesláno", "shop_order_id": "S-A", "tracking_number": f"T{a}",
              "tracking_url": f"https://track.example/{a}"},
             {"mall_order_id": b, "status": "Nová", "shop_order_id": "S-B"},
+            {"mall_order_id": d, "status": "Zabaleno", "shop_order_id": "S-D"},
             {"mall_order_id": c, "status": "Stornováno", "shop_order_id": "S-C"},
         ])
         _wait(lambda: led.open_actions(), what="C's needs-action item")
@@ -249,7 +251,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
         assert f"change {failed.id} put back to pending by console user alice (admin)" in history
         audit = page.inner_text("main")
         assert "alice (admin)" in audit and f"retry change {failed.id}" in audit
-        world.shot(page, "order")
+        world.shot(page, "order", full=True)
 
         # -- needs action: done for the selected items -------------------------------------------------
         page.get_by_role("navigation").get_by_role("link", name="Needs action", exact=True).click()
@@ -276,17 +278,25 @@ def test_the_whole_console_story_in_chromium(world, browser):
         assert (world.folder / "mapping.toml").read_text(encoding="utf-8") == MAPPING
         page.fill("#mapping-text", FIXED)
         page.wait_for_selector("#mapping-ok")
-        world.shot(page, "mapping-preview")
+        assert page.locator("#save-refused").count() == 0  # the refusal was about the old text
+        # D's "Zabaleno" was unmapped and becomes shipping; B's "Nová" stays ignored.
+        assert "1 order(s) would be pushed as shipping" in page.inner_text("#mapping-preview")
+        assert [ch.state for ch in led.list_changes(order_id=d) if ch.origin == "shop"] == ["skipped"]
+        world.shot(page, "mapping-preview", full=True)
         reloads_before = world.log().count("reloaded config")
         page.click("#mapping-save")
         assert "Saved." in page.inner_text(".flashes")
         assert (world.folder / "mapping.toml").read_text(encoding="utf-8") == FIXED
         assert (world.folder / "mapping.toml.prev").read_text(encoding="utf-8") == MAPPING
         _wait(lambda: world.log().count("reloaded config") > reloads_before, what="the daemon to reload")
+        # The row of D did not change in the shop: the next poll decides it again, with the new mapping.
+        _wait(lambda: sb.state.get(d)["status"] == "shipping", what="D pushed as shipping after the reload")
+        assert [e.body["status"] for e in status_puts(sb, d)] == ["shipping"]
         world.shop.write_feed([
             {"mall_order_id": a, "status": "Odesláno", "shop_order_id": "S-A", "tracking_number": f"T{a}",
              "tracking_url": f"https://track.example/{a}"},
             {"mall_order_id": b, "status": "Zabaleno", "shop_order_id": "S-B"},
+            {"mall_order_id": d, "status": "Zabaleno", "shop_order_id": "S-D"},
             {"mall_order_id": c, "status": "Stornováno", "shop_order_id": "S-C"},
         ])
         _wait(lambda: sb.state.get(b)["status"] == "shipping", what="B pushed as shipping with the new mapping")

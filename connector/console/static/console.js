@@ -11,5 +11,10 @@
       .then(function (r) { return r.text(); })
       .then(function (html) { if (mine === seq) out.innerHTML = html; });
   }
-  area.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(check, 300); });
+  area.addEventListener("input", function () {
+    var stale = document.getElementById("save-refused");  // about the text as it was when saving failed
+    if (stale) stale.remove();
+    clearTimeout(timer);
+    timer = setTimeout(check, 300);
+  });
 })();
