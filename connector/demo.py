@@ -130,6 +130,8 @@ class Demo:
         self.proc: subprocess.Popen | None = None
         self.daemon_log = None
         self.receiver_port: int | None = None
+        self.console_port: int | None = None
+        self.console_password = secrets.token_urlsafe(12)  # one-time: this run's console login
         self.ledger = None
         self.orders: dict[str, StoryOrder] = {}
         self.handed: dict[int, str] = {}  # shop status the shop last received per order (outbox)
@@ -205,6 +207,7 @@ class Demo:
         self.line(f"MALL sandbox on {self.sandbox.url}  (client_id {_mask(self.client_id)})")
         self.detail("it sends its order webhook right after each change (real MALL: at most once a minute)")
         self._write_mapping()
+        self._add_console_user()
         self.write_feed(note=None)
         self.start_daemon()
 
@@ -243,6 +246,12 @@ class Demo:
             typo = '[to_mall]\n"shipped" = "shiped"\n'
         (self.folder / "mapping-draft.toml").write_text(typo, encoding="utf-8")
 
+    def _add_console_user(self) -> None:
+        """The console's user `admin` with this run's one-time password (argon2-hashed in the users file)."""
+        from connector.console.users import add_user
+
+        add_user(self.folder / "console-users.toml", "admin", "admin", self.console_password)
+
     def _config_text(self) -> str:
         return f"""\
 # Written by `mall-connector demo`: everything it uses lives in this folder.
@@ -273,6 +282,12 @@ mapping = "mapping.toml"
 source = "shop-orders.csv"
 outbox = "outbox"
 settle_s = 0                      # the demo shop writes its feed atomically (temp file + rename)
+
+[console]
+enabled = true                    # the admin console in the browser (see docs/console.md)
+listen = "127.0.0.1:{self.console_port}"
+language = "en"
+users_file = "console-users.toml"
 """
 
     @property
@@ -292,6 +307,7 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
         """Start `mall-connector run` on a free port; a port taken meanwhile gets one more try."""
         for attempt in (1, 2):
             self.receiver_port = _free_port()
+            self.console_port = _free_port()
             self.config_path.write_text(self._config_text(), encoding="utf-8")
             os.chmod(self.config_path, 0o600)  # it holds a client_id and a token
             self.sandbox.webhook_url = f"http://127.0.0.1:{self.receiver_port}/webhooks/mall/{self.token}"
@@ -318,6 +334,8 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
                    lambda: self.sandbox.request_log.gets("/v1/orders/unconfirmed"))
         self.line("daemon ready: /healthz answers 200; its first sweep found no unconfirmed orders on MALL")
         self.detail(f"MALL's webhooks go to http://127.0.0.1:{self.receiver_port}/webhooks/mall/*** (token masked)")
+        self.line(f"console http://127.0.0.1:{self.console_port}/  user admin, one-time password "
+                  f"{self.console_password}  (this run only)")
 
     def _healthy(self) -> bool:
         import httpx
@@ -512,6 +530,8 @@ settle_s = 0                      # the demo shop writes its feed atomically (te
             f"    webhooks          curl {s}/_sandbox/webhooks",
             f"    a new order       curl -X POST {s}/_sandbox/orders -d '{{\"count\": 1, \"kind\": \"pickup\"}}'",
             f"    customer cancel   curl -X POST {s}/_sandbox/orders/ORDER_ID/events -d '{{\"action\": \"customer_cancel\"}}'",
+            f"  console             http://127.0.0.1:{self.console_port}/   user admin, password "
+            f"{self.console_password}",
             f"  receiver            {r}/metrics   {r}/healthz   {r}/readyz",
             f"                      webhooks: POST {r}/webhooks/mall/*** (the token is in config.toml)",
             f"  temp folder         {f}",
