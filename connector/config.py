@@ -216,6 +216,7 @@ class ConsoleConfig(_Section):
     login_attempts_per_minute: int = Field(5, ge=1, le=1000)  # failed logins per address and per user name
     threads: int = Field(4, ge=1, le=32)
     trusted_proxy: str | None = None  # e.g. "127.0.0.1" when nginx is in front (X-Forwarded-For)
+    url_prefix: str = Field("", pattern=r"^(/[A-Za-z0-9._-]+)*$")  # e.g. "/console" behind nginx's location
 
     @field_validator("listen")
     @classmethod

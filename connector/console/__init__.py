@@ -17,6 +17,8 @@ def start_console(daemon):
     adjust = {}
     if cfg.trusted_proxy:
         adjust = {"trusted_proxy": cfg.trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}}
+    if cfg.url_prefix:
+        adjust["url_prefix"] = cfg.url_prefix
     server = ConsoleServer(app, cfg.host, cfg.port, threads=cfg.threads, **adjust)
     server.start()
     return server

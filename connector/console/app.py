@@ -276,7 +276,7 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
                                filters=list(queries.CHANGE_FILTERS), limit=queries.LIMIT)
 
     def _back(default: str) -> str:
-        return _safe_next(request.form.get("next") or default)
+        return _safe_next(request.form.get("next")) if request.form.get("next") else default
 
     @app.post("/changes/<int:change_id>/retry")
     @requires("operator")
@@ -460,13 +460,13 @@ def _mapping_summary(mapping, pv) -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site (no open redirect)."""
-    if not target:
-        return "/"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return "/"
-    return target
+    """A path inside the console (no open redirect); ``target`` is relative to the console's root, which is
+    prefixed (``[console] url_prefix`` behind a proxy)."""
+    parts = urlsplit(target or "/")
+    if parts.scheme or parts.netloc or not (target or "/").startswith("/") or (target or "").startswith("//") \
+            or "\\" in (target or ""):
+        target = "/"
+    return request.script_root + (target or "/")
 
 
 def _fmt_time(at: datetime | None) -> str:
