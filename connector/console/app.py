@@ -38,6 +38,7 @@ PUBLIC_ENDPOINTS = {"login", "static", "language"}
 MAX_FORM_BYTES = 512 * 1024  # the mapping text is the largest form
 MAX_BULK_ITEMS = 500
 SESSIONS_MAX = 1000
+RELOAD_WAIT_S = 5.0  # the daemon's main loop takes a reload request within a second
 
 
 @dataclass
@@ -375,10 +376,23 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
         log_action(runtime.ledger, actor(), "mapping_save", target=str(path),
                    detail=_mapping_summary(saved, ctx["preview"]))
         log.info("console: %s saved the mapping %s; reloading", g.user.name, path)
-        if runtime.request_reload:
-            runtime.request_reload()
-        flash(t("Saved. The daemon reloads the mapping now, as on SIGHUP."), "ok")
+        _reload_and_report(t("Saved. The daemon reloaded it, as on SIGHUP: the next poll uses it."))
         return redirect(url_for("mapping"))
+
+    def _reload_and_report(done: str) -> None:
+        """Ask for the reload SIGHUP does, and say whether the daemon put the file in force."""
+        if runtime.request_reload is None:
+            flash(done, "ok")
+            return
+        before = _in_force()
+        runtime.request_reload()
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while runtime.mapping is not None and _in_force() is before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if runtime.mapping is not None and _in_force() is before:
+            flash(t("Saved, but the daemon has not applied it yet (a reload refused? its log says why)."), "error")
+        else:
+            flash(done, "ok")
 
     @app.post("/mapping/undo")
     @requires("admin")
@@ -390,9 +404,7 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
             flash(f"{t('Not saved:')} {e}", "error")
             return redirect(url_for("mapping"))
         log_action(runtime.ledger, actor(), "mapping_undo", target=str(path), detail=_mapping_summary(restored, None))
-        if runtime.request_reload:
-            runtime.request_reload()
-        flash(t("Went back to the previous version. The daemon reloads it now."), "ok")
+        _reload_and_report(t("Went back to the previous version. The daemon reloaded it."))
         return redirect(url_for("mapping"))
 
     # -- exports ----------------------------------------------------------------------------------------

@@ -110,10 +110,12 @@ CS: dict[str, str] = {
     "Undo the last save": "Vrátit poslední uložení",
     "Valid.": "V pořádku.",
     "Not saved:": "Neuloženo:",
-    "Saved. The daemon reloads the mapping now, as on SIGHUP.":
-        "Uloženo. Démon mapování právě načítá znovu, jako po SIGHUP.",
-    "Went back to the previous version. The daemon reloads it now.":
-        "Vráceno na předchozí verzi. Démon ji právě načítá znovu.",
+    "Saved. The daemon reloaded it, as on SIGHUP: the next poll uses it.":
+        "Uloženo. Démon ho načetl znovu, jako po SIGHUP: další čtení feedu ho použije.",
+    "Saved, but the daemon has not applied it yet (a reload refused? its log says why).":
+        "Uloženo, ale démon ho zatím nepoužívá (odmítnuté načtení? důvod je v jeho logu).",
+    "Went back to the previous version. The daemon reloaded it.":
+        "Vráceno na předchozí verzi. Démon ji načetl znovu.",
     "What the new mapping changes": "Co nové mapování změní",
     "Nothing changes for the orders in the feed.": "Pro objednávky ve feedu se nic nemění.",
     "%(n)s order(s) would be pushed as %(status)s": "objednávky, které by se odeslaly jako %(status)s: %(n)s",

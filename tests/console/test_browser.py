@@ -102,6 +102,7 @@ class World:
         return open_ledger(self.shop.config().ledger.url, migrate_schema=False)
 
     def shot(self, page, name: str, *, full: bool = False) -> None:
+        assert _unlabelled(page) == [], f"page {name} has form fields without a label"
         self.pages[name] = page.content()
         page.screenshot(path=str(self.shots / f"{name}.png"), full_page=full)
 
@@ -285,7 +286,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
         world.shot(page, "mapping-preview", full=True)
         reloads_before = world.log().count("reloaded config")
         page.click("#mapping-save")
-        assert "Saved." in page.inner_text(".flashes")
+        assert "Saved. The daemon reloaded it, as on SIGHUP" in page.inner_text(".flashes")
         assert (world.folder / "mapping.toml").read_text(encoding="utf-8") == FIXED
         assert (world.folder / "mapping.toml.prev").read_text(encoding="utf-8") == MAPPING
         _wait(lambda: world.log().count("reloaded config") > reloads_before, what="the daemon to reload")
