@@ -39,7 +39,7 @@ CS: dict[str, str] = {
     "Last sweep of MALL": "Poslední kontrola MALL",
     "Last inbox drain": "Poslední zpracování webhooků",
     "never": "nikdy",
-    "Health": "Stav",
+    "Health": "Stav služby",
     "MALL quota": "Limit volání MALL",
     "calls left in the current window": "volání zbývá v aktuálním okně",
     "not known yet (MALL tells it with each answer)": "zatím neznámý (MALL ho posílá s každou odpovědí)",
