@@ -172,7 +172,7 @@ class Daemon:
             return False
         for secret in [new.mall.client_id.get_secret_value() if new.mall.client_id else None, *new.token_values]:
             register_secret(secret)
-        for key in ("ledger", "receiver", "mall", "shop"):
+        for key in ("ledger", "receiver", "mall", "shop", "console"):
             old_part = getattr(self.config, key).model_dump(exclude={"tokens", "carrier_urls"})
             new_part = getattr(new, key).model_dump(exclude={"tokens", "carrier_urls"})
             if key == "shop":

@@ -16,7 +16,7 @@ def start_console(daemon):
     app = create_app(runtime_for(daemon))
     adjust = {}
     if cfg.trusted_proxy:
-        adjust = {"trusted_proxy": cfg.trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}}
+        adjust = {"trusted_proxy": cfg.trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"}}
     if cfg.url_prefix:
         adjust["url_prefix"] = cfg.url_prefix
     server = ConsoleServer(app, cfg.host, cfg.port, threads=cfg.threads, **adjust)

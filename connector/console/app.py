@@ -218,7 +218,8 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
                                detail=f"from {address}")
                     log.info("console: %s (%s) logged in from %s", user.name, user.role, address)
                     return redirect(_safe_next(request.args.get("next")))
-        return render_template("login.html", error=error, no_users=users.count() == 0), code
+        return render_template("login.html", error=error, no_users=users.count() == 0,
+                               cookie_lost=_cookie_would_be_lost(cfg.secure_cookies)), code
 
     @app.post("/logout")
     def logout():
@@ -286,7 +287,7 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
         if ch is None:
             abort(404)
         outcome = retry_change(runtime.ledger, ch, actor())
-        flash(outcome.message, "ok" if outcome.ok else "error")
+        flash(t(outcome.text, id=outcome.id), "ok" if outcome.ok else "error")
         return redirect(_back(url_for("changes")))
 
     @app.post("/changes/<int:change_id>/skip")
@@ -300,7 +301,7 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
             flash(t("Give a reason."), "error")
             return redirect(_back(url_for("changes")))
         outcome = skip_change(runtime.ledger, ch, reason, actor())
-        flash(outcome.message, "ok" if outcome.ok else "error")
+        flash(t(outcome.text, id=outcome.id), "ok" if outcome.ok else "error")
         return redirect(_back(url_for("changes")))
 
     @app.get("/actions")
@@ -320,7 +321,7 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
         note = request.form.get("note") or None
         for item_id in ids:
             outcome = mark_done(runtime.ledger, item_id, note, actor())
-            flash(outcome.message, "ok" if outcome.ok else "error")
+            flash(t(outcome.text, id=outcome.id), "ok" if outcome.ok else "error")
         return redirect(url_for("actions"))
 
     # -- mapping ----------------------------------------------------------------------------------------
@@ -479,6 +480,12 @@ def _safe_next(target: str | None) -> str:
             or "\\" in (target or ""):
         target = "/"
     return request.script_root + (target or "/")
+
+
+def _cookie_would_be_lost(secure_cookies: bool) -> bool:
+    """A Secure cookie over plain http to an address other than loopback: the browser drops it, the login loops."""
+    host = urlsplit(request.host_url).hostname or ""
+    return secure_cookies and request.scheme == "http" and host not in ("127.0.0.1", "localhost", "::1")
 
 
 def _fmt_time(at: datetime | None) -> str:

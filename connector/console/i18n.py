@@ -151,6 +151,17 @@ CS: dict[str, str] = {
     "Select at least one item.": "Vyberte alespoň jednu položku.",
     "Something went wrong; the connector's log says what.": "Něco se pokazilo; podrobnosti jsou v logu konektoru.",
     "Recent console actions": "Poslední zásahy v konzoli",
+    "change %(id)s is done; nothing to retry": "změna %(id)s je hotová; není co opakovat",
+    "change %(id)s will be retried on the next pass": "změna %(id)s se zkusí znovu při dalším průchodu",
+    "a reason is required": "je potřeba uvést důvod",
+    "change %(id)s is already done": "změna %(id)s už je hotová",
+    "change %(id)s skipped": "změna %(id)s přeskočena",
+    "no open needs-action item %(id)s": "žádná otevřená položka k vyřízení %(id)s",
+    "item %(id)s done": "položka %(id)s vyřízena",
+    "This address uses plain http: the browser will not keep the login cookie (it is Secure). Use https "
+    "(nginx), an SSH tunnel to 127.0.0.1, or set [console] secure_cookies = false.":
+        "Tato adresa používá čisté http: prohlížeč si přihlašovací cookie (Secure) neuloží. Použijte https "
+        "(nginx), SSH tunel na 127.0.0.1, nebo nastavte [console] secure_cookies = false.",
     "Czech": "Čeština",
     "English": "Angličtina",
 }

@@ -60,11 +60,19 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a steering action did: ``ok`` and a sentence for the user (CLI line or console flash)."""
+    """What a steering action did: ``ok`` and a sentence for the user (CLI line or console flash).
+
+    ``text`` is the English sentence with ``%(id)s`` placeholders (the console translates it), ``message`` the
+    sentence itself."""
 
     ok: bool
-    message: str
+    text: str
+    id: int
     mall_order_id: int | None = None
+
+    @property
+    def message(self) -> str:
+        return self.text % {"id": self.id}
 
 
 def record(c: Connection, actor: Actor, action: str, *, order_id: int | None = None, target: str | None = None,
@@ -104,11 +112,11 @@ def recent(ledger: Ledger, limit: int = 50) -> list[AuditEntry]:
 def retry_change(ledger: Ledger, change: ChangeRow, actor: Actor) -> Outcome:
     """Put a change back to pending; the next pass re-reads MALL before anything is sent again."""
     if change.state == "done":
-        return Outcome(False, f"change {change.id} is done; nothing to retry", change.mall_order_id)
+        return Outcome(False, "change %(id)s is done; nothing to retry", change.id, change.mall_order_id)
     with ledger.write() as c:
         now_state = c.execute(select(s.changes.c.state).where(s.changes.c.id == change.id)).scalar()
         if now_state == "done":  # it landed meanwhile
-            return Outcome(False, f"change {change.id} is done; nothing to retry", change.mall_order_id)
+            return Outcome(False, "change %(id)s is done; nothing to retry", change.id, change.mall_order_id)
         # A human retry is a new budget of attempts (a change that failed after max_attempts would otherwise
         # give up again at once, without a call). The order's MALL state is marked stale, so the next pass
         # re-reads it from MALL before anything is sent again (an earlier PUT may have landed).
@@ -118,24 +126,24 @@ def retry_change(ledger: Ledger, change: ChangeRow, actor: Actor) -> Outcome:
         ledger.add_event(c, change.mall_order_id, "retry", f"change {change.id} put back to pending by {actor.by}")
         record(c, actor, "retry", order_id=change.mall_order_id, target=f"change {change.id}",
                detail=f"was {change.state}: {change.reason or change.last_error or ''}".rstrip(": "))
-    return Outcome(True, f"change {change.id} will be retried on the next pass", change.mall_order_id)
+    return Outcome(True, "change %(id)s will be retried on the next pass", change.id, change.mall_order_id)
 
 
 def skip_change(ledger: Ledger, change: ChangeRow, reason: str, actor: Actor) -> Outcome:
     """Mark a change skipped: it will never be sent."""
     reason = " ".join(reason.split())[:500]
     if not reason:
-        return Outcome(False, "a reason is required", change.mall_order_id)
+        return Outcome(False, "a reason is required", change.id, change.mall_order_id)
     if change.state == "done":
-        return Outcome(False, f"change {change.id} is already done", change.mall_order_id)
+        return Outcome(False, "change %(id)s is already done", change.id, change.mall_order_id)
     with ledger.write() as c:
         now_state = c.execute(select(s.changes.c.state).where(s.changes.c.id == change.id)).scalar()
         if now_state == "done":
-            return Outcome(False, f"change {change.id} is already done", change.mall_order_id)
+            return Outcome(False, "change %(id)s is already done", change.id, change.mall_order_id)
         ledger.update_change(change.id, conn=c, state="skipped", reason=f"skipped by {actor.by}: {reason}")
         ledger.add_event(c, change.mall_order_id, "skipped", f"change {change.id} skipped by {actor.by}: {reason}")
         record(c, actor, "skip", order_id=change.mall_order_id, target=f"change {change.id}", detail=reason)
-    return Outcome(True, f"change {change.id} skipped", change.mall_order_id)
+    return Outcome(True, "change %(id)s skipped", change.id, change.mall_order_id)
 
 
 def mark_done(ledger: Ledger, item_id: int, note: str | None, actor: Actor) -> Outcome:
@@ -146,9 +154,9 @@ def mark_done(ledger: Ledger, item_id: int, note: str | None, actor: Actor) -> O
         n = c.execute(update(s.actions).where(s.actions.c.id == item_id, s.actions.c.done_at.is_(None))
                       .values(done_at=utcnow(), done_note=note)).rowcount
         if n != 1:
-            return Outcome(False, f"no open needs-action item {item_id}")
+            return Outcome(False, "no open needs-action item %(id)s", item_id)
         if order_id is not None:
             ledger.add_event(c, order_id, "done", f"needs-action item {item_id} done by {actor.by}"
                              + (f": {note}" if note else ""))
         record(c, actor, "done", order_id=order_id, target=f"item {item_id}", detail=note)
-    return Outcome(True, f"item {item_id} done", order_id)
+    return Outcome(True, "item %(id)s done", item_id, order_id)

@@ -164,7 +164,7 @@ def test_skip_needs_a_reason_and_a_done_change_cannot_be_skipped(env):
     with led.write() as c:
         led.update_change(cid, conn=c, state="done")
     r = op.post(f"/changes/{cid}/skip", data={"csrf_token": t, "reason": "again"}, follow_redirects=True)
-    assert "already done" in r.text and led.get_change(cid).state == "done"
+    assert f"změna {cid} už je hotová" in r.text and led.get_change(cid).state == "done"
 
 
 def test_search_by_mall_id_shop_id_and_customer(env):
@@ -312,3 +312,17 @@ def test_ledger_retry_and_done_from_the_cli_are_audited_too(env):
     ch = env["ledger"].get_change(cid)
     assert ch.state == "pending" and ch.attempts == 0
     assert env["ledger"].get_order(501).mall_read_at is None  # re-read from MALL before anything is sent
+
+
+def test_the_login_page_warns_when_the_secure_cookie_would_be_dropped(env):
+    client = env["app"].test_client()
+    assert "cookie-warning" not in client.get("/login", base_url="http://127.0.0.1:8081").text
+    assert "cookie-warning" in client.get("/login", base_url="http://192.0.2.10:8081").text
+    assert "cookie-warning" not in client.get("/login", base_url="https://console.example.cz").text
+
+
+def test_outcomes_are_translated(env):
+    op = _login(env, "otto")  # the default language is Czech
+    t = _token(op, "/changes")
+    r = op.post(f"/changes/{env['failed']}/retry", data={"csrf_token": t}, follow_redirects=True)
+    assert f"změna {env['failed']} se zkusí znovu při dalším průchodu" in r.text
