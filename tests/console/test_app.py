@@ -16,7 +16,7 @@ from connector.console import ConsoleRuntime, create_app
 from connector.console import mapping_edit as me
 from connector.console.users import LoginLimiter, UserStore, add_user, load_users
 from connector.ledger import open_ledger
-from connector.ledger.audit import for_order
+from connector.ledger.audit import for_order, recent
 from connector.ledger.remap import forget_rows_whose_meaning_changed
 from connector.mapping import mapping_from_text
 
@@ -225,7 +225,7 @@ def test_mapping_save_keeps_the_previous_version_and_undo_swaps_back(env):
     assert admin.post("/mapping/undo", data={"csrf_token": t}).status_code == 302
     assert path.read_text(encoding="utf-8") == MAPPING and env["reloads"] == [1, 1]
     assert me.previous_path(path).read_text(encoding="utf-8") == new
-    actions = [e.action for e in __import__("connector.ledger.audit", fromlist=["recent"]).recent(env["ledger"])]
+    actions = [e.action for e in recent(env["ledger"])]
     assert actions[:2] == ["mapping_undo", "mapping_save"]
 
 
@@ -326,3 +326,21 @@ def test_outcomes_are_translated(env):
     t = _token(op, "/changes")
     r = op.post(f"/changes/{env['failed']}/retry", data={"csrf_token": t}, follow_redirects=True)
     assert f"změna {env['failed']} se zkusí znovu při dalším průchodu" in r.text
+
+
+def test_billing_export_for_a_period(env):
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    op = _login(env, "otto")
+    t = _token(op, "/exports")
+    r = op.post("/exports/billing", data={"csrf_token": t, "from": "2026-11-01", "to": "2026-11-15"})
+    assert r.status_code == 200 and "billing-2026-11-01-2026-11-15.xlsx" in r.headers["Content-Disposition"]
+    assert "Billing" in load_workbook(BytesIO(r.data), read_only=True).sheetnames
+    r = op.post("/exports/billing", data={"csrf_token": t, "from": "2026-11-15", "to": "2026-11-01"},
+                follow_redirects=True)
+    assert "is before" in r.text
+    r = op.post("/exports/billing", data={"csrf_token": t, "from": "yesterday", "to": ""}, follow_redirects=True)
+    assert "YYYY-MM-DD" in r.text
+    assert recent(env["ledger"])[0].action == "export_billing"

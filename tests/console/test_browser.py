@@ -42,7 +42,7 @@ open = "Nová"
 TYPO = MAPPING.replace('"Stornováno" = "cancelled"\n', '"Stornováno" = "cancelled"\n"Zabaleno" = "shiping"\n')
 FIXED = TYPO.replace('"shiping"', '"shipping"')
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' brings playwright")
+import playwright.sync_api as playwright_api  # noqa: E402 - a test extra: `make test` installs it, never skipped
 if not Path(CHROMIUM).exists():  # .ci/run installs it from Debian; without it this file cannot prove anything
     pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (see .ci/run)", pytrace=False)
 
