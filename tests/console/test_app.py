@@ -344,3 +344,18 @@ def test_billing_export_for_a_period(env):
     r = op.post("/exports/billing", data={"csrf_token": t, "from": "yesterday", "to": ""}, follow_redirects=True)
     assert "YYYY-MM-DD" in r.text
     assert recent(env["ledger"])[0].action == "export_billing"
+
+
+def test_done_for_many_items_at_once(env):
+    led = env["ledger"]
+    with led.write() as c:
+        second = led.add_action(c, key="y:503", order_id=503, kind="branch_changed", message="send it elsewhere")
+    op = _login(env, "otto")
+    t = _token(op, "/actions")
+    page = op.get("/actions").text
+    assert f'id="item-{env["action"]}"' in page and f'id="item-{second}"' in page
+    r = op.post("/actions/done", data={"csrf_token": t, "item": [str(env["action"]), str(second)], "note": "both"},
+                follow_redirects=True)
+    assert led.open_actions() == []
+    assert f"položka {env['action']} vyřízena" in r.text and f"položka {second} vyřízena" in r.text
+    assert {(e.mall_order_id, e.detail) for e in recent(led) if e.action == "done"} == {(501, "both"), (503, "both")}
