@@ -374,6 +374,10 @@ def test_the_whole_console_story_in_chromium(world, browser):
     for name, html in world.pages.items():
         for secret in [TEST_CLIENT_ID, TOKEN, *PASSWORDS.values(), *hashes]:
             assert secret not in html, f"page {name} shows a secret"
+    daemon_log = world.log()
+    assert "console: alice (admin) logged in" in daemon_log  # the log was read at all
+    for secret in [*PASSWORDS.values(), "not-her-password", *hashes]:
+        assert secret not in daemon_log
     for name in ("login", "overview", "orders", "order", "changes", "needs-action", "mapping-typo",
                  "mapping-preview", "exports", "refused-csrf", "viewer-mapping", "phone-overview"):
         assert (world.shots / f"{name}.png").stat().st_size > 0
