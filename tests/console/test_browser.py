@@ -8,13 +8,13 @@ otherwise they go to the test's temp folder.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import playwright.sync_api as playwright_api  # a test extra: `make test` installs it; never skipped
 import pytest
 
 from connector.sandbox.faults import Faults
@@ -42,7 +42,6 @@ open = "Nová"
 TYPO = MAPPING.replace('"Stornováno" = "cancelled"\n', '"Stornováno" = "cancelled"\n"Zabaleno" = "shiping"\n')
 FIXED = TYPO.replace('"shiping"', '"shipping"')
 
-import playwright.sync_api as playwright_api  # noqa: E402 - a test extra: `make test` installs it, never skipped
 if not Path(CHROMIUM).exists():  # .ci/run installs it from Debian; without it this file cannot prove anything
     pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (see .ci/run)", pytrace=False)
 
