@@ -23,6 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+## make test-fast: everything but the system tests (daemon subprocesses, chaos, demo, packaging)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not system" $(PYTEST_ARGS)
+
 ## make chaos: the full-size seeded chaos run (kills, faults, duplicate/lost webhooks); writes figures
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run --size full --seed 20261126 --report docs/reliability.md

@@ -1,36 +1,38 @@
-"""Shop adapters. ``make_adapter`` picks the one the config names."""
+"""Shop adapters. ``make_adapter`` builds the one the config names, found in the registry
+(entry-point group ``mall_connector.adapters``, see adapters/registry.py and adapters/README.md)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from connector.config import Config, ConfigError, find_key_line
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # connector.config builds its Config model from the registry: no import at load time
     from adapters.base import ShopAdapter
+    from connector.config import Config
 
 
-def make_adapter(config: Config) -> "ShopAdapter":
+def make_adapter(config: "Config") -> "ShopAdapter":
     """The configured shop adapter. Raises ConfigError (naming the config file) for a bad adapter setting."""
-    kind = config.shop.adapter
+    from adapters import registry
+    from adapters.base import AdapterContext
+    from connector.config import ConfigError
+
+    name = config.shop.adapter
     try:
-        if kind == "generic_csv":
-            from adapters.generic_csv import GenericCsvAdapter
-
-            return GenericCsvAdapter(config.shop.generic_csv, config.shop.tz)
-        if kind == "fastcentrik":
-            from adapters.fastcentrik import FastCentrikAdapter
-
-            return FastCentrikAdapter(config.shop.fastcentrik, config.shop.tz)
+        spec = registry.get(name)
+    except KeyError as e:
+        raise ConfigError(config.source_path, "shop.adapter", e.args[0], _line(config, "shop.adapter")) from None
+    section = getattr(config.shop, name)
+    try:
+        return spec.build(section, AdapterContext(tz=config.shop.tz, config_path=config.source_path))
     except ConfigError as e:
         if e.path is None and config.source_path is not None:  # adapters don't know the file; we do
-            line = _line(config, e.key)
-            raise ConfigError(config.source_path, e.key, e.reason, line) from None
+            raise ConfigError(config.source_path, e.key, e.reason, _line(config, e.key)) from None
         raise
-    raise ConfigError(config.source_path, "shop.adapter", f"unknown adapter {kind!r} (generic_csv or fastcentrik)")
 
 
-def _line(config: Config, key: str | None) -> int | None:
+def _line(config: "Config", key: str | None) -> int | None:
+    from connector.config import find_key_line
+
     if not key or config.source_path is None:
         return None
     try:

@@ -8,8 +8,9 @@ folder for the CSV adapters). It never decides anything: the sync layer does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal, Protocol, Sequence
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,20 @@ class FeedRead:
 
 class FeedUnavailable(Exception):
     """The whole feed could not be read (missing file, HTTP error, malformed XML). Message names the source."""
+
+
+class FeedRefused(FeedUnavailable):
+    """The feed is over one of its limits (size, rows, cells, depth, deadline): refused, not read.
+
+    A kind of FeedUnavailable, so the engines treat it as a failed poll (the previous state stays);
+    ``limit`` is the config key that sets the bound, so the message and an alert can say what to raise.
+    """
+
+    def __init__(self, source: str, limit: str, value: object, what: str):
+        self.source = source
+        self.limit = limit  # config key, e.g. "max_feed_bytes"
+        self.value = value  # the bound in force
+        super().__init__(f"{source}: refused: {what} (limit {limit} = {value})")
 
 
 class HandoffError(Exception):
@@ -114,7 +129,8 @@ HandoffKind = Literal["orders", "changes"]
 
 
 class ShopAdapter(Protocol):
-    """What every shop adapter provides. Implementations: generic_csv, fastcentrik."""
+    """What every shop adapter provides. Implementations are registered by an ``AdapterSpec`` in the
+    entry-point group ``mall_connector.adapters`` (generic_csv, fastcentrik; see adapters/README.md)."""
 
     name: str
 
@@ -132,3 +148,61 @@ class ShopAdapter(Protocol):
 
     def manual_steps(self, record: NewOrder | MallChange) -> str | None:
         """What a human must do in the shop for this record, or None when the shop applies it itself."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Declaring an adapter (found through the entry-point group ``mall_connector.adapters``)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret key of an adapter's section, e.g. a feed's basic-auth password.
+
+    Read in this order, like the MALL client_id: the config value, env ``MALL_CONNECTOR_<NAME>_<KEY>``
+    (upper case), then the systemd credential ``<name>_<key>`` in ``$CREDENTIALS_DIRECTORY``.
+    Its value is registered for redaction, so it never shows in a log line.
+    """
+
+    key: str
+
+    def env_var(self, adapter: str) -> str:
+        return f"MALL_CONNECTOR_{adapter}_{self.key}".upper()
+
+    def credential(self, adapter: str) -> str:
+        return f"{adapter}_{self.key}"
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What the core hands an adapter's ``build`` besides its own section."""
+
+    tz: tzinfo  # [shop] timezone: for feed dates without an offset
+    config_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """Everything the core needs to know about one adapter. An entry point of the group
+    ``mall_connector.adapters`` names an object of this type; see adapters/README.md.
+
+    * ``name``: the ``[shop] adapter`` value and the section ``[shop.<name>]``.
+    * ``config_model``: a pydantic model (base: ``adapters.shared.sections.AdapterSection``) for that
+      section; validated with the rest of the config, so errors name file, line and key.
+    * ``build(section, context)``: the ShopAdapter. May raise ConfigError with a key and no path:
+      the core adds the file and line.
+    * ``secrets``: keys of the section that are secret (see ``Secret``).
+    * ``paths``: keys whose relative values are relative to the config file's folder (a value that is
+      an http(s) URL is left alone).
+    * ``default_mapping``: the status mapping file used when ``[shop] mapping`` is not set.
+    * ``contract_kit``: ``"module:attribute"`` of the test kit the shared contract suite drives
+      (tests/adapters/test_contract.py); only imported by the tests.
+    """
+
+    name: str
+    config_model: type
+    build: Callable[[Any, AdapterContext], ShopAdapter]
+    default_mapping: Path
+    secrets: tuple[Secret, ...] = ()
+    paths: tuple[str, ...] = ()
+    contract_kit: str | None = None
+    description: str = ""

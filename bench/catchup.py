@@ -42,7 +42,7 @@ def drain(n: int, *, budget: int, window_s: float, paced: bool = True, max_s: fl
                 passes += 1
                 result = services.outbound.push_due()
                 pushed += result.pushed
-                if not services.ledger.count_changes(states=("pending", "sending", "retry")):
+                if not services.ledger.changes.count(states=("pending", "sending", "retry")):
                     break
             elapsed = now() - t
             sandbox.reset_faults()

@@ -41,10 +41,8 @@ from typing import Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import insert, select, update
 
 from connector.config import AlertsConfig
-from connector.ledger import schema as s
 from connector.ledger.repo import utcnow
 from connector.logs import redact, register_secret
 
@@ -188,19 +186,14 @@ class Alerter:
         with self._lock:
             now = self._now()
             with self.ledger.write() as c:
-                row = c.execute(select(s.alerts).where(s.alerts.c.key == key)).first()
+                row = self.ledger.alerts.get(c, key)
                 stored = f"{title}\n{message}"
-                if row is None:
-                    c.execute(insert(s.alerts).values(key=key, state="open", message=stored, first_at=now,
-                                                      last_sent_at=None, resolved_at=None, count=1))
-                    first_at, count, last_sent = now, 1, None
-                elif row.state != "open":  # back again after it was resolved: a new problem
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
-                        state="open", message=stored, first_at=now, last_sent_at=None, resolved_at=None, count=1))
+                if row is None or row.state != "open":  # new, or back again after it was resolved: a new problem
+                    self.ledger.alerts.open(c, key, stored, now, exists=row is not None)
                     first_at, count, last_sent = now, 1, None
                 else:
                     count = row.count + 1
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(message=stored, count=count))
+                    self.ledger.alerts.repeat(c, key, stored, count)
                     first_at, last_sent = row.first_at, row.last_sent_at
             if last_sent is not None and now - last_sent < self.repeat_after:
                 return False
@@ -216,8 +209,7 @@ class Alerter:
             if not self._deliver(key, title, body, now):
                 return False
             with self.ledger.write() as c:
-                c.execute(update(s.alerts).where(s.alerts.c.key == key, s.alerts.c.state == "open")
-                          .values(last_sent_at=now))
+                self.ledger.alerts.mark_sent(c, key, "open", now)
             return True
 
     def resolved(self, key: str, message: str | None = None) -> bool:
@@ -229,15 +221,14 @@ class Alerter:
         with self._lock:
             now = self._now()
             with self.ledger.write() as c:
-                row = c.execute(select(s.alerts).where(s.alerts.c.key == key)).first()
+                row = self.ledger.alerts.get(c, key)
                 if row is None:
                     return False
                 if row.state == "open":
                     announced = row.last_sent_at is not None
                     resolved_at = now
                     # NULL = the "resolved" message is owed; a timestamp = nothing (more) to send.
-                    c.execute(update(s.alerts).where(s.alerts.c.key == key).values(
-                        state="resolved", resolved_at=now, last_sent_at=None if announced else now))
+                    self.ledger.alerts.resolve(c, key, now, last_sent_at=None if announced else now)
                     if not announced:
                         log.info("alert %s resolved before anyone was told; no message sent", key)
                         return False
@@ -256,15 +247,12 @@ class Alerter:
             if not self._deliver(key, "Resolved: " + title, body, now):
                 return False
             with self.ledger.write() as c:
-                c.execute(update(s.alerts).where(s.alerts.c.key == key, s.alerts.c.state == "resolved",
-                                                 s.alerts.c.last_sent_at.is_(None)).values(last_sent_at=now))
+                self.ledger.alerts.mark_sent(c, key, "resolved", now, only_unsent=True)
             return True
 
     def open_problems(self) -> list[dict]:
         """Open problems, oldest first: key, title, message, first_at, last_sent_at, count."""
-        with self.ledger.read() as c:
-            rows = c.execute(select(s.alerts).where(s.alerts.c.state == "open").order_by(s.alerts.c.first_at,
-                                                                                          s.alerts.c.key)).all()
+        rows = self.ledger.alerts.open_problems()
         out = []
         for r in rows:
             title, _, message = r.message.partition("\n")

@@ -87,11 +87,12 @@ def check_ledger(config: Config) -> Line:
 
     ledger = open_ledger(config.ledger.url)
     try:
-        ledger.set_kv("check:last_run", "ok")
+        with ledger.write() as c:
+            ledger.kv.set(c, "check:last_run", "ok")
         rev = current_revision(ledger.engine)
         if rev != head_revision():
             return Line(BAD, f"ledger schema is at {rev}, expected {head_revision()}")
-        return Line(OK, f"ledger {redact(config.ledger.url)} is writable and migrated ({ledger.order_count()} orders)")
+        return Line(OK, f"ledger {redact(config.ledger.url)} is writable and migrated ({ledger.orders.count()} orders)")
     finally:
         ledger.close()
 

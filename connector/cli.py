@@ -37,7 +37,7 @@ class Context:
                 register_secret(cfg.mall.client_id.get_secret_value())
             for t in cfg.token_values:
                 register_secret(t)
-            for secret in (cfg.shop.generic_csv.auth_password, cfg.shop.fastcentrik.auth_password, cfg.alerts.smtp_password):
+            for secret in (*cfg.shop.adapter_secrets(), cfg.alerts.smtp_password):
                 if secret is not None:
                     register_secret(secret.get_secret_value())
             setup_logging(self.log_level or cfg.logging.level, self.log_format or cfg.logging.format)

@@ -28,7 +28,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connector import notify
 from connector.config import Config, ConfigError, load_config
 from connector.logs import register_secret
-from connector.mall.errors import MallError, MallUnauthorized
+from connector.ledger.types import ChangeState, ItemKind
+from connector.mall.errors import MallError, MallForbidden, MallUnauthorized
 from connector.mapping import load_mapping
 from connector.sync.runner import Services
 
@@ -51,6 +52,7 @@ class Daemon:
         self._last_progress = time.monotonic()
         self._first_429: float | None = None
         self._unauthorized = False
+        self._forbidden = False
         self.services = Services(config, metrics=self.metrics, on_response=self._on_mall_response)
         self.ledger = self.services.ledger
         self.alerter = Alerter(config.alerts, self.ledger)
@@ -73,6 +75,7 @@ class Daemon:
         elif 200 <= code < 300:
             self._first_429 = None
             self._unauthorized = False
+            self._forbidden = False
         elif code == 401:
             self._unauthorized = True
 
@@ -86,7 +89,7 @@ class Daemon:
         return self._stop.is_set()
 
     def readiness(self) -> tuple[bool, dict]:
-        jobs = self.ledger.job_ok_times()
+        jobs = self.ledger.kv.job_ok_times()
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         limit = timedelta(seconds=max(3 * self.config.sync.poll_interval_s, 60))
         started = getattr(self, "_started_at", now)
@@ -104,12 +107,16 @@ class Daemon:
         except MallUnauthorized:
             self._unauthorized = True
             log.error("MALL rejected the client_id (401): check [mall] client_id; job %s will try again", name)
+        except MallForbidden as e:
+            self._forbidden = True
+            log.error("MALL refuses this account (403) in job %s: %s", name, e)
         except MallError as e:
             log.warning("job %s: MALL call failed: %s", name, e)
         except Exception:  # noqa: BLE001 - a job must never kill the scheduler
             log.exception("job %s failed", name)
         else:
-            self.ledger.mark_job_ok(name)
+            with self.ledger.write() as c:
+                self.ledger.kv.mark_job_ok(c, name)
             self.metrics.job_ok(name)
         finally:
             self._tick()
@@ -157,7 +164,7 @@ class Daemon:
     def _alerts(self) -> None:
         limited_for = time.monotonic() - self._first_429 if self._first_429 is not None else None
         evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=self._unauthorized,
-                        rate_limited_for_s=limited_for)
+                        rate_limited_for_s=limited_for, forbidden=getattr(self, "_forbidden", False))
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -310,7 +317,8 @@ def warn_if_secrets_readable(config: Config) -> None:
                     "into a systemd credential)", path, path)
 
 
-def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None) -> None:
+def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None,
+                    forbidden: bool = False) -> None:
     """Open or resolve every alert problem from the current state (called after each job)."""
     if unauthorized:
         a.problem("mall_unauthorized", "MALL rejects the client_id",
@@ -324,14 +332,14 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
                   "the MALL Partner portal; the connector slows down and keeps trying.")
     elif rate_limited_for_s is None:
         a.resolved("rate_limited", "MALL no longer rate-limits the connector.")
-    failures = int(ledger.get_kv("shop_feed_failures") or 0)
+    failures = int(ledger.kv.get("shop_feed_failures") or 0)
     if failures >= config.shop.unreadable_polls_alert:
         a.problem("feed_unreadable", "shop feed unreadable",
                   f"The shop feed could not be read for {failures} polls in a row. Check the feed file or URL in "
                   "[shop]; the connector's log says why.")
     elif failures == 0:
         a.resolved("feed_unreadable", "The shop feed is readable again.")
-    failed = {c.id: c for c in ledger.list_changes(states=("failed",))}
+    failed = {c.id: c for c in ledger.changes.list(states=(ChangeState.FAILED,))}
     for cid, ch in failed.items():
         a.problem(f"change_failed:{cid}", f"order {ch.mall_order_id}: change failed",
                   f"Change {cid} (order {ch.mall_order_id}, shop status {ch.shop_status!r} → MALL "
@@ -342,7 +350,7 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
         if key.startswith("change_failed:") and int(key.split(":")[1]) not in failed:
             a.resolved(key, f"Change {key.split(':')[1]} is no longer failed.")
     open_ids = set()
-    for item in ledger.open_actions():
+    for item in ledger.actions.open():
         open_ids.add(item["id"])
         a.problem(f"action:{item['id']}", f"order {item['mall_order_id']} needs a human",
                   f"{item['message']}\nWhen done: mall-connector ledger done {item['id']}")
@@ -350,7 +358,24 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
         key = p["key"]
         if key.startswith("action:") and int(key.split(":")[1]) not in open_ids:
             a.resolved(key, f"Needs-action item {key.split(':')[1]} was cleared.")
-    stuck = [h for h in ledger.open_handoffs()]
+    # Quarantined inbox ids, hand-offs and confirmations (failed changes are alerted above): one alert each.
+    quarantined = {item.ref: item for item in ledger.failed_items() if item.kind != ItemKind.CHANGE}
+    for ref, item in quarantined.items():
+        orders = ", ".join(str(o) for o in item.mall_order_ids) or "-"
+        a.problem(f"quarantined:{ref}", f"order {orders}: {item.what} quarantined",
+                  f"{item.what} (order {orders}) failed {item.attempts} time(s) and was set aside so the rest of the "
+                  f"queue goes on: {item.reason}. Fix the cause, then: mall-connector ledger retry {ref}.")
+    for p in a.open_problems():
+        key = p["key"]
+        if key.startswith("quarantined:") and key.split(":", 1)[1] not in quarantined:
+            a.resolved(key, f"{key.split(':', 1)[1]} is no longer quarantined.")
+    if forbidden:
+        a.problem("mall_forbidden", "MALL refuses the account (403)",
+                  "MALL answers 403 to the connector: this account may not use an endpoint the connector needs "
+                  "(see the log for which). Ask MALL partner support to enable it.")
+    else:
+        a.resolved("mall_forbidden", "MALL no longer refuses the account.")
+    stuck = [h for h in ledger.handoffs.open()]
     if stuck:
         a.problem("handoff_failing", "cannot hand MALL orders to the shop",
                   f"{len(stuck)} batch(es) could not be written to the shop outbox (e.g. {stuck[0][1]}). Check the "

@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from connector.ledger.types import FINISHED_CHANGE_STATES, Origin
+
 STORY_STEPS = 5
 WAIT_S = 20.0  # the longest wait for one thing to happen; the whole story takes about 20 s
 DAEMON_START_S = 30.0
@@ -480,7 +482,7 @@ users_file = "console-users.toml"
         self._out("")
 
     def _last_sync(self, o: StoryOrder) -> str:
-        changes = self.ledger.list_changes(order_id=o.mall_order_id)
+        changes = self.ledger.changes.list(order_id=o.mall_order_id)
         if not changes:
             return "-"
         ch = changes[-1]
@@ -585,6 +587,7 @@ users_file = "console-users.toml"
             self.ledger.close()
             self.ledger = None
         if self.sandbox is not None:
+            self.mall_requests = len(self.sandbox.request_log)  # the work the story cost MALL (shown at the end)
             self.sandbox.stop()
             self.sandbox = None
         self._release_logging()
@@ -596,7 +599,8 @@ users_file = "console-users.toml"
                 if self.folder.exists():
                     problems.append(f"could not remove the temp folder {self.folder}")
                 elif ok:
-                    self._out(f"Demo finished in {self.now():.1f} s; removed the temp folder {self.folder}.")
+                    self._out(f"Demo finished in {self.now():.1f} s after {getattr(self, 'mall_requests', 0)} MALL API "
+                              f"request(s); removed the temp folder {self.folder}.")
         if problems:
             raise DemoError("; ".join(problems))
 
@@ -735,12 +739,12 @@ users_file = "console-users.toml"
     # -- what the connector decided (its ledger, read only) ---------------------------------------------
 
     def _mall_status_in_ledger(self, o: StoryOrder) -> str | None:
-        row = self.ledger.get_order(o.mall_order_id)
+        row = self.ledger.orders.get(o.mall_order_id)
         return row.mall_status if row is not None else None
 
     def _settled_change(self, o: StoryOrder, *, target: str | None = None, shop_status: str | None = None):
-        for ch in self.ledger.list_changes(order_id=o.mall_order_id):
-            if ch.origin != "shop" or ch.state not in ("done", "skipped", "failed"):
+        for ch in self.ledger.changes.list(order_id=o.mall_order_id):
+            if ch.origin != Origin.SHOP or ch.state not in FINISHED_CHANGE_STATES:
                 continue
             if (target is None or ch.target_status == target) and (shop_status is None or ch.shop_status == shop_status):
                 return ch

@@ -218,7 +218,7 @@ def create_app(
             return _error(413, f"more than {max_ids} order ids")
 
         try:
-            queued = ledger.enqueue_inbox(ids, source="webhook")
+            queued = ledger.inbox.enqueue(ids, source="webhook")
         except Exception as e:  # LedgerError, or anything else from the database: MALL must retry
             metrics.webhook_rejected("ledger_error")
             log.error("webhook %s: cannot store %d ids, answering 503: %s", SAFE_PATH, len(ids), scrub(str(e)))

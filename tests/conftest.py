@@ -62,3 +62,19 @@ def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
 def sandbox(make_sandbox) -> SandboxServer:
     """A started, empty SandboxServer on a free loopback port (client_id TEST_CLIENT_ID, webhooks every 0.1 s)."""
     return make_sandbox()
+
+
+# -- system tests ---------------------------------------------------------------------------------
+#: Daemon subprocesses, crashes and kill -9, database faults, chaos, the demo, packaging and the unit file:
+#: `make test-fast` leaves them out (`-m "not system"`). Mark a new one with @pytest.mark.system, or list its
+#: folder or file here.
+SYSTEM_TESTS = (
+    "tests/chaos/", "tests/daemon/", "tests/demo/", "tests/packaging/", "tests/dbfaults/",
+    "tests/security/test_daemon_security.py", "tests/sync/test_crash_e2e.py", "tests/service/test_unit_file.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.split("::", 1)[0].startswith(SYSTEM_TESTS):
+            item.add_marker(pytest.mark.system)

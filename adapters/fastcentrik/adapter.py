@@ -17,9 +17,11 @@ from zoneinfo import ZoneInfo
 
 from adapters.base import FeedRead, HandoffKind, MallChange, NewOrder
 from adapters.fastcentrik.feed import ParsedFeed, parse_orders_table, parse_orders_xml, peek
-from adapters.generic_csv import FeedSource, Outbox, csv_records, xlsx_records
-from adapters.generic_csv.source import is_url
-from connector.config import ConfigError, FastCentrikConfig
+from adapters.fastcentrik.config import FastCentrikConfig
+from adapters.generic_csv import Outbox
+from adapters.shared.tables import read_csv, read_xlsx
+from adapters.shared.source import FeedSource, is_url
+from connector.config import ConfigError
 
 log = logging.getLogger("mall_connector.adapters.fastcentrik")
 
@@ -73,7 +75,8 @@ class FastCentrikAdapter:
         self.config = config
         self.tz = tz
         self.source = FeedSource(config.source, auth_user=config.auth_user, auth_password=password,
-                                 settle_s=config.settle_s, timeout_s=timeout_s, config_key=CONFIG_KEY)
+                                 settle_s=config.settle_s, timeout_s=timeout_s, config_key=CONFIG_KEY,
+                                 limits=config.limits())
         self.outbox = Outbox(config.outbox)
         #: Orders in the last feed read that had no MALL order id (the shop's own orders).
         self.last_non_mall_orders = 0
@@ -99,13 +102,14 @@ class FastCentrikAdapter:
         return feed
 
     def _parse(self, fmt: str, stream, label: str) -> ParsedFeed:
-        fields = self.config.fields
+        fields, limits = self.config.fields, self.config.limits()
         if fmt == "xml":
-            return parse_orders_xml(stream, source=label, fields=fields, tz=self.tz, encoding=self.config.encoding)
+            return parse_orders_xml(stream, source=label, fields=fields, tz=self.tz, encoding=self.config.encoding,
+                                    max_depth=self.config.max_xml_depth, max_orders=limits.max_rows)
         if fmt == "xlsx":
-            records = xlsx_records(stream, source=label)
+            records = read_xlsx(stream, source=label, limits=limits)
         else:
-            records = csv_records(stream, source=label, encoding=self.config.encoding)
+            records = read_csv(stream, source=label, encoding=self.config.encoding, limits=limits)
         return parse_orders_table(records, source=label, fields=fields, tz=self.tz)
 
     # -- handoff (outbox) -------------------------------------------------------------------------

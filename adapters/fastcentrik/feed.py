@@ -29,13 +29,20 @@ import defusedxml
 from defusedxml.ElementTree import DefusedXMLParser, ParseError
 from defusedxml.ElementTree import iterparse as defused_iterparse
 
-from adapters.base import FeedRead, FeedUnavailable
+from adapters.base import FeedRead, FeedRefused, FeedUnavailable
+from adapters.fastcentrik.config import MAX_XML_DEPTH, FastCentrikFields
+from adapters.shared.sections import FeedLimits
 from adapters.generic_csv import ColumnMap, Records, records_to_feed
-from connector.config import FastCentrikFields
 
 _DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*\bencoding\s*=", re.IGNORECASE)
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _UTF8 = ("utf-8", "utf8", "utf-8-sig")
+
+# Defaults of the bounds ([shop.fastcentrik] max_xml_depth and max_rows); the elements of one order
+# are a fixed bound: a real order has a few dozen.
+MAX_DEPTH = MAX_XML_DEPTH
+MAX_ORDERS = FeedLimits().max_rows
+MAX_ORDER_ELEMENTS = 10_000
 
 
 class ParsedFeed(NamedTuple):
@@ -74,9 +81,14 @@ def parse_orders_xml(
     fields: FastCentrikFields,
     tz: ZoneInfo,
     encoding: str | None = None,
+    max_depth: int = MAX_DEPTH,
+    max_orders: int = MAX_ORDERS,
+    max_order_elements: int = MAX_ORDER_ELEMENTS,
 ) -> ParsedFeed:
     """Read the order export from a binary stream. Raises FeedUnavailable for XML that is not
-    well-formed or not allowed (DTD, entities), naming ``source`` and the position."""
+    well-formed or not allowed (DTD, entities), naming ``source`` and the position; FeedRefused for
+    XML nested deeper than ``max_depth``, with more than ``max_orders`` orders, or with more than
+    ``max_order_elements`` elements inside one order (each order is held until it ends)."""
     head = peek(stream, 1024)
     override = _encoding_override(head, encoding)
     columns = column_map(fields)
@@ -90,6 +102,7 @@ def parse_orders_xml(
     mall_id_name = _local(fields.mall_order_id)
     root_name = []
     shared: dict[str, str] = {}  # one str object per distinct status/carrier: 100k rows share a few
+    in_order = [0]  # elements seen inside the current order
 
     def records() -> Iterator[tuple[int, dict[str, str]]]:
         stack = []  # open elements, from the events (the parser itself reads a chunk ahead)
@@ -102,13 +115,25 @@ def parse_orders_xml(
                 if not stack and not root_name:
                     root_name.append(_local(elem.tag))
                 stack.append(elem)
+                if len(stack) > max_depth:
+                    raise FeedRefused(source, "max_xml_depth", max_depth,
+                                      f"the XML is nested deeper than {max_depth} elements")
                 depth += is_order
+                if depth:
+                    in_order[0] += 1
+                    if in_order[0] > max_order_elements:
+                        raise FeedRefused(source, "elements per order", max_order_elements,
+                                          f"{fields.order} #{counts['orders'] + 1} has more than "
+                                          f"{max_order_elements} elements")
                 continue
             stack.pop()
             if is_order:
                 depth -= 1
                 if depth == 0:
                     counts["orders"] += 1
+                    in_order[0] = 0
+                    if counts["orders"] > max_orders:
+                        raise FeedRefused(source, "max_rows", max_orders, f"more than {max_orders} orders")
                     values = _values(elem, wanted, child_keys)
                     elem.clear()
                     if not values.get(fields.mall_order_id, "").strip():

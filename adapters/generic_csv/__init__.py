@@ -1,18 +1,44 @@
 """Generic CSV adapter, and the table-feed machinery other adapters reuse.
 
 Reusable pieces (import from here):
-* ``FeedSource`` / ``Fetched`` / ``redact_url``: fetch a path or http(s) URL (settle, fingerprint, auth).
+* ``FeedSource`` / ``Fetched`` / ``redact_url``: fetch a path or http(s) URL (settle, fingerprint, auth);
+  they live in adapters/shared/source.py now and are re-exported here.
 * ``csv_records`` / ``xlsx_records`` -> ``Records(header, rows)``; ``records_to_feed`` with a ``ColumnMap``.
 * ``parse_shop_datetime``: the shop date formats -> aware datetimes.
 * ``Outbox`` (``stage`` / ``publish``), ``ORDER_COLUMNS``, ``CHANGE_COLUMNS``, ``safe_cell``.
 """
 
+from adapters.base import AdapterContext, AdapterSpec, Secret
 from adapters.generic_csv.adapter import GenericCsvAdapter
+from adapters.generic_csv.config import GenericCsvConfig
 from adapters.generic_csv.outbox import CHANGE_COLUMNS, ORDER_COLUMNS, Outbox, safe_cell
 from adapters.generic_csv.records import ColumnMap, Records, csv_records, parse_shop_datetime, records_to_feed, xlsx_records
-from adapters.generic_csv.source import FeedSource, Fetched, redact_url
+from adapters.shared.source import FeedSource, Fetched, redact_url
+
+
+def _build(section: GenericCsvConfig, context: AdapterContext) -> GenericCsvAdapter:
+    return GenericCsvAdapter(section, context.tz)
+
+
+def _default_mapping():
+    from mappings import default_mapping_path
+
+    return default_mapping_path("generic_csv")
+
+
+#: The registry entry (pyproject.toml: [project.entry-points."mall_connector.adapters"]).
+ADAPTER = AdapterSpec(
+    name="generic_csv",
+    description="any shop that exports a CSV of order states and imports CSV files from a folder",
+    config_model=GenericCsvConfig,
+    build=_build,
+    secrets=(Secret("auth_password"),),
+    paths=("source", "outbox"),
+    default_mapping=_default_mapping(),
+    contract_kit="adapters.generic_csv.contract_kit:GenericCsvKit",
+)
 
 __all__ = [
-    "GenericCsvAdapter", "Outbox", "ORDER_COLUMNS", "CHANGE_COLUMNS", "safe_cell", "ColumnMap", "Records",
-    "csv_records", "xlsx_records", "records_to_feed", "parse_shop_datetime", "FeedSource", "Fetched", "redact_url",
+    "ADAPTER", "GenericCsvConfig", "GenericCsvAdapter", "Outbox", "ORDER_COLUMNS", "CHANGE_COLUMNS", "safe_cell",
+    "ColumnMap", "Records", "csv_records", "xlsx_records", "records_to_feed", "parse_shop_datetime", "FeedSource", "Fetched", "redact_url",
 ]

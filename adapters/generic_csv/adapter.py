@@ -12,9 +12,11 @@ from typing import Sequence
 
 from adapters.base import FeedRead, HandoffKind, MallChange, NewOrder
 from adapters.generic_csv.outbox import Outbox
-from adapters.generic_csv.records import ColumnMap, csv_records, records_to_feed
-from adapters.generic_csv.source import FeedSource
-from connector.config import ConfigError, GenericCsvConfig
+from adapters.generic_csv.config import GenericCsvConfig
+from adapters.generic_csv.records import ColumnMap, records_to_feed
+from adapters.shared.tables import read_csv
+from adapters.shared.source import FeedSource
+from connector.config import ConfigError
 
 CONFIG_KEY = "shop.generic_csv"
 
@@ -34,7 +36,8 @@ class GenericCsvAdapter:
         self.tz = tz
         self.columns = columns
         self.source = FeedSource(config.source, auth_user=config.auth_user, auth_password=password,
-                                 settle_s=config.settle_s, timeout_s=timeout_s, config_key=CONFIG_KEY)
+                                 settle_s=config.settle_s, timeout_s=timeout_s, config_key=CONFIG_KEY,
+                                 limits=config.limits())
         self.outbox = Outbox(config.outbox)
 
     def read_feed(self, *, previous_fingerprint: str | None = None, wait_for_settle: bool = False) -> FeedRead:
@@ -43,7 +46,8 @@ class GenericCsvAdapter:
         with self.source.fetch(previous_fingerprint=previous_fingerprint, wait_for_settle=wait_for_settle) as got:
             if got.stream is None:
                 return FeedRead(not_ready=got.not_ready, unchanged=got.unchanged, fingerprint=got.fingerprint)
-            header, rows = csv_records(got.stream, source=got.label, encoding=self.config.encoding)
+            header, rows = read_csv(got.stream, source=got.label, encoding=self.config.encoding,
+                                    limits=self.config.limits())
             feed = records_to_feed(rows, columns=self.columns, tz=self.tz, source=got.label, header=header)
         feed.fingerprint = got.fingerprint
         return feed

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time, tzinfo
 from typing import IO, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from adapters.base import FeedProblem, FeedRead, FeedUnavailable, ShopOrderState
+from adapters.base import FeedProblem, FeedRead, FeedRefused, FeedUnavailable, ShopOrderState
 
 # csv refuses fields above 128 KiB by default; a feed cell is never that big, but a broken quote
 # can swallow the rest of the file into one field, and we want that reported, not a crash.
@@ -157,11 +157,12 @@ def _decode_error(stream: IO[bytes], source: str, encoding: str) -> FeedUnavaila
     return FeedUnavailable(f"{source}:{where} the text is not {encoding}{hint}")
 
 
-def xlsx_records(stream: IO[bytes], *, source: str) -> Records:
+def xlsx_records(stream: IO[bytes], *, source: str, max_cells: int | None = None) -> Records:
     """Read the first sheet of an XLSX workbook (header in row 1) in openpyxl's streaming mode.
 
     Cells become text: whole numbers without ``.0`` (ids), dates as ``YYYY-MM-DD HH:MM:SS``.
-    Raises FeedUnavailable when the file is not a readable workbook."""
+    Raises FeedUnavailable when the file is not a readable workbook, FeedRefused past ``max_cells``
+    cells (empty ones included: openpyxl pads every row to the sheet's width)."""
     import openpyxl  # only needed by XLSX feeds
 
     try:
@@ -175,12 +176,16 @@ def xlsx_records(stream: IO[bytes], *, source: str) -> Records:
         wb.close()
         raise FeedUnavailable(f"{source}: the first sheet is empty; row 1 must name the columns")
     header = [_cell_text(c) for c in first]
-    return Records(header, _xlsx_rows(wb, rows, header))
+    return Records(header, _xlsx_rows(wb, rows, header, source, max_cells, len(first)))
 
 
-def _xlsx_rows(wb, rows, header: list[str]) -> Iterator[tuple[int, dict]]:
+def _xlsx_rows(wb, rows, header: list[str], source: str = "", max_cells: int | None = None,
+               cells_read: int = 0) -> Iterator[tuple[int, dict]]:
     try:
         for line, values in enumerate(rows, start=2):
+            cells_read += len(values)
+            if max_cells is not None and cells_read > max_cells:
+                raise FeedRefused(source, "max_xlsx_cells", max_cells, f"the sheet has more than {max_cells} cells")
             cells = [_cell_text(c) for c in values]
             if not any(c.strip() for c in cells):
                 continue

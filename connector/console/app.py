@@ -2,7 +2,8 @@
 
 The app gets what it needs from a ``ConsoleRuntime`` (the daemon builds it): the config in force, the
 ledger, the mapping in force, and how to ask for a reload. It decides nothing about syncing: its actions are
-the ledger's steering actions (connector/ledger/audit.py), the same code as `ledger retry/skip/done`.
+the core's steering actions (connector/ledger/steering.py), the same code as `ledger retry/skip/done`, which
+write the audit row (connector/ledger/audit.py) in the same transaction.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from connector.console import queries
 from connector.console.i18n import LANGUAGES, translate
 from connector.console.users import RANK, ROLES, LoginLimiter, User, UserStore, users_path
 from connector.ledger import Ledger
-from connector.ledger.audit import Actor, log_action, mark_done, recent, retry_change, skip_change
+from connector.ledger import steering
+from connector.ledger.audit import Actor, log_action, recent
+from connector.ledger.types import ItemKind, item_ref
 from connector.logs import redact
 from connector.mall.statuses import ALL_STATUSES
 
@@ -274,34 +277,52 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
         if state not in queries.CHANGE_FILTERS:
             state = "open"
         rows, more = queries.list_changes(runtime.ledger, state)
-        return render_template("changes.html", rows=rows, more=more, state=state,
+        held = queries.quarantined_items(runtime.ledger) if state in ("open", "failed") else []
+        return render_template("changes.html", rows=rows, more=more, state=state, quarantined=held,
                                filters=list(queries.CHANGE_FILTERS), limit=queries.LIMIT)
 
     def _back(default: str) -> str:
         return _safe_next(request.form.get("next")) if request.form.get("next") else default
 
+    def _flash_steered(r: steering.Steered, kind: ItemKind, item_id: int) -> None:
+        """The core's sentence, translated: its item named as ``%(id)s`` (see i18n.CS)."""
+        named = f"{kind.value} {item_id}" if kind == ItemKind.CHANGE else item_ref(kind, item_id)
+        template = r.message.replace(named, f"{kind.value} %(id)s" if kind == ItemKind.CHANGE else "%(id)s", 1)
+        flash(t(template, id=item_id if kind == ItemKind.CHANGE else item_ref(kind, item_id)),
+              "ok" if r.ok else "error")
+
     @app.post("/changes/<int:change_id>/retry")
     @requires("operator")
     def change_retry(change_id: int):
-        ch = runtime.ledger.get_change(change_id)
-        if ch is None:
+        if runtime.ledger.changes.get(change_id) is None:
             abort(404)
-        outcome = retry_change(runtime.ledger, ch, actor())
-        flash(t(outcome.text, id=outcome.id), "ok" if outcome.ok else "error")
+        r = steering.retry(runtime.ledger, ItemKind.CHANGE, change_id, actor=actor())
+        _flash_steered(r, ItemKind.CHANGE, change_id)
+        return redirect(_back(url_for("changes")))
+
+    @app.post("/items/<kind>/<int:item_id>/retry")
+    @requires("operator")
+    def item_retry(kind: str, item_id: int):
+        """A quarantined inbox id, hand-off or confirmation waits again (`ledger retry inbox:ID` ...)."""
+        try:
+            item_kind = ItemKind(kind)
+        except ValueError:
+            abort(404)
+        r = steering.retry(runtime.ledger, item_kind, item_id, actor=actor())
+        _flash_steered(r, item_kind, item_id)
         return redirect(_back(url_for("changes")))
 
     @app.post("/changes/<int:change_id>/skip")
     @requires("operator")
     def change_skip(change_id: int):
-        ch = runtime.ledger.get_change(change_id)
-        if ch is None:
+        if runtime.ledger.changes.get(change_id) is None:
             abort(404)
-        reason = request.form.get("reason", "")
-        if not reason.strip():
+        reason = " ".join(request.form.get("reason", "").split())[:500]
+        if not reason:
             flash(t("Give a reason."), "error")
             return redirect(_back(url_for("changes")))
-        outcome = skip_change(runtime.ledger, ch, reason, actor())
-        flash(t(outcome.text, id=outcome.id), "ok" if outcome.ok else "error")
+        r = steering.skip(runtime.ledger, change_id, reason, actor=actor())
+        _flash_steered(r, ItemKind.CHANGE, change_id)
         return redirect(_back(url_for("changes")))
 
     @app.get("/actions")
@@ -318,10 +339,11 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
         if not ids:
             flash(t("Select at least one item."), "error")
             return redirect(url_for("actions"))
-        note = request.form.get("note") or None
+        note = " ".join((request.form.get("note") or "").split())[:500] or None
         for item_id in ids:
-            outcome = mark_done(runtime.ledger, item_id, note, actor())
-            flash(t(outcome.text, id=outcome.id), "ok" if outcome.ok else "error")
+            r = steering.done(runtime.ledger, item_id, note, actor=actor())
+            template = r.message.replace(f"item {item_id}", "item %(id)s", 1)
+            flash(t(template, id=item_id), "ok" if r.ok else "error")
         return redirect(url_for("actions"))
 
     # -- mapping ----------------------------------------------------------------------------------------

@@ -153,10 +153,24 @@ CS: dict[str, str] = {
     "Recent console actions": "Poslední zásahy v konzoli",
     "change %(id)s is done; nothing to retry": "změna %(id)s je hotová; není co opakovat",
     "change %(id)s will be retried on the next pass": "změna %(id)s se zkusí znovu při dalším průchodu",
-    "a reason is required": "je potřeba uvést důvod",
     "change %(id)s is already done": "změna %(id)s už je hotová",
     "change %(id)s skipped": "změna %(id)s přeskočena",
-    "no open needs-action item %(id)s": "žádná otevřená položka k vyřízení %(id)s",
+    "no open needs-action item %(id)s (see: ledger list --needs-action)":
+        "žádná otevřená položka k vyřízení %(id)s",
+    "no change %(id)s": "změna %(id)s neexistuje",
+    "change %(id)s is skipped; nothing to retry": "změna %(id)s je přeskočená; není co opakovat",
+    "change %(id)s is already skipped": "změna %(id)s už je přeskočená",
+    "change %(id)s is being sent right now; look again after the pass":
+        "změna %(id)s se právě odesílá; podívejte se znovu po průchodu",
+    "change %(id)s changed meanwhile; look again (ledger list)": "změna %(id)s se mezitím změnila; podívejte se znovu",
+    "change %(id)s changed meanwhile; look again": "změna %(id)s se mezitím změnila; podívejte se znovu",
+    "%(id)s will be retried on the next pass": "%(id)s se zkusí znovu při dalším průchodu",
+    "%(id)s is not quarantined (see: ledger list --state failed)": "%(id)s není v karanténě",
+    "Quarantined: webhook ids, hand-offs, confirmations": "V karanténě: id z webhooků, předávky, potvrzení",
+    "Quarantined": "V karanténě",
+    "quarantined webhook ids, hand-offs, confirmations": "id z webhooků, předávky a potvrzení v karanténě",
+    "Item": "Položka",
+    "What failed": "Co selhalo",
     "item %(id)s done": "položka %(id)s vyřízena",
     "This address uses plain http: the browser will not keep the login cookie (it is Secure). Use https "
     "(nginx), an SSH tunnel to 127.0.0.1, or set [console] secure_cookies = false.":

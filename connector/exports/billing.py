@@ -17,12 +17,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import or_, select
-
 from connector.exports.common import MONEY_FORMAT, Column, add_sheet, money, write_atomically
 from connector.exports.orders import snapshot_order
 from connector.ledger import Ledger
-from connector.ledger import schema as s
 from connector.mall.models import Order
 from connector.mall.statuses import Status
 
@@ -122,22 +119,14 @@ def build_billing(ledger: Ledger, date_from: date, date_to: date) -> Billing:
     snapshot can be from before), the delivered_at MALL accepted in that PUT is used.
     """
     start, end = period_bounds(date_from, date_to)
-    o = s.orders.c
-    with ledger.read() as c:
-        rows = list(c.execute(select(s.orders).where(
-            o.mall_status == DELIVERED, o.test.is_(False),
-            or_(o.mall_delivered_at.is_(None), (o.mall_delivered_at >= start) & (o.mall_delivered_at < end)),
-        )))
-        unknown = [r.mall_order_id for r in rows if r.mall_delivered_at is None]
-        pushed: dict[int, str] = {}
-        if unknown:
-            ch = s.changes.c
-            for oid, payload in c.execute(select(ch.mall_order_id, ch.payload).where(
-                    ch.mall_order_id.in_(unknown), ch.origin == "shop", ch.target_status == DELIVERED,
-                    ch.state == "done")):
-                at = _payload_delivered_at(payload)
-                if at:
-                    pushed[oid] = at
+    rows = ledger.reports.delivered_between(DELIVERED, start, end)
+    unknown = [r.mall_order_id for r in rows if r.mall_delivered_at is None]
+    pushed: dict[int, str] = {}
+    if unknown:
+        for oid, payload in ledger.reports.pushed_payloads(unknown, DELIVERED):
+            at = _payload_delivered_at(payload)
+            if at:
+                pushed[oid] = at
     billing = Billing(date_from, date_to)
     for r in rows:
         delivered_at = r.mall_delivered_at or pushed.get(r.mall_order_id)

@@ -13,15 +13,13 @@ from datetime import date, timezone
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import func, select
-
 from connector.exports.common import money, prague_date
 from connector.ledger import Ledger
-from connector.ledger import schema as s
+from connector.ledger.types import Origin
 from connector.mall.errors import MallNotFound
 from connector.mall.models import Order
 from connector.mall.statuses import FINAL_STATUSES, Status
-from connector.sync.inbound import order_from_snapshot, store_snapshot
+from connector.sync.snapshot import order_from_snapshot, store_snapshot
 
 log = logging.getLogger("mall_connector.exports")
 
@@ -62,32 +60,18 @@ def snapshot_order(snapshot: str | None, order_id: int) -> Order | None:
 def last_sync(ledger: Ledger, order_ids: Sequence[int]) -> dict[int, str]:
     """For each order, its newest change as "target state: reason" (what the connector last did with it)."""
     out: dict[int, str] = {}
-    ids = list(order_ids)
-    c_ = s.changes.c
-    with ledger.read() as c:
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            newest = select(func.max(c_.id)).where(c_.mall_order_id.in_(chunk)).group_by(c_.mall_order_id)
-            q = select(c_.mall_order_id, c_.origin, c_.kind, c_.target_status, c_.state, c_.reason,
-                       c_.last_error).where(c_.id.in_(newest))
-            for r in c.execute(q):
-                what = r.target_status or r.kind
-                where = "to MALL" if r.origin == "shop" else "to the shop"
-                why = r.reason or r.last_error or ""
-                out[r.mall_order_id] = f"{what} {where} {r.state}" + (f": {why}" if why else "")
+    for r in ledger.reports.newest_changes(order_ids):
+        what = r.target_status or r.kind
+        where = "to MALL" if r.origin == Origin.SHOP else "to the shop"
+        why = r.reason or r.last_error or ""
+        out[r.mall_order_id] = f"{what} {where} {r.state}" + (f": {why}" if why else "")
     return out
 
 
 def overview(ledger: Ledger, *, statuses: Iterable[str] | None, since: date | None = None,
              include_test: bool = False) -> list[OrderLine]:
     """Orders in ``statuses`` (None: all), created on/after ``since`` (Prague date), by ship date then id."""
-    q = select(s.orders)
-    if statuses is not None:
-        q = q.where(s.orders.c.mall_status.in_(tuple(statuses)))
-    if not include_test:
-        q = q.where(s.orders.c.test.is_(False))
-    with ledger.read() as c:
-        rows = list(c.execute(q))
+    rows = ledger.reports.orders_in(statuses, include_test=include_test)
     syncs = last_sync(ledger, [r.mall_order_id for r in rows])
     lines = []
     for r in rows:
@@ -146,11 +130,7 @@ def refresh(ledger: Ledger, client, *, statuses: Sequence[str], include_test: bo
             page = []
     _store_page(ledger, client, page, result)
 
-    q = select(s.orders.c.mall_order_id).where(s.orders.c.mall_status.in_(live))
-    if not include_test:
-        q = q.where(s.orders.c.test.is_(False))
-    with ledger.read() as c:
-        stale = sorted(set(c.execute(q).scalars()) - seen)
+    stale = sorted(ledger.reports.order_ids_in(live, include_test=include_test) - seen)
     result.moved = len(stale)
     for i in range(0, len(stale), page_size):
         _store_page(ledger, client, stale[i:i + page_size], result)

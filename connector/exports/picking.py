@@ -14,12 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from sqlalchemy import select
-
 from connector.exports.common import Column, add_sheet, natural_key, write_atomically
 from connector.exports.orders import snapshot_order
 from connector.ledger import Ledger
-from connector.ledger import schema as s
 
 TIMES = "\u00d7"  # "10085339302×2"
 CSV_DELIMITER = ";"  # what Excel expects in Czech/Slovak locales (the comma is their decimal mark)
@@ -76,21 +73,16 @@ def select_orders(ledger: Ledger, *, statuses: Iterable[str] | None = None, orde
                   include_test: bool = False) -> tuple[list, list[str]]:
     """Ledger rows for the picking list: the given ids (any status), else the orders in ``statuses``."""
     warnings: list[str] = []
-    with ledger.read() as c:
-        if order_ids is not None:
-            found = {r.mall_order_id: r for r in c.execute(select(s.orders).where(
-                s.orders.c.mall_order_id.in_(list(order_ids))))}
-            rows = []
-            for oid in dict.fromkeys(order_ids):
-                if oid in found:
-                    rows.append(found[oid])
-                else:
-                    warnings.append(f"order {oid} is not in the ledger (check the id; the connector has not seen it)")
-            return rows, warnings
-        q = select(s.orders).where(s.orders.c.mall_status.in_(tuple(statuses or ())))
-        if not include_test:
-            q = q.where(s.orders.c.test.is_(False))
-        return list(c.execute(q)), warnings
+    if order_ids is not None:
+        found = ledger.reports.orders_by_ids(order_ids)
+        rows = []
+        for oid in dict.fromkeys(order_ids):
+            if oid in found:
+                rows.append(found[oid])
+            else:
+                warnings.append(f"order {oid} is not in the ledger (check the id; the connector has not seen it)")
+        return rows, warnings
+    return ledger.reports.orders_in(tuple(statuses or ()), include_test=include_test), warnings
 
 
 def build_picking(ledger: Ledger, *, statuses: Iterable[str] | None = None, order_ids: Sequence[int] | None = None,

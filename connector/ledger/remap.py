@@ -41,5 +41,5 @@ def forget_rows_whose_meaning_changed(ledger: Ledger, old, new, *, feed_kv: str)
         for i in range(0, len(changed), IN_CHUNK):
             n += c.execute(update(s.orders).where(o.shop_status.in_(changed[i:i + IN_CHUNK]), open_order)
                            .values(shop_fingerprint=None)).rowcount
-        ledger.set_kv(feed_kv, None, conn=c)
+        ledger.kv.set(c, feed_kv, None)
     return n

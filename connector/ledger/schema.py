@@ -162,6 +162,42 @@ kv = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+
+# -- 0002: per-item containment and quarantine (typed outcomes instead of text prefixes) ---------
+# Appended, not edited into the tables above, so the first release's definitions stay as they were.
+# The policy outcome of an item's last failure (connector/sync/policy.py), the error's class, and
+# whether MALL refused a PUT outright (then it certainly did not apply it).
+changes.append_column(Column("error_class", String(80)))
+changes.append_column(Column("outcome", String(10)))
+changes.append_column(Column("refused", Boolean))
+# An inbox id that keeps failing is quarantined (state failed) instead of blocking the queue.
+inbox.append_column(Column("state", String(10), nullable=False, default="waiting", server_default="waiting"))
+inbox.append_column(Column("error_class", String(80)))
+inbox.append_column(Column("reason", Text))
+# A hand-off batch that keeps failing: its attempts, backoff and, once failed, where it stood.
+handoffs.append_column(Column("attempts", Integer, nullable=False, default=0, server_default="0"))
+handoffs.append_column(Column("next_attempt_at", DateTime))
+handoffs.append_column(Column("error_class", String(80)))
+handoffs.append_column(Column("last_error", Text))
+handoffs.append_column(Column("reason", Text))
+handoffs.append_column(Column("resume_state", String(10)))
+
+# A confirmation (PUT confirmed: true) that failed: one row per order while it is retried or quarantined;
+# removed when the order is confirmed. Orders waiting for their first try have none (orders.needs_confirm).
+confirms = Table(
+    "confirms",
+    metadata,
+    Column("mall_order_id", BigInteger, ForeignKey("orders.mall_order_id"), primary_key=True, autoincrement=False),
+    Column("state", String(10), nullable=False),  # retry | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime),
+    Column("error_class", String(80)),
+    Column("last_error", Text),
+    Column("reason", Text),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_confirms_state", "state"),
+)
+
 # Who did what in the admin console (and the ledger commands that steer changes): every action, with its
 # actor and time, shown on the order's history. Never holds a secret (passwords and tokens are not actions).
 audit_log = Table(

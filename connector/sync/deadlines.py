@@ -11,25 +11,24 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
-
 from connector.ledger import Ledger
-from connector.ledger import schema as s
+from connector.ledger.types import ActionKind, ChangeState
+from connector.ledger.types import action_key as make_action_key
 from connector.mall.models import PRAGUE
 from connector.mall.statuses import Status
-from connector.sync.inbound import order_from_snapshot
+from connector.sync.snapshot import order_from_snapshot
 
 log = logging.getLogger("mall_connector.deadlines")
 
-KIND = "deadline"
+KIND = ActionKind.DEADLINE
 LIMIT_H = 24.0
 #: A shop change in one of these states means the shop has moved the order on (sent, or about to be).
 #: "retry" and "failed" do not: MALL still sees the order open and the clock keeps running.
-MOVED_ON_STATES = ("pending", "sending", "done")
+MOVED_ON_STATES = (ChangeState.PENDING, ChangeState.SENDING, ChangeState.DONE)
 
 
 def action_key(order_id: int) -> str:
-    return f"{KIND}:{order_id}"
+    return make_action_key(KIND, order_id)
 
 
 def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h: float = 20.0,
@@ -40,17 +39,9 @@ def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h
     Test orders are skipped unless ``include_test`` ([mall] include_test_orders).
     """
     now = _aware(now or datetime.now(timezone.utc))
-    o, ch = s.orders.c, s.changes.c
-    open_ids = select(o.mall_order_id).where(o.mall_status == Status.OPEN.value)
-    with ledger.read() as c:
-        rows = list(c.execute(select(o.mall_order_id, o.snapshot, o.test).where(o.mall_status == Status.OPEN.value)))
-        # Only the changes of open orders (index on changes.mall_order_id): this runs every minute, and a
-        # scan of every shop change the ledger ever recorded grows with its age.
-        shop_moves = c.execute(select(ch.mall_order_id, ch.state).where(
-            ch.mall_order_id.in_(open_ids), ch.origin == "shop", ch.target_status.is_not(None),
-            ch.target_status != Status.OPEN.value)).all()
+    rows, shop_moves = ledger.reports.orders_with_shop_moves(Status.OPEN.value)
     moved = {oid for oid, state in shop_moves if state in MOVED_ON_STATES}
-    retrying = {oid for oid, state in shop_moves if state == "retry"}
+    retrying = {oid for oid, state in shop_moves if state == ChangeState.RETRY}
 
     due: dict[int, str] = {}
     for r in rows:
@@ -63,18 +54,18 @@ def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h
         if age_h > warn_after_h:
             due[r.mall_order_id] = _message(r.mall_order_id, opened, age_h, r.mall_order_id in retrying)
 
-    waiting = {a["mall_order_id"] for a in ledger.open_actions() if a["kind"] == KIND}
+    waiting = {a["mall_order_id"] for a in ledger.actions.open() if a["kind"] == KIND}
     opened_n = 0
     new = [oid for oid in due if oid not in waiting]
     if new:
         with ledger.write() as c:
             for oid in new:
-                if ledger.add_action(c, key=action_key(oid), order_id=oid, kind=KIND, message=due[oid]) is not None:
+                if ledger.actions.add(c, key=action_key(oid), order_id=oid, kind=KIND, message=due[oid]) is not None:
                     opened_n += 1
                     log.warning("%s", due[oid], extra={"order_id": oid})
     cleared = sorted(oid for oid in waiting - due.keys() if oid is not None)
     if cleared:
-        known = ledger.get_orders(cleared)
+        known = ledger.orders.get_many(cleared)
         for oid in cleared:
             row = known.get(oid)
             status = row.mall_status if row is not None else None
@@ -82,7 +73,8 @@ def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h
                 note = "cleared: the shop moved the order on; the connector is passing it to MALL"
             else:
                 note = f"cleared: the order is {status or 'no longer in the ledger'} on MALL"
-            ledger.close_actions(oid, KIND, note)
+            with ledger.write() as c:
+                ledger.actions.close(c, oid, KIND, note)
     return opened_n
 
 

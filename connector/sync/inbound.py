@@ -7,6 +7,10 @@ losing or repeating anything:
 * an outbox batch gets its final name in the ledger before a byte is written, is staged under a
   temporary name, and is published by an atomic rename (see docs/architecture.md);
 * ``confirmed: true`` is sent only once everything MALL changed has reached the shop.
+
+Each item (an inbox id, a change's record, a batch, a confirmation) is contained: whatever it raises,
+the error policy (policy.py) says what it means, the outcome is recorded on that item, and the pass
+goes on with the next one. What the shop must learn is decided by ``decide_inbound`` (decide.py).
 """
 
 from __future__ import annotations
@@ -14,43 +18,44 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
-from adapters.base import HandoffError, MallChange, NewOrder, NewOrderItem
-from connector.ledger import Ledger
-from connector.ledger import schema as s
-from connector.ledger.repo import ChangeRow, OrderRow, utcnow
-from connector.mall.errors import MallError, MallNotFound, MallRateLimited, MallUnauthorized, MallValidationError
+from adapters.base import MallChange, NewOrder, NewOrderItem
+from connector.ledger.rows import ChangeRow, HandoffRow, utcnow
+from connector.ledger.types import (
+    ActionKind,
+    ChangeKind,
+    ChangeState,
+    EventKind,
+    HandoffKind,
+    HandoffState,
+    ItemKind,
+    Origin,
+    action_key,
+    branch_change_key,
+    mall_change_key,
+    new_order_key,
+    shop_change_key,
+)
 from connector.mall.models import Order, StatusUpdate
 from connector.mall.statuses import Status
 from connector.mapping import Mapping
-from connector.sync.common import Engine, backoff_at, mall_time
-from connector.sync.decide import MALL_CHANGE_NOTES
+from connector.sync.common import Engine, mall_time
+from connector.sync.decide import (
+    Confirm,
+    HandBranchChange,
+    HandMallChange,
+    HandNewOrder,
+    KnownOrder,
+    MallOrderNow,
+    RecordOnly,
+    decide_inbound,
+    may_confirm,
+)
+from connector.sync.policy import Kind, Op
+from connector.sync.snapshot import branch_of, order_from_snapshot, store_snapshot  # noqa: F401 - re-exported
 
 log = logging.getLogger("mall_connector.inbound")
 
-
-def store_snapshot(ledger: Ledger, c, order: Order) -> None:
-    """Record what MALL says about an order (inside the caller's write transaction)."""
-    address = order.address
-    branch = order.branch_id if order.branch_id is not None else (order.branches.branch_id if order.branches else None)
-    ledger.ensure_order(
-        c, order.id,
-        mall_status=order.status.value, mall_confirmed=order.confirmed, mall_read_at=utcnow(),
-        mdp=order.mdp, test=order.test, purchase_id=order.purchase_id,
-        customer=(address.name if address else None), delivery_method=order.delivery_method,
-        branch_id=branch, ship_date=order.ship_date.isoformat() if order.ship_date else None,
-        mall_delivered_at=mall_time(order.delivered_at),
-        snapshot=order.model_dump_json(exclude_none=True),
-    )
-
-
-def order_from_snapshot(snapshot: str) -> Order:
-    return Order.model_validate_json(snapshot)
-
-
-def _branch_of(order: Order) -> int | None:
-    return order.branch_id if order.branch_id is not None else (order.branches.branch_id if order.branches else None)
+_branch_of = branch_of  # the first release's name
 
 
 def new_order_record(order: Order, mapping: Mapping) -> NewOrder:
@@ -64,7 +69,7 @@ def new_order_record(order: Order, mapping: Mapping) -> NewOrder:
         customer_name=(a.name or "") if a else "", company=(a.company or "") if a else "",
         street=(a.street or "") if a else "", city=(a.city or "") if a else "", zip=(a.zip or "") if a else "",
         country=(a.country or "") if a else "", phone=(a.phone or "") if a else "", email=(a.email or "") if a else "",
-        delivery_method=order.delivery_method or "", branch_id=_branch_of(order), payment_type=order.payment_type or "",
+        delivery_method=order.delivery_method or "", branch_id=branch_of(order), payment_type=order.payment_type or "",
         cod=float(order.cod or 0), delivery_price=float(order.delivery_price or 0), currency=order.currency or "",
         items=tuple(
             NewOrderItem(item_id=str(i.id), article_id=i.article_id, title=i.title or "", quantity=i.quantity,
@@ -85,40 +90,52 @@ class InboundResult:
     dropped: int = 0
     retry: int = 0
     ignored_test: int = 0
+    quarantined: int = 0  # items that reached [sync] max_attempts in this pass
+    sweep_failed: str | None = None  # why the sweep could not list MALL's unconfirmed orders
 
 
 class InboundSync(Engine):
     """MALL → shop: inbox, sweep, hand-off and confirmation."""
 
-    def run(self, result: InboundResult | None = None) -> InboundResult:
-        """One pass: drain the inbox, hand over what is new, confirm what the shop has."""
+    def run(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
+        """One pass: drain the inbox, hand over what is new, confirm what the shop has. ``retry_now``: items
+        backing off after a failure are tried now (`sync-once --retry-now`); quarantined ones never are."""
         result = result or InboundResult()
-        self.drain(result)
-        self.handoff(result)
-        self.confirm(result)
+        self.drain(result, retry_now=retry_now)
+        self.handoff(result, retry_now=retry_now)
+        self.confirm(result, retry_now=retry_now)
         return result
 
     # -- sweep --------------------------------------------------------------------------------
     def sweep(self, result: InboundResult | None = None) -> InboundResult:
-        """List MALL's unconfirmed orders and queue them: catches every webhook that never came."""
+        """List MALL's unconfirmed orders and queue them: catches every webhook that never came. A failing
+        list is logged and tried again by the next sweep; the inbox pass goes on regardless."""
         result = result or InboundResult()
-        basics = self.client.list_unconfirmed(include_test=self.config.mall.include_test_orders)
-        known = self.ledger.get_orders([b.id for b in basics])
+        try:
+            basics = self.client.list_unconfirmed(include_test=self.config.mall.include_test_orders)
+        except Exception as e:  # contained: see policy.py (401/403 re-raise)
+            outcome = self.outcome(Op.SWEEP, e)
+            result.sweep_failed = outcome.reason
+            log.warning("sweep: %s", outcome.reason)
+            return result
+        known = self.ledger.orders.get_many([b.id for b in basics])
         queue = []
         for b in basics:
             k = known.get(b.id)
             if b.status == Status.BLOCKED and k is not None and k.mall_status == Status.BLOCKED.value:
                 continue  # unchanged blocked order: nothing to do until it is paid
             queue.append(b.id)
-        result.swept += self.ledger.enqueue_inbox(queue, source="sweep")
+        result.swept += self.ledger.inbox.enqueue(queue, source="sweep")
         return result
 
     # -- drain --------------------------------------------------------------------------------
-    def drain(self, result: InboundResult | None = None) -> InboundResult:
+    def drain(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
         result = result or InboundResult()
         cfg = self.config.sync
+        tried: set[int] = set()
         while True:
-            ids = self.ledger.due_inbox(cfg.batch_size)
+            ids = [i for i in self.ledger.inbox.due(cfg.batch_size, due_anyway=retry_now) if i not in tried]
+            tried.update(ids)
             if not ids:
                 break
             for oid in ids:
@@ -132,244 +149,324 @@ class InboundSync(Engine):
     def _fetch_one(self, oid: int, result: InboundResult) -> None:
         try:
             order = self.client.get_order(oid)
-        except MallNotFound:
-            with self.ledger.write() as c:
-                self.ledger.add_event(c, oid, "dropped", "MALL does not know this order id (404): dropped from the inbox")
-                self.ledger.inbox_remove(oid, conn=c)
-            log.warning("order %s: MALL does not know it (404); dropped", oid, extra={"order_id": oid})
-            result.dropped += 1
-            return
-        except MallUnauthorized:
-            raise
-        except MallError as e:
-            attempts = self.ledger.inbox_attempts(oid) + 1
-            at_least = e.reset_s if isinstance(e, MallRateLimited) and e.reset_s else 0.0
-            at = backoff_at(attempts, self.config.sync.retry_base_s, self.config.sync.retry_max_s, at_least_s=at_least)
-            self.ledger.inbox_retry(oid, at, str(e))
-            log.info("order %s: could not read it from MALL, will retry: %s", oid, e, extra={"order_id": oid})
-            result.retry += 1
+            if order.id != oid:  # recording it would leave this id in the inbox, read again on every pass
+                raise ValueError(f"MALL answered GET /v1/orders/{oid} with order {order.id}")
+        except Exception as e:  # contained: see policy.py
+            self._inbox_failed(oid, Op.INBOX_READ, e, result)
             return
         result.fetched += 1
-        self.record_order(order, result)
+        try:
+            self.record_order(order, result)
+        except Exception as e:  # contained: e.g. a value the ledger cannot store
+            self._inbox_failed(oid, Op.RECORD, e, result)
+
+    def _inbox_failed(self, oid: int, op: Op, error: BaseException, result: InboundResult) -> None:
+        """Carry out the policy's outcome for an inbox id."""
+        outcome = self.outcome(op, error)
+        if outcome.kind == Kind.DROP:
+            with self.ledger.write() as c:
+                self.ledger.orders.add_event(c, oid, EventKind.DROPPED,
+                                             f"{outcome.reason}: dropped from the inbox")
+                self.ledger.inbox.remove(c, oid)
+            log.warning("order %s: %s; dropped", oid, outcome.reason, extra={"order_id": oid})
+            result.dropped += 1
+            return
+        disp = self.disposition(outcome, self.ledger.inbox.attempts(oid) + 1)
+        with self.ledger.write() as c:
+            self.ledger.inbox.record_failure(c, oid, attempts=disp.attempts, next_attempt_at=disp.next_attempt_at,
+                                             quarantine=disp.quarantine, error_class=outcome.error_class,
+                                             message=outcome.message, reason=disp.reason)
+            if disp.quarantine:
+                self.ledger.orders.add_event(c, oid, EventKind.QUARANTINED, f"inbox id quarantined: {disp.reason}")
+        if disp.quarantine:
+            result.quarantined += 1
+            log.error("order %s: inbox id quarantined after %d attempt(s): %s", oid, disp.attempts, disp.reason,
+                      extra={"order_id": oid, "reason": disp.reason})
+            self.quarantined(ItemKind.INBOX, oid)
+        else:
+            result.retry += 1
+            log.info("order %s: %s; will retry", oid, outcome.reason, extra={"order_id": oid})
 
     def record_order(self, order: Order, result: InboundResult) -> None:
-        """Store the snapshot and decide what the shop must learn, in one transaction with the inbox removal."""
+        """Store the snapshot and carry out the inbound decision, in one transaction with the inbox removal."""
         oid = order.id
         mapping = self.mapping
-        before = (result.new_orders, result.mall_changes, result.ignored_test)
+        include_test = self.config.mall.include_test_orders
+        now = MallOrderNow(status=order.status, confirmed=order.confirmed, test=order.test, branch_id=branch_of(order))
         with self.ledger.write() as c:
-            self._decide_inbound(c, order, mapping, result)
-        if (result.new_orders, result.mall_changes, result.ignored_test) == before:
-            reason = f"MALL has it {order.status}; nothing new for the shop"
-        elif result.new_orders > before[0]:
-            reason = "new order: to be handed to the shop"
-        elif result.mall_changes > before[1]:
-            reason = "changed on MALL: to be handed to the shop"
-        else:
-            reason = "test order: recorded and left alone"
-        log.info("order %s: %s", oid, reason, extra={"order_id": oid, "reason": reason})
+            row = self.ledger.orders.get(oid, c)
+            known = None if row is None else KnownOrder(
+                handed=row.handed_at is not None,
+                handed_status=Status(row.handed_status) if row.handed_status else None,
+                handed_branch_id=row.handed_branch_id)
+            own = self.ledger.changes.by_key(c, shop_change_key(oid, order.status.value))
+            decision = decide_inbound(
+                known=known, order=now, include_test=include_test,
+                new_order_recorded=self.ledger.changes.by_key(c, new_order_key(oid)) is not None,
+                own_push_state=own.state if own is not None else None)
+            store_snapshot(self.ledger, c, order)
+            self.ledger.inbox.remove(c, oid)
+            counts = self._carry_out(c, order, decision.intents, mapping)
+        result.new_orders += counts["new"]
+        result.mall_changes += counts["changes"]
+        result.ignored_test += counts["ignored"]
+        log.info("order %s: %s", oid, decision.reason, extra={"order_id": oid, "reason": decision.reason})
 
-    def _decide_inbound(self, c, order: Order, mapping: Mapping, result: InboundResult) -> None:
+    def _carry_out(self, c, order: Order, intents, mapping: Mapping) -> dict[str, int]:
         oid = order.id
-        known_row = c.execute(select(s.orders).where(s.orders.c.mall_order_id == oid)).first()
-        known = OrderRow.from_row(known_row) if known_row else None
-        store_snapshot(self.ledger, c, order)
-        self.ledger.inbox_remove(oid, conn=c)
-        if order.test and not self.config.mall.include_test_orders:
-            self.ledger.add_event(c, oid, "ignored", "test order: recorded and left alone ([mall] include_test_orders = false)")
-            result.ignored_test += 1
-            return
-        status = order.status
-        if status == Status.BLOCKED:
-            self.ledger.add_event(c, oid, "seen", "blocked (waiting for payment): recorded, not handed to the shop")
-            return
-        handed = known is not None and known.handed_at is not None
-        new_pending = self.ledger.get_change_by_key(c, f"mall:{oid}:new")
-        if not handed and new_pending is None:
-            if status == Status.OPEN:
-                self.ledger.insert_change(
-                    c, key=f"mall:{oid}:new", order_id=oid, origin="mall", kind="new_order",
-                    target_status=status.value, shop_status=mapping.shop_status_for(status),
-                    payload={"status": status.value, "branch_id": _branch_of(order)},
-                )
-                self.ledger.add_event(c, oid, "new", "new order for the shop")
-                result.new_orders += 1
-            else:
-                # Seen for the first time past `open` (handled before the connector ran, or in the
-                # portal): the shop already has it or never needs it, so nothing is handed over.
-                self.ledger.add_event(c, oid, "seen", f"first seen in status {status}: not handed to the shop as new")
-                self.ledger.ensure_order(c, oid, handed_status=status.value, handed_branch_id=_branch_of(order))
-        elif handed:
-            self._mall_side_changes(c, order, known, mapping, result)
-        if not order.confirmed:
-            self.ledger.ensure_order(c, oid, needs_confirm=True)
-
-    def _mall_side_changes(self, c, order: Order, known: OrderRow, mapping: Mapping, result: InboundResult) -> None:
-        oid, status = order.id, order.status
-        if known.handed_status != status.value:
-            ours = self.ledger.get_change_by_key(c, f"shop:{oid}:{status.value}")
-            if ours is not None and ours.state in ("done", "sending", "retry"):
-                # Our own push echoing back: the shop set it, so it already knows.
-                self.ledger.ensure_order(c, oid, handed_status=status.value)
-            else:
-                note = MALL_CHANGE_NOTES.get(status, f"status {status} set on MALL")
-                if self.ledger.insert_change(
-                    c, key=f"mall:{oid}:{status.value}", order_id=oid, origin="mall", kind="status",
-                    target_status=status.value, shop_status=mapping.shop_status_for(status),
-                    payload={"status": status.value, "note": note, "changed_at": mall_time(order.entered_at(status)),
-                             "branch_id": _branch_of(order)},
+        counts = {"new": 0, "changes": 0, "ignored": 0}
+        for intent in intents:
+            if isinstance(intent, HandNewOrder):
+                self.ledger.changes.insert(
+                    c, key=new_order_key(oid), order_id=oid, origin=Origin.MALL, kind=ChangeKind.NEW_ORDER,
+                    target_status=intent.status.value, shop_status=mapping.shop_status_for(intent.status),
+                    payload={"status": intent.status.value, "branch_id": intent.branch_id})
+                counts["new"] += 1
+            elif isinstance(intent, HandMallChange):
+                if self.ledger.changes.insert(
+                    c, key=mall_change_key(oid, intent.status.value), order_id=oid, origin=Origin.MALL,
+                    kind=ChangeKind.STATUS, target_status=intent.status.value,
+                    shop_status=mapping.shop_status_for(intent.status),
+                    payload={"status": intent.status.value, "note": intent.note,
+                             "changed_at": mall_time(order.entered_at(intent.status)), "branch_id": intent.branch_id},
                 ) is not None:
-                    self.ledger.add_event(c, oid, "mall_change", note)
-                    result.mall_changes += 1
-        branch = _branch_of(order)
-        if known.handed_branch_id is not None and branch is not None and branch != known.handed_branch_id:
-            note = f"pickup branch changed from {known.handed_branch_id} to {branch}"
-            if self.ledger.insert_change(
-                c, key=f"mall:{oid}:branch:{branch}", order_id=oid, origin="mall", kind="branch",
-                target_status=status.value, shop_status=mapping.shop_status_for(status),
-                payload={"status": status.value, "note": note, "branch_id": branch,
-                         "changed_at": mall_time(order.branches.last_change if order.branches else None)},
-            ) is not None:
-                self.ledger.add_event(c, oid, "mall_change", note)
-                result.mall_changes += 1
+                    self.ledger.orders.add_event(c, oid, EventKind.MALL_CHANGE, intent.note)
+                    counts["changes"] += 1
+            elif isinstance(intent, HandBranchChange):
+                if self.ledger.changes.insert(
+                    c, key=branch_change_key(oid, intent.branch_id), order_id=oid, origin=Origin.MALL,
+                    kind=ChangeKind.BRANCH, target_status=intent.status.value,
+                    shop_status=mapping.shop_status_for(intent.status),
+                    payload={"status": intent.status.value, "note": intent.note, "branch_id": intent.branch_id,
+                             "changed_at": mall_time(order.branches.last_change if order.branches else None)},
+                ) is not None:
+                    self.ledger.orders.add_event(c, oid, EventKind.MALL_CHANGE, intent.note)
+                    counts["changes"] += 1
+            elif isinstance(intent, RecordOnly):
+                if intent.event:
+                    self.ledger.orders.add_event(c, oid, intent.event, intent.message)
+                if intent.event == EventKind.IGNORED:
+                    counts["ignored"] += 1
+                values = {}
+                if intent.handed_status is not None:
+                    values["handed_status"] = intent.handed_status.value
+                if intent.set_handed_branch:
+                    values["handed_branch_id"] = intent.handed_branch_id
+                if values:
+                    self.ledger.orders.ensure(c, oid, **values)
+            elif isinstance(intent, Confirm):
+                self.ledger.orders.ensure(c, oid, needs_confirm=True)
+            # Wait: nothing to record beyond the event
+        return counts
 
     # -- hand-off to the shop -----------------------------------------------------------------
-    def handoff(self, result: InboundResult | None = None) -> InboundResult:
-        """Finish interrupted batches first, then hand new records over in batches."""
+    def handoff(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
+        """Finish interrupted batches first, then hand new records over in batches. A batch that fails backs off
+        on its own and the others go on (a change joins one batch only, so failing batches cannot pile up)."""
         result = result or InboundResult()
-        for hid, name, kind, state in self.ledger.open_handoffs():
-            if not self._finish_handoff(hid, name, kind, state, result):
-                return result  # the shop side is failing: do not pile up more batches
+        for h in self.ledger.handoffs.open(due_only=not retry_now):
+            self._finish_handoff(h, result)
         cfg = self.config.sync
         last_id = 0
         while True:
-            batch = self.ledger.due_changes("mall", cfg.batch_size, after_id=last_id)
+            batch = self.ledger.changes.due(Origin.MALL, cfg.batch_size, after_id=last_id)
             if not batch:
                 break
             last_id = batch[-1].id
             todo = [ch for ch in batch if ch.handoff_id is None]
-            for kind, group in (("orders", [ch for ch in todo if ch.kind == "new_order"]),
-                                ("changes", [ch for ch in todo if ch.kind != "new_order"])):
+            for kind, group in ((HandoffKind.ORDERS, [ch for ch in todo if ch.kind == ChangeKind.NEW_ORDER]),
+                                (HandoffKind.CHANGES, [ch for ch in todo if ch.kind != ChangeKind.NEW_ORDER])):
+                group = self._buildable(kind, group, result)
                 if group:
-                    hid, name = self.ledger.create_handoff(kind, [ch.id for ch in group])
-                    if not self._finish_handoff(hid, name, kind, "sending", result):
-                        return result
+                    with self.ledger.write() as c:
+                        hid, name = self.ledger.handoffs.create(c, kind, [ch.id for ch in group])
+                    self._finish_handoff(HandoffRow(hid, name, str(kind), HandoffState.SENDING.value), result)
         return result
+
+    def _buildable(self, kind: str, changes: list[ChangeRow], result: InboundResult) -> list[ChangeRow]:
+        """The changes whose shop record can be built, checked before they join a batch: one that cannot (e.g. a
+        snapshot the models refuse) is recorded on that change, and the batch goes on without it."""
+        if not changes:
+            return []
+        orders = self.ledger.orders.get_many([ch.mall_order_id for ch in changes])
+        mapping = self.mapping
+        ok = []
+        for ch in changes:
+            try:
+                self._record(kind, ch, orders.get(ch.mall_order_id), mapping)
+            except Exception as e:  # contained: see policy.py
+                self._change_failed(ch, Op.HANDOFF_RECORD, e, result)
+            else:
+                ok.append(ch)
+        return ok
+
+    def _change_failed(self, ch: ChangeRow, op: Op, error: BaseException, result: InboundResult) -> None:
+        outcome = self.outcome(op, error)
+        disp = self.disposition(outcome, ch.attempts + 1)
+        to = ChangeState.FAILED if disp.quarantine else ChangeState.RETRY
+        with self.ledger.write() as c:
+            self.ledger.changes.move(c, ch.id, ch.state, to, attempts=disp.attempts,
+                                     next_attempt_at=disp.next_attempt_at, last_error=outcome.message,
+                                     error_class=outcome.error_class, outcome=outcome.kind.value,
+                                     reason=disp.reason if disp.quarantine else None)
+            self.ledger.orders.add_event(c, ch.mall_order_id, to, f"change {ch.id}: {disp.reason}")
+        if disp.quarantine:
+            result.quarantined += 1
+            log.error("order %s: change %s quarantined: %s", ch.mall_order_id, ch.id, disp.reason)
+            self.quarantined(ItemKind.CHANGE, ch.id)
+        else:
+            result.retry += 1
 
     def _records(self, kind: str, changes: list[ChangeRow]) -> list:
         mapping = self.mapping
-        orders = self.ledger.get_orders([ch.mall_order_id for ch in changes])
-        records = []
-        for ch in changes:
-            snap = orders[ch.mall_order_id].snapshot
-            order = order_from_snapshot(snap)
-            if kind == "orders":
-                records.append(new_order_record(order, mapping))
-            else:
-                status = Status(ch.payload.get("status", order.status.value))
-                records.append(MallChange(
-                    mall_order_id=ch.mall_order_id, mall_status=status.value,
-                    shop_status=mapping.shop_status_for(status),
-                    changed_at=ch.payload.get("changed_at") or mall_time(utcnow().replace(tzinfo=None)) or "",
-                    branch_id=ch.payload.get("branch_id"), note=ch.payload.get("note", ""),
-                ))
-        return records
+        orders = self.ledger.orders.get_many([ch.mall_order_id for ch in changes])
+        return [self._record(kind, ch, orders.get(ch.mall_order_id), mapping) for ch in changes]
 
-    def _finish_handoff(self, hid: int, name: str, kind: str, state: str, result: InboundResult) -> bool:
-        changes = self.ledger.handoff_changes(hid)
+    @staticmethod
+    def _record(kind: str, ch: ChangeRow, row, mapping: Mapping):
+        """The shop's record of one change, from the newest snapshot of its order."""
+        if row is None or not row.snapshot:
+            raise ValueError(f"the ledger has no MALL data for order {ch.mall_order_id}")
+        order = order_from_snapshot(row.snapshot)
+        if kind == HandoffKind.ORDERS:
+            return new_order_record(order, mapping)
+        status = Status(ch.payload.get("status", order.status.value))
+        return MallChange(
+            mall_order_id=ch.mall_order_id, mall_status=status.value, shop_status=mapping.shop_status_for(status),
+            changed_at=ch.payload.get("changed_at") or mall_time(utcnow().replace(tzinfo=None)) or "",
+            branch_id=ch.payload.get("branch_id"), note=ch.payload.get("note", ""),
+        )
+
+    def _finish_handoff(self, h: HandoffRow, result: InboundResult) -> bool:
+        """Stage (unless staged) and publish one batch; False when it failed (recorded on the batch)."""
+        changes = self.ledger.changes.of_handoff(h.id)
         try:
-            records = self._records(kind, changes)
-            if state == "sending":
-                self.adapter.stage_handoff(name, kind, records)
-                self.ledger.set_handoff_state(hid, "staged")
-            self.adapter.publish_handoff(name)  # False: the rename already happened before a crash
-        except HandoffError as e:
-            log.error("could not hand batch %s to the shop (will retry): %s", name, e)
+            records = self._records(h.kind, changes)
+            if h.state == HandoffState.SENDING:
+                self.adapter.stage_handoff(h.name, h.kind, records)
+                with self.ledger.write() as c:
+                    self.ledger.handoffs.set_state(c, h.id, HandoffState.STAGED)
+                h = HandoffRow(h.id, h.name, h.kind, HandoffState.STAGED.value, h.attempts, h.next_attempt_at)
+            self.adapter.publish_handoff(h.name)  # False: the rename already happened before a crash
+        except Exception as e:  # contained: see policy.py
+            self._handoff_failed(h, e, result)
             return False
         now = utcnow()
         with self.ledger.write() as c:
-            c.execute(s.handoffs.update().where(s.handoffs.c.id == hid).values(state="done", done_at=now))
+            self.ledger.handoffs.set_state(c, h.id, HandoffState.DONE)
             for ch, record in zip(changes, records):
-                self.ledger.update_change(ch.id, conn=c, state="done", reason=f"handed to the shop in {name}")
+                self.ledger.changes.move(c, ch.id, ch.state, ChangeState.DONE, reason=f"handed to the shop in {h.name}")
                 values = {"handed_status": ch.payload.get("status")}
-                if ch.kind == "new_order":
+                if ch.kind == ChangeKind.NEW_ORDER:
                     # The record is built from the newest snapshot, which may be newer than the change's payload
                     # (e.g. cancelled or moved to another branch before the hand-off): remember what the shop got,
                     # or the next read would tell the shop the same thing again.
                     values["handed_at"] = now
                     values["handed_status"] = record.status
                     values["handed_branch_id"] = record.branch_id
-                elif ch.kind == "branch":
+                elif ch.kind == ChangeKind.BRANCH:
                     values["handed_branch_id"] = ch.payload.get("branch_id")
-                self.ledger.ensure_order(c, ch.mall_order_id, **values)
-                self.ledger.add_event(c, ch.mall_order_id, "handed", f"handed to the shop in {name}")
+                self.ledger.orders.ensure(c, ch.mall_order_id, **values)
+                self.ledger.orders.add_event(c, ch.mall_order_id, EventKind.HANDED, f"handed to the shop in {h.name}")
                 steps = self.adapter.manual_steps(record)
-                if ch.kind == "branch":
+                if ch.kind == ChangeKind.BRANCH:
                     # A human must always act on a branch change: the parcel goes to the new branch.
-                    self.ledger.add_action(
-                        c, key=f"branch_change:{ch.key}", order_id=ch.mall_order_id, kind="branch_change",
+                    self.ledger.actions.add(
+                        c, key=action_key(ActionKind.BRANCH_CHANGE, ch.key), order_id=ch.mall_order_id,
+                        kind=ActionKind.BRANCH_CHANGE,
                         message=steps or f"Order {ch.mall_order_id}: {ch.payload.get('note')}. The parcel must go "
                                          "to the new pickup branch; print the label for it.")
                 elif steps:
-                    self.ledger.add_action(c, key=f"shop_action:{ch.key}", order_id=ch.mall_order_id,
-                                           kind="shop_action", message=steps)
+                    self.ledger.actions.add(c, key=action_key(ActionKind.SHOP_ACTION, ch.key),
+                                            order_id=ch.mall_order_id, kind=ActionKind.SHOP_ACTION, message=steps)
         result.handed += len(changes)
         if self.metrics is not None:
-            self.metrics.handoff(kind)
-        log.info("handed %d record(s) to the shop in %s", len(changes), name)
+            self.metrics.handoff(h.kind)
+        log.info("handed %d record(s) to the shop in %s", len(changes), h.name)
+        for ch, record in zip(changes, records):
+            self.hooks.call("after_handoff", ch, record)
         return True
 
+    def _handoff_failed(self, h: HandoffRow, error: BaseException, result: InboundResult) -> None:
+        outcome = self.outcome(Op.HANDOFF, error)
+        disp = self.disposition(outcome, h.attempts + 1)
+        with self.ledger.write() as c:
+            self.ledger.handoffs.record_failure(c, h, attempts=disp.attempts, next_attempt_at=disp.next_attempt_at,
+                                                quarantine=disp.quarantine, error_class=outcome.error_class,
+                                                message=outcome.message, reason=disp.reason)
+        if disp.quarantine:
+            result.quarantined += 1
+            log.error("hand-off %s quarantined after %d attempt(s): %s", h.name, disp.attempts, disp.reason)
+            self.quarantined(ItemKind.HANDOFF, h.id)
+        else:
+            log.error("could not hand batch %s to the shop (will retry): %s", h.name, outcome.reason)
+
     # -- confirm ------------------------------------------------------------------------------
-    def confirm(self, result: InboundResult | None = None) -> InboundResult:
+    def confirm(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
         """PUT confirmed: true for orders whose every MALL-side change has reached the shop."""
         result = result or InboundResult()
-        with self.ledger.read() as c:
-            waiting = select(s.changes.c.mall_order_id).where(
-                s.changes.c.origin == "mall", s.changes.c.state.in_(("pending", "sending", "retry")))
-            ids = list(c.execute(select(s.orders.c.mall_order_id).where(
-                s.orders.c.needs_confirm.is_(True), s.orders.c.mall_order_id.not_in(waiting))).scalars())
-        for oid in ids:
+        held = self.ledger.confirms.held(only_quarantined=retry_now)
+        for oid in self.ledger.orders.needing_confirm():
+            if oid in held:
+                continue
             if self.should_stop():
                 break
-            # Re-read first: MALL may have changed the order since it was read for the hand-off (a customer
-            # cancel, a branch change), and confirming now would acknowledge a change the shop has not got;
-            # such a change is recorded and handed over first, the confirmation waits for the next pass.
-            try:
-                order = self.client.get_order(oid)
-            except MallNotFound:
-                with self.ledger.write() as c:
-                    self.ledger.ensure_order(c, oid, needs_confirm=False)
-                    self.ledger.add_event(c, oid, "dropped", "MALL no longer knows this order (404): not confirmed")
-                continue
-            except MallUnauthorized:
-                raise
-            except MallError as e:
-                log.info("order %s: not re-read before confirming (%s); will try again next pass", oid, e)
-                continue
-            self.record_order(order, result)
-            if any(ch.origin == "mall" for ch in self.ledger.list_changes(states=("pending", "sending", "retry"),
-                                                                          order_id=oid)):
-                continue
-            try:
-                self.client.update_order(oid, StatusUpdate(confirmed=True))
-            except MallUnauthorized:
-                raise
-            except MallValidationError as e:
-                with self.ledger.write() as c:
-                    self.ledger.ensure_order(c, oid, needs_confirm=False)
-                    self.ledger.add_event(c, oid, "confirm_refused", f"MALL refused the confirmation: {e.message}")
-                log.warning("order %s: MALL refused the confirmation: %s", oid, e.message)
-                continue
-            except MallError as e:
-                log.info("order %s: confirmation not sent (%s); will try again next pass", oid, e)
-                continue
-            # MALL has no conditional update: a change made between the re-read and the PUT is confirmed by it
-            # (and drops out of the unconfirmed sweep). Read the order once more in the next drain so such a
-            # change still reaches the shop. Queued before needs_confirm is cleared, so a crash loses neither.
-            self.ledger.enqueue_inbox([oid], source="confirmed")
-            with self.ledger.write() as c:
-                self.ledger.ensure_order(c, oid, needs_confirm=False, mall_confirmed=True)
-                self.ledger.add_event(c, oid, "confirmed", "confirmed on MALL")
-            log.info("order %s: confirmed on MALL (the shop has everything MALL changed)", oid, extra={"order_id": oid})
-            result.confirmed += 1
+            self._confirm_one(oid, result)
         return result
+
+    def _confirm_one(self, oid: int, result: InboundResult) -> None:
+        # Re-read first: MALL may have changed the order since it was read for the hand-off (a customer
+        # cancel, a branch change), and confirming now would acknowledge a change the shop has not got;
+        # such a change is recorded and handed over first, the confirmation waits for the next pass.
+        op = Op.CONFIRM_READ
+        try:
+            order = self.client.get_order(oid)
+            op = Op.RECORD
+            self.record_order(order, result)
+            if not may_confirm(self.ledger.changes.open_of_order(oid, Origin.MALL)):
+                return
+            op = Op.CONFIRM
+            self.client.update_order(oid, StatusUpdate(confirmed=True))
+        except Exception as e:  # contained: see policy.py
+            self._confirm_failed(oid, op, e, result)
+            return
+        # MALL has no conditional update: a change made between the re-read and the PUT is confirmed by it
+        # (and drops out of the unconfirmed sweep). Read the order once more in the next drain so such a
+        # change still reaches the shop. Queued before needs_confirm is cleared, so a crash loses neither.
+        self.ledger.inbox.enqueue([oid], source="confirmed")
+        with self.ledger.write() as c:
+            self.ledger.orders.ensure(c, oid, needs_confirm=False, mall_confirmed=True)
+            self.ledger.confirms.clear(c, oid)
+            self.ledger.orders.add_event(c, oid, EventKind.CONFIRMED, "confirmed on MALL")
+        log.info("order %s: confirmed on MALL (the shop has everything MALL changed)", oid, extra={"order_id": oid})
+        result.confirmed += 1
+
+    def _confirm_failed(self, oid: int, op: Op, error: BaseException, result: InboundResult) -> None:
+        outcome = self.outcome(op, error)
+        if outcome.kind == Kind.DROP:
+            with self.ledger.write() as c:
+                self.ledger.orders.ensure(c, oid, needs_confirm=False)
+                self.ledger.confirms.clear(c, oid)
+                self.ledger.orders.add_event(c, oid, EventKind.DROPPED, f"{outcome.reason}: not confirmed")
+            return
+        if outcome.kind == Kind.FAIL and outcome.refused:
+            # MALL refused the confirmation outright: trying again cannot help, and it is no item to quarantine.
+            with self.ledger.write() as c:
+                self.ledger.orders.ensure(c, oid, needs_confirm=False)
+                self.ledger.confirms.clear(c, oid)
+                self.ledger.orders.add_event(c, oid, EventKind.CONFIRM_REFUSED, outcome.reason)
+            log.warning("order %s: %s", oid, outcome.reason)
+            return
+        disp = self.disposition(outcome, self.ledger.confirms.attempts(oid) + 1)
+        with self.ledger.write() as c:
+            self.ledger.confirms.record_failure(c, oid, attempts=disp.attempts, next_attempt_at=disp.next_attempt_at,
+                                                quarantine=disp.quarantine, error_class=outcome.error_class,
+                                                message=outcome.message, reason=disp.reason)
+            if disp.quarantine:
+                self.ledger.orders.add_event(c, oid, EventKind.QUARANTINED, f"confirmation quarantined: {disp.reason}")
+        if disp.quarantine:
+            result.quarantined += 1
+            log.error("order %s: confirmation quarantined after %d attempt(s): %s", oid, disp.attempts, disp.reason)
+            self.quarantined(ItemKind.CONFIRM, oid)
+        else:
+            log.info("order %s: %s; will try again", oid, outcome.reason)

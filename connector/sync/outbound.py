@@ -25,23 +25,25 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, select
-
 from adapters.base import FeedProblem, FeedUnavailable, ShopOrderState
-from connector.ledger import schema as s
-from connector.ledger.repo import ChangeRow, OrderRow, utcnow
-from connector.mall.errors import (
-    MallError,
-    MallNotFound,
-    MallOutcomeUnknown,
-    MallRateLimited,
-    MallUnauthorized,
-    MallValidationError,
+from connector.ledger.rows import ChangeRow, OrderRow, utcnow
+from connector.ledger.types import (
+    ChangeKind,
+    ChangeState,
+    EventKind,
+    ItemKind,
+    Origin,
+    action_key,
+    shop_change_key,
+    unmapped_change_key,
 )
+from connector.mall.models import StatusUpdate
 from connector.mall.statuses import ALL_STATUSES, Status, parse_status
 from connector.mapping import Mapping
-from connector.sync.common import Engine, backoff_at, fingerprint, mall_time
-from connector.sync.decide import decide_outbound
+from connector.sync.common import Engine, fingerprint, mall_time
+from connector.sync.decide import behind_older, decide_outbound, inbound_first, push_rounds
+from connector.sync.policy import Kind, Op, Outcome
+from connector.sync.snapshot import store_snapshot
 from connector.tracking import tracking_url_for
 
 log = logging.getLogger("mall_connector.outbound")
@@ -52,7 +54,7 @@ ROWS_PER_TXN = 500
 LIST_REFRESH_MAX = 100  # order ids per batched state refresh (one GET /v1/orders?id=in:...)
 LIST_REFRESH_MIN = 2  # below this a GET of the order is as cheap, and brings the whole order
 FLUSH_EVERY = 50  # pushed changes recorded per ledger transaction
-FINISHED_AS = {"skip": "skipped", "done": "done", "fail": "failed"}  # decision -> change state, without a PUT
+FINISHED_AS = {"skip": ChangeState.SKIPPED, "done": ChangeState.DONE, "fail": ChangeState.FAILED}  # without a PUT
 
 
 @dataclass
@@ -78,13 +80,15 @@ class PushResult:
     list_reads: int = 0  # batched state refreshes (GET /v1/orders?id=in:...)
 
 
-REFUSED = "MALL refused it"  # start of the error of a PUT MALL answered 400: it certainly did not apply it
+def _first_try(ch: ChangeRow) -> bool:
+    """Never attempted: it may be decided on the ledger's copy of the order (when fresh)."""
+    return ch.attempts == 0 and ch.state == ChangeState.PENDING and ch.outcome is None
 
 
 def _may_have_landed(ch: ChangeRow) -> bool:
     """An earlier attempt of this change may have reached MALL: it is being sent, or an attempt failed in a way
     other than MALL refusing the PUT outright (then finding the target on MALL means someone else set it)."""
-    return ch.state == "sending" or (ch.attempts > 0 and not (ch.last_error or "").startswith(REFUSED))
+    return ch.state == ChangeState.SENDING or ((ch.attempts > 0 or ch.outcome == Kind.REREAD) and not ch.refused)
 
 
 class OutboundSync(Engine):
@@ -99,17 +103,22 @@ class OutboundSync(Engine):
     def poll_shop(self, *, wait_for_settle: bool = False) -> PollResult:
         """Read the feed and turn every row that differs from what was last seen into a change."""
         result = PollResult()
-        previous = self.ledger.get_kv(FEED_KV)
+        kv = self.ledger.kv
+        previous = kv.get(FEED_KV)
         try:
             feed = self.adapter.read_feed(previous_fingerprint=previous, wait_for_settle=wait_for_settle)
-        except FeedUnavailable as e:
-            failures = int(self.ledger.get_kv(FEED_FAILURES_KV) or 0) + 1
-            self.ledger.set_kv(FEED_FAILURES_KV, str(failures))
-            log.warning("shop feed unreadable (%d poll(s) in a row): %s", failures, e)
-            result.unavailable = str(e)
+        except Exception as e:  # contained: see policy.py; the push pass and the inbound still run
+            outcome = self.outcome(Op.FEED_READ, e)
+            failures = int(kv.get(FEED_FAILURES_KV) or 0) + 1
+            with self.ledger.write() as c:
+                kv.set(c, FEED_FAILURES_KV, str(failures))
+            text = str(e) if isinstance(e, FeedUnavailable) else outcome.reason
+            log.warning("shop feed unreadable (%d poll(s) in a row): %s", failures, text)
+            result.unavailable = text
             return result
-        if self.ledger.get_kv(FEED_FAILURES_KV) not in (None, "0"):
-            self.ledger.set_kv(FEED_FAILURES_KV, "0")
+        if kv.get(FEED_FAILURES_KV) not in (None, "0"):
+            with self.ledger.write() as c:
+                kv.set(c, FEED_FAILURES_KV, "0")
         result.not_ready, result.unchanged, result.problems = feed.not_ready, feed.unchanged, list(feed.problems)
         for p in feed.problems:
             log.warning("shop feed: %s (row skipped)", p)
@@ -121,9 +130,10 @@ class OutboundSync(Engine):
         result.rows = len(rows)
         ids = list(rows)
         mapping = self.mapping
+        all_recorded = True
         for i in range(0, len(ids), ROWS_PER_TXN):
             chunk = ids[i : i + ROWS_PER_TXN]
-            seen_before = self.ledger.shop_fingerprints(chunk)
+            seen_before = self.ledger.orders.fingerprints(chunk)
             changed = []
             for oid in chunk:
                 fp = fingerprint(self._row_seen(rows[oid]))
@@ -131,11 +141,35 @@ class OutboundSync(Engine):
                     changed.append((rows[oid], fp))
             if changed:
                 result.changed_rows += len(changed)
-                with self.ledger.write() as c:
-                    self._record_rows(c, changed, mapping, result)
-        if feed.fingerprint is not None:
-            self.ledger.set_kv(FEED_KV, feed.fingerprint)
+                all_recorded &= self._record_contained(changed, mapping, result)
+        if feed.fingerprint is not None and all_recorded:
+            # A row that could not be recorded keeps the feed "changed", so the next poll tries it again.
+            with self.ledger.write() as c:
+                kv.set(c, FEED_KV, feed.fingerprint)
         return result
+
+    def _record_contained(self, changed: list[tuple[ShopOrderState, str]], mapping: Mapping, result: PollResult) -> bool:
+        """Record a chunk of changed rows in one transaction; when that fails, row by row, so that one row the
+        ledger cannot take (e.g. an order id out of range) is reported as a bad row and the others count."""
+        part = PollResult()
+        try:
+            with self.ledger.write() as c:
+                self._record_rows(c, changed, mapping, part)
+        except Exception as e:  # contained: see policy.py
+            if len(changed) == 1:
+                outcome = self.outcome(Op.RECORD, e)
+                row = changed[0][0]
+                problem = FeedProblem("shop feed", row.line, f"order {row.mall_order_id}: not recorded: {outcome.reason}")
+                result.problems.append(problem)
+                log.warning("shop feed: %s (row skipped)", problem)
+                return False
+            ok = True
+            for item in changed:
+                ok &= self._record_contained([item], mapping, result)
+            return ok
+        result.new_changes += part.new_changes
+        result.unmapped += part.unmapped
+        return True
 
     def _row_payload(self, row: ShopOrderState) -> dict:
         url = row.tracking_url
@@ -159,8 +193,9 @@ class OutboundSync(Engine):
 
     def _record_rows(self, c, changed: list[tuple[ShopOrderState, str]], mapping: Mapping, result: PollResult) -> None:
         """Record rows that differ from what was last seen, in the caller's transaction, a few statements in all."""
+        orders, changes = self.ledger.orders, self.ledger.changes
         now = utcnow()
-        present = self.ledger.existing_order_ids(c, [row.mall_order_id for row, _ in changed])
+        present = orders.existing_ids(c, [row.mall_order_id for row, _ in changed])
         new_orders, order_updates = [], []
         wanted = []  # (row, key, target or None when unmapped, payload or reason)
         for row, fp in changed:
@@ -180,70 +215,67 @@ class OutboundSync(Engine):
             elif lookup.kind == "unmapped":
                 result.unmapped += 1
                 reason = f"unmapped shop status {row.status!r}: add it to [to_mall] or [ignore] in {mapping.path}"
-                wanted.append((row, f"shop:{oid}:unmapped:{row.status.strip().casefold()}", None, reason))
+                wanted.append((row, unmapped_change_key(oid, row.status), None, reason))
             else:
                 target: Status = lookup.target
-                wanted.append((row, f"shop:{oid}:{target.value}", target, self._row_payload(row)))
-        self.ledger.insert_orders(c, new_orders)
-        self.ledger.update_orders(c, order_updates)
+                wanted.append((row, shop_change_key(oid, target.value), target, self._row_payload(row)))
+        orders.insert_many(c, new_orders)
+        orders.update_many(c, order_updates)
 
-        existing = self.ledger.changes_by_keys(c, [key for _, key, _, _ in wanted if key is not None])
+        existing = changes.by_keys(c, [key for _, key, _, _ in wanted if key is not None])
         inserts = []
         for row, key, target, extra in wanted:
             if key is None or key in existing:
                 continue
             if target is None:
-                inserts.append({"key": key, "order_id": row.mall_order_id, "origin": "shop", "kind": "status",
-                                "state": "skipped", "shop_status": row.status, "reason": extra})
+                inserts.append({"key": key, "order_id": row.mall_order_id, "origin": Origin.SHOP,
+                                "kind": ChangeKind.STATUS, "state": ChangeState.SKIPPED, "shop_status": row.status,
+                                "reason": extra})
             else:
-                inserts.append({"key": key, "order_id": row.mall_order_id, "origin": "shop", "kind": "status",
-                                "shop_status": row.status, "target_status": target.value, "payload": extra})
-        new_ids = self.ledger.insert_changes(c, inserts)
+                inserts.append({"key": key, "order_id": row.mall_order_id, "origin": Origin.SHOP,
+                                "kind": ChangeKind.STATUS, "shop_status": row.status, "target_status": target.value,
+                                "payload": extra})
+        new_ids = changes.insert_many(c, inserts)
 
         events = []
         for row, key, target, extra in wanted:
             oid = row.mall_order_id
             if key is None:
-                events.append((oid, "shop", f"shop status {row.status!r} (ignored by the mapping)"))
+                events.append((oid, EventKind.SHOP, f"shop status {row.status!r} (ignored by the mapping)"))
                 continue
             if target is None:  # unmapped
                 if key in new_ids:
-                    events.append((oid, "skipped", extra))
+                    events.append((oid, EventKind.SKIPPED, extra))
                     log.warning("order %s: %s", oid, extra, extra={"order_id": oid, "reason": extra})
                 continue
             ex = existing.get(key)
             if ex is None:
                 result.new_changes += 1
-                events.append((oid, "change", f"shop status {row.status!r} → MALL {target} (change {new_ids[key]})"))
+                events.append((oid, EventKind.CHANGE,
+                               f"shop status {row.status!r} → MALL {target} (change {new_ids[key]})"))
             elif ex.payload == extra:
                 continue
-            elif ex.state in ("pending", "retry"):
-                self.ledger.update_change(ex.id, conn=c, payload=extra)
-            elif ex.state == "failed":
+            elif ex.state in (ChangeState.PENDING, ChangeState.RETRY):
+                changes.set_payload(c, ex, extra)
+            elif ex.state == ChangeState.FAILED:
                 # New data (e.g. the tracking number arrived): give the change another go.
-                self.ledger.update_change(ex.id, conn=c, payload=extra, state="pending", attempts=0,
-                                          reason=None, next_attempt_at=None, done_at=None)
-                events.append((oid, "change", f"shop row changed; change {ex.id} is pending again"))
+                changes.move(c, ex.id, ex.state, ChangeState.PENDING, payload=extra, attempts=0)
+                events.append((oid, EventKind.CHANGE, f"shop row changed; change {ex.id} is pending again"))
                 result.new_changes += 1
         # New data for an order gives its other failed changes another go too: shipped failed for want of a
         # tracking number, and the next row brings the number along with delivered. Older, they are pushed first
-        # (see _behind_older), so the order moves on MALL as it did in the shop instead of delivered being
+        # (see decide.behind_older), so the order moves on MALL as it did in the shop instead of delivered being
         # skipped as "not allowed" from open.
         mapped = {row.mall_order_id: (key, extra) for row, key, target, extra in wanted if target is not None}
         if mapped:
-            failed = c.execute(select(s.changes.c.id, s.changes.c.key, s.changes.c.mall_order_id, s.changes.c.payload)
-                               .where(s.changes.c.origin == "shop", s.changes.c.state == "failed",
-                                      s.changes.c.target_status.is_not(None),
-                                      s.changes.c.mall_order_id.in_(list(mapped)))).all()
-            for cid, key, oid, payload in failed:
-                row_key, extra = mapped[oid]
-                if key == row_key or json.loads(payload or "{}") == extra:
+            for ch in changes.failed_with_target(c, Origin.SHOP, list(mapped)):
+                row_key, extra = mapped[ch.mall_order_id]
+                if ch.key == row_key or ch.payload == extra:
                     continue
-                self.ledger.update_change(cid, conn=c, payload=extra, state="pending", attempts=0, reason=None,
-                                          next_attempt_at=None, done_at=None)
-                events.append((oid, "change", f"shop row changed; change {cid} is pending again"))
+                changes.move(c, ch.id, ch.state, ChangeState.PENDING, payload=extra, attempts=0)
+                events.append((ch.mall_order_id, EventKind.CHANGE, f"shop row changed; change {ch.id} is pending again"))
                 result.new_changes += 1
-        self.ledger.add_events(c, events)
+        orders.add_events(c, events)
 
     # -- pushing to MALL ----------------------------------------------------------------------
     def push_due(self, *, include_not_due: bool = False) -> PushResult:
@@ -252,20 +284,11 @@ class OutboundSync(Engine):
         last_id = 0
         batch = self.config.sync.batch_size
         while True:
-            todo = self.ledger.due_changes("shop", batch, include_not_due=include_not_due, after_id=last_id)
+            todo = self.ledger.changes.due(Origin.SHOP, batch, include_not_due=include_not_due, after_id=last_id)
             if not todo:
                 break
             last_id = todo[-1].id
-            # An order with several open changes gets them in rounds, oldest first, so that each is decided on
-            # the state the one before it left (as if they were pushed one at a time).
-            rounds: list[list[ChangeRow]] = []
-            depth: dict[int, int] = {}
-            for ch in todo:
-                n = depth[ch.mall_order_id] = depth.get(ch.mall_order_id, -1) + 1
-                if n == len(rounds):
-                    rounds.append([])
-                rounds[n].append(ch)
-            for changes in rounds:
+            for changes in push_rounds(todo):
                 if not self._push_round(changes, result):
                     return result
         return result
@@ -278,7 +301,7 @@ class OutboundSync(Engine):
     def _push_round(self, changes: list[ChangeRow], result: PushResult) -> bool:
         """Decide and push changes of distinct orders. False when the pass must end (stopping, rate limited)."""
         cfg = self.config.sync
-        behind = self._behind_older(changes)
+        behind = behind_older(changes, self.ledger.changes.oldest_open(Origin.SHOP, [ch.mall_order_id for ch in changes]))
         changes = [ch for ch in changes if ch.id not in behind]
         states = self._states_for(changes, result)
         finished: list[tuple[ChangeRow, str, str, object]] = []  # decided without a PUT: (change, state, reason, action)
@@ -287,23 +310,29 @@ class OutboundSync(Engine):
             for ch in changes:
                 if self.should_stop():
                     return False
-                state = states.get(ch.mall_order_id) if ch.attempts == 0 and ch.state == "pending" else None
-                if state is None:
-                    state = self._read_one(ch, result)
+                try:
+                    state = states.get(ch.mall_order_id) if _first_try(ch) else None
                     if state is None:
-                        continue  # recorded as failed or to retry
-                decision = self._decide(ch, state)
+                        state = self._read_one(ch, result)
+                        if state is None:
+                            continue  # recorded as failed or to retry
+                    decision = self._decide(ch, state)
+                except Exception as e:  # contained: see policy.py
+                    self._retry(ch, self.outcome(Op.DECIDE, e), result)
+                    continue
                 if decision.action != "push":
                     finished.append((ch, FINISHED_AS[decision.action], decision.reason, decision.needs_action))
                 elif self._inbound_first(ch, state, decision):
                     continue  # stays open; pushed without `confirmed` once the inbound confirmed the order
                 elif ch.attempts >= cfg.max_attempts:
-                    finished.append((ch, "failed", f"gave up after {ch.attempts} attempts: {ch.last_error}", None))
+                    finished.append((ch, ChangeState.FAILED,
+                                     f"gave up after {ch.attempts} attempts: {ch.last_error}", None))
                 else:
                     to_push.append((ch, state, decision))
         finally:
             self._finish_many(finished, result)
-        claimed = self.ledger.claim_many([ch for ch, _, _ in to_push])
+        with self.ledger.write() as c:
+            claimed = self.ledger.changes.claim(c, [ch for ch, _, _ in to_push])
         unsent = [item for item in to_push if item[0].id in claimed]  # someone else took the others meanwhile
         pushed: list[tuple[ChangeRow, dict, str]] = []
         try:
@@ -313,16 +342,20 @@ class OutboundSync(Engine):
                 ch, state, decision = unsent.pop(0)
                 if not self._is_fresh(state):
                     # A long (rate-limited) batch outlived the state it was decided on: read and decide again.
-                    state = self._read_one(ch, result, claimed=True)
-                    if state is None:
+                    try:
+                        state = self._read_one(ch, result, claimed=True)
+                        if state is None:
+                            continue
+                        decision = self._decide(ch, state)
+                    except Exception as e:  # contained: see policy.py (a STOP re-raises from _read_one)
+                        self._retry(ch, self.outcome(Op.DECIDE, e), result, claimed=True)
                         continue
-                    decision = self._decide(ch, state)
                     if decision.action != "push":
                         self._finish(ch, FINISHED_AS[decision.action], decision.reason, result,
-                                     needs_action=decision.needs_action)
+                                     needs_action=decision.needs_action, claimed=True)
                         continue
                     if self._inbound_first(ch, state, decision):
-                        self.ledger.release_claims([ch])
+                        self._release([ch])
                         continue
                 outcome = self._put(ch, decision, result)
                 if outcome == "done":
@@ -335,30 +368,20 @@ class OutboundSync(Engine):
             return True
         finally:
             self._record_pushed(pushed, result)
-            self.ledger.release_claims([ch for ch, _, _ in unsent])
+            self._release([ch for ch, _, _ in unsent])
 
-    def _behind_older(self, changes: list[ChangeRow]) -> set[int]:
-        """Ids of changes whose order has an older shop change still open (e.g. shipped waiting for a retry
-        while delivered came in): they wait for it, so that the order moves on MALL as it did in the shop.
-        Decided first, delivered would be skipped as "not allowed" from open, and then never pushed."""
-        oldest: dict[int, int] = {}
-        ids = sorted({ch.mall_order_id for ch in changes})
-        with self.ledger.read() as c:
-            for i in range(0, len(ids), ROWS_PER_TXN):
-                oldest.update(c.execute(
-                    select(s.changes.c.mall_order_id, func.min(s.changes.c.id))
-                    .where(s.changes.c.origin == "shop", s.changes.c.state.in_(("pending", "sending", "retry")),
-                           s.changes.c.mall_order_id.in_(ids[i:i + ROWS_PER_TXN]))
-                    .group_by(s.changes.c.mall_order_id)).all())
-        return {ch.id for ch in changes if oldest.get(ch.mall_order_id, ch.id) < ch.id}
+    def _release(self, changes: list[ChangeRow]) -> None:
+        if changes:
+            with self.ledger.write() as c:
+                self.ledger.changes.release(c, changes)
 
     def _states_for(self, changes: list[ChangeRow], result: PushResult) -> dict[int, OrderRow]:
         """MALL states for the never-attempted changes: the ledger's when fresh, else refreshed in one list call
         per LIST_REFRESH_MAX orders. Orders missing from the answer are read one by one later."""
-        first_tries = [ch for ch in changes if ch.attempts == 0 and ch.state == "pending"]
+        first_tries = [ch for ch in changes if _first_try(ch)]
         if not first_tries:
             return {}
-        known = self.ledger.get_orders(sorted({ch.mall_order_id for ch in first_tries}))
+        known = self.ledger.orders.get_many(sorted({ch.mall_order_id for ch in first_tries}))
         out = {oid: row for oid, row in known.items() if self._is_fresh(row)}
         stale = [oid for oid in known if oid not in out]
         if self.list_refresh and len(stale) >= LIST_REFRESH_MIN:
@@ -385,20 +408,19 @@ class OutboundSync(Engine):
                     return None
                 if {"status", "confirmed", "mdp"} <= basic.model_fields_set:
                     listed[basic.id] = basic
-        except MallUnauthorized:
-            raise
-        except MallError as e:
-            log.info("batched read of %d orders failed, reading them one by one: %s", len(ids), e)
+            if not listed:
+                return {}
+            now = utcnow()
+            updates = {oid: {"mall_status": b.status.value, "mall_confirmed": b.confirmed, "mdp": b.mdp,
+                             "test": b.test, "mall_read_at": now} for oid, b in listed.items()}
+            with self.ledger.write() as c:
+                self.ledger.orders.update_many(c, list(updates.items()))
+        except Exception as e:  # contained: see policy.py (REREAD: the orders are read one by one)
+            outcome = self.outcome(Op.LIST_REFRESH, e)
+            log.info("batched read of %d orders failed: %s", len(ids), outcome.reason)
             return None
         finally:
             result.list_reads += 1
-        if not listed:
-            return {}
-        now = utcnow()
-        updates = {oid: {"mall_status": b.status.value, "mall_confirmed": b.confirmed, "mdp": b.mdp,
-                         "test": b.test, "mall_read_at": now} for oid, b in listed.items()}
-        with self.ledger.write() as c:
-            self.ledger.update_orders(c, list(updates.items()))
         return {oid: dataclasses.replace(known[oid], **values) for oid, values in updates.items()}
 
     def _read_one(self, ch: ChangeRow, result: PushResult, *, claimed: bool = False) -> OrderRow | None:
@@ -407,22 +429,22 @@ class OutboundSync(Engine):
         oid = ch.mall_order_id
         try:
             order = self.client.get_order(oid)
-        except MallNotFound:
-            self._finish(ch, "failed", f"MALL does not know order {oid}: check the mall_order_id in the shop feed", result)
+            result.reads += 1
+            with self.ledger.write() as c:
+                store_snapshot(self.ledger, c, order)
+        except Exception as e:  # contained: see policy.py
+            try:
+                outcome = self.outcome(Op.PUSH_READ, e)
+            except Exception:
+                if claimed:  # STOP (401/403): hand the claim back, the change was never sent
+                    self._release([ch])
+                raise
+            if outcome.kind == Kind.FAIL:
+                self._finish(ch, ChangeState.FAILED, outcome.reason, result, claimed=claimed, outcome=outcome)
+            else:
+                self._retry(ch, outcome, result, claimed=claimed)
             return None
-        except MallUnauthorized:
-            if claimed:
-                self.ledger.release_claims([ch])
-            raise
-        except MallError as e:
-            self._retry(ch, f"could not read the order from MALL: {e}", result, e)
-            return None
-        result.reads += 1
-        from connector.sync.inbound import store_snapshot  # shared snapshot writer
-
-        with self.ledger.write() as c:
-            store_snapshot(self.ledger, c, order)
-        return self.ledger.get_order(oid)
+        return self.ledger.orders.get(oid)
 
     @staticmethod
     def _decide(ch: ChangeRow, state: OrderRow, *, interrupted: bool | None = None):
@@ -433,15 +455,12 @@ class OutboundSync(Engine):
         )
 
     def _inbound_first(self, ch: ChangeRow, state: OrderRow, decision) -> bool:
-        """True when the push would confirm an order that the inbound pipeline hands to the shop.
-
-        MALL unconfirms an order when it changes it (a customer cancel, a branch change); confirming it with a
-        status push before that change reached the shop would acknowledge what the shop never got. So such an
-        order goes through the inbound first (read, hand over, confirm: queued here) and the change is pushed
-        in a later pass, without ``confirmed``. Orders the inbound never saw are confirmed by the push as before."""
-        if not decision.body.get("confirmed") or state.handed_status is None:
+        """The ordering rule "inbound before outbound" (decide.inbound_first): such an order goes through the
+        inbound first (read, hand over, confirm: queued here) and the change is pushed in a later pass, without
+        ``confirmed``."""
+        if not inbound_first(push_confirms=bool(decision.body.get("confirmed")), handed_status=state.handed_status):
             return False
-        self.ledger.enqueue_inbox([ch.mall_order_id], source="outbound")
+        self.ledger.inbox.enqueue([ch.mall_order_id], source="outbound")
         log.info("order %s: change %s waits until MALL's side of the order is handed to the shop and confirmed",
                  ch.mall_order_id, ch.id, extra={"order_id": ch.mall_order_id, "change_id": ch.id})
         return True
@@ -450,122 +469,123 @@ class OutboundSync(Engine):
         """Send one claimed change. Returns "done", "other" (failed or scheduled for a retry) or "stop"
         (MALL keeps rate-limiting: end the pass, the rest waits for the next one)."""
         oid = ch.mall_order_id
-        body = decision.body
         log.info("order %s: %s", oid, decision.reason, extra={"order_id": oid, "change_id": ch.id})
         try:
-            from connector.mall.models import StatusUpdate
-
-            self.client.update_order(oid, StatusUpdate(**body))
-        except MallValidationError as e:
-            if ch.attempts == 0 and ch.state == "pending":
-                # Decided on the ledger's copy of the order, which MALL may have changed meanwhile (a customer
-                # cancel or a branch change unconfirms it): re-read it and decide again before failing the change.
-                self._retry(ch, f"{REFUSED} ({e.message}); the order will be re-read and decided again", result, e)
+            self.client.update_order(oid, StatusUpdate(**decision.body))
+        except Exception as e:  # contained: see policy.py
+            try:
+                outcome = self.outcome(Op.PUSH, e, first_try=_first_try(ch))
+            except Exception:
+                self._release([ch])  # STOP (401/403): MALL did not apply it; nothing is counted against the change
+                raise
+            if outcome.kind == Kind.FAIL:
+                self._finish(ch, ChangeState.FAILED, outcome.reason, result, claimed=True, outcome=outcome)
             else:
-                self._finish(ch, "failed", f"MALL refused it: {e.message}", result)
-        except MallNotFound:
-            self._finish(ch, "failed", f"MALL does not know order {oid}", result)
-        except MallUnauthorized:
-            self._retry(ch, "MALL rejected the client_id (401)", result)
-            raise
-        except MallOutcomeUnknown as e:
-            self._retry(ch, f"outcome unknown, the order will be re-read before any resend: {e}", result, e,
-                        outcome="unknown")
-        except MallRateLimited as e:
-            self._retry(ch, str(e), result, e)
-            return "stop"
-        except MallError as e:
-            self._retry(ch, str(e), result, e)
-        else:
-            return "done"
-        return "other"
+                self._retry(ch, outcome, result, claimed=True)
+            return "stop" if outcome.end_pass else "other"
+        return "done"
 
     def _record_pushed(self, pushed: list[tuple[ChangeRow, dict, str]], result: PushResult) -> None:
         """Record accepted PUTs: the change done, the order's new MALL state, an event; one transaction."""
         if not pushed:
             return
         now = utcnow()
-        changes, orders, events = [], [], []
+        moves, orders, events = [], [], []
         for ch, body, reason in pushed:
-            changes.append((ch.id, {"state": "done", "reason": reason, "last_error": None}))
+            moves.append((ch.id, ChangeState.SENDING, ChangeState.DONE,
+                          {"reason": reason, "last_error": None, "error_class": None, "outcome": None}))
             values = {"mall_status": ch.target_status, "mall_read_at": now}
-            if ch.target_status == "delivered" and body.get("delivered_at"):
+            if ch.target_status == Status.DELIVERED and body.get("delivered_at"):
                 values["mall_delivered_at"] = body["delivered_at"]
             if body.get("confirmed"):
                 values["mall_confirmed"] = True
             orders.append((ch.mall_order_id, values))
-            events.append((ch.mall_order_id, "pushed", f"MALL accepted {json.dumps(body, ensure_ascii=False)}"))
+            events.append((ch.mall_order_id, EventKind.PUSHED, f"MALL accepted {json.dumps(body, ensure_ascii=False)}"))
         with self.ledger.write() as c:
-            self.ledger.update_changes(c, changes)
-            self.ledger.update_orders(c, orders)
-            self.ledger.add_events(c, events)
+            self.ledger.changes.move_many(c, moves)
+            self.ledger.orders.update_many(c, orders)
+            self.ledger.orders.add_events(c, events)
         result.pushed += len(pushed)
-        for _ in pushed:
+        for ch, body, _ in pushed:
             self._metric("done")
+            self.hooks.call("after_push", ch, body)
+
+    def _add_action(self, c, oid: int, needs_action) -> None:
+        self.ledger.actions.add(c, key=action_key(needs_action.kind, oid), order_id=oid, kind=needs_action.kind,
+                                message=needs_action.message)
 
     def _finish_many(self, finished: list, result: PushResult) -> None:
         """``_finish`` for the changes decided without a PUT, in one transaction."""
         if not finished:
             return
         with self.ledger.write() as c:
-            self.ledger.update_changes(c, [(ch.id, {"state": state, "reason": reason, "next_attempt_at": None})
-                                           for ch, state, reason, _ in finished])
-            self.ledger.add_events(c, [(ch.mall_order_id, state, reason) for ch, state, reason, _ in finished])
+            self.ledger.changes.move_many(c, [(ch.id, ch.state, state, {"reason": reason, "next_attempt_at": None})
+                                              for ch, state, reason, _ in finished])
+            self.ledger.orders.add_events(c, [(ch.mall_order_id, state, reason) for ch, state, reason, _ in finished])
             for ch, _, _, needs_action in finished:
                 if needs_action is not None:
-                    oid = ch.mall_order_id
-                    self.ledger.add_action(c, key=f"{needs_action.kind}:{oid}", order_id=oid, kind=needs_action.kind,
-                                           message=needs_action.message)
+                    self._add_action(c, ch.mall_order_id, needs_action)
         for ch, state, reason, _ in finished:
             self._count_finish(ch, state, reason, result)
 
-    def _finish(self, ch: ChangeRow, state: str, reason: str, result: PushResult, *, needs_action=None) -> None:
+    def _finish(self, ch: ChangeRow, state: str, reason: str, result: PushResult, *, needs_action=None,
+                claimed: bool = False, outcome: Outcome | None = None) -> None:
         oid = ch.mall_order_id
+        values = {"reason": reason, "next_attempt_at": None}
+        if outcome is not None:
+            values.update(error_class=outcome.error_class, outcome=outcome.kind.value, refused=outcome.refused,
+                          last_error=outcome.message)
         with self.ledger.write() as c:
-            self.ledger.update_change(ch.id, conn=c, state=state, reason=reason, next_attempt_at=None)
-            self.ledger.add_event(c, oid, state, reason)
+            self.ledger.changes.move(c, ch.id, ChangeState.SENDING if claimed else ch.state, state, **values)
+            self.ledger.orders.add_event(c, oid, state, reason)
             if needs_action is not None:
-                self.ledger.add_action(c, key=f"{needs_action.kind}:{oid}", order_id=oid, kind=needs_action.kind,
-                                       message=needs_action.message)
+                self._add_action(c, oid, needs_action)
         self._count_finish(ch, state, reason, result)
+        if state == ChangeState.FAILED:
+            self.quarantined(ItemKind.CHANGE, ch.id)
 
     def _count_finish(self, ch: ChangeRow, state: str, reason: str, result: PushResult) -> None:
         oid = ch.mall_order_id
-        level = logging.WARNING if state == "failed" else logging.INFO
+        level = logging.WARNING if state == ChangeState.FAILED else logging.INFO
         log.log(level, "order %s: change %s %s: %s", oid, ch.id, state, reason,
                 extra={"order_id": oid, "change_id": ch.id, "reason": reason})
-        if state == "failed":
+        if state == ChangeState.FAILED:
             result.failed += 1
-        elif state == "skipped":
+        elif state == ChangeState.SKIPPED:
             result.skipped += 1
         else:
             result.done_by_reread += 1
-        self._metric(state)
+        self._metric(str(state))
 
-    def _retry(self, ch: ChangeRow, error: str, result: PushResult, exc: Exception | None = None, *,
-               outcome: str = "retry") -> None:
-        cfg = self.config.sync
-        # claim_for_sending already counted a PUT attempt; a failed read counts as one too, so that a
-        # broken order cannot loop forever. Either way the row now stands at ch.attempts + 1.
-        attempts = ch.attempts + 1
-        at_least = exc.reset_s if isinstance(exc, MallRateLimited) and exc.reset_s else 0.0
-        if attempts >= cfg.max_attempts:
+    def _retry(self, ch: ChangeRow, outcome: Outcome, result: PushResult, *, claimed: bool = False) -> None:
+        """Carry out a RETRY or REREAD outcome: count the attempt, keep the error, schedule the next try or, at
+        ``[sync] max_attempts``, quarantine the change (failed, the reason kept)."""
+        # A claim already counted a PUT attempt; a failed read counts as one too, so that a broken order cannot
+        # loop forever. Either way the row now stands at ch.attempts + 1.
+        disp = self.disposition(outcome, ch.attempts + 1)
+        frm = ChangeState.SENDING if claimed else ch.state
+        typed = {"error_class": outcome.error_class, "outcome": outcome.kind.value, "refused": outcome.refused,
+                 "last_error": outcome.message}
+        if disp.quarantine:
             with self.ledger.write() as c:
-                self.ledger.update_change(ch.id, conn=c, state="failed", attempts=attempts,
-                                          reason=f"gave up after {attempts} attempts: {error}", last_error=error)
-                self.ledger.add_event(c, ch.mall_order_id, "failed", f"gave up after {attempts} attempts: {error}")
+                self.ledger.changes.move(c, ch.id, frm, ChangeState.FAILED, attempts=disp.attempts,
+                                         reason=disp.reason, **typed)
+                self.ledger.orders.add_event(c, ch.mall_order_id, EventKind.FAILED, disp.reason)
             result.failed += 1
             self._metric("failed")
-            log.warning("order %s: change %s failed after %d attempts: %s", ch.mall_order_id, ch.id, attempts, error)
+            log.warning("order %s: change %s failed after %d attempts: %s", ch.mall_order_id, ch.id, disp.attempts,
+                        outcome.reason)
+            self.quarantined(ItemKind.CHANGE, ch.id)
             return
-        at = backoff_at(attempts, cfg.retry_base_s, cfg.retry_max_s, at_least_s=at_least)
+        at = disp.next_attempt_at
         with self.ledger.write() as c:
-            self.ledger.update_change(ch.id, conn=c, state="retry", attempts=attempts, next_attempt_at=at,
-                                      last_error=error[:2000])
-            self.ledger.add_event(c, ch.mall_order_id, "retry", f"will retry at {at:%Y-%m-%d %H:%M:%S} UTC: {error}")
+            self.ledger.changes.move(c, ch.id, frm, ChangeState.RETRY, attempts=disp.attempts, next_attempt_at=at,
+                                     **typed)
+            self.ledger.orders.add_event(c, ch.mall_order_id, EventKind.RETRY,
+                                         f"will retry at {at:%Y-%m-%d %H:%M:%S} UTC: {outcome.reason}")
         result.retry += 1
-        self._metric(outcome)
-        log.info("order %s: change %s will retry: %s", ch.mall_order_id, ch.id, error)
+        self._metric("unknown" if outcome.kind == Kind.REREAD and not outcome.refused else "retry")
+        log.info("order %s: change %s will retry: %s", ch.mall_order_id, ch.id, outcome.reason)
 
     def _metric(self, outcome: str) -> None:
         if self.metrics is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from connector.config import Config
 from connector.ledger import Ledger, open_ledger
+from connector.ledger.types import ChangeState
 from connector.mapping import Mapping, load_mapping
 from connector.sync.inbound import InboundResult, InboundSync
 from connector.sync.outbound import OutboundSync, PollResult, PushResult
@@ -112,6 +113,8 @@ class SyncSummary:
         out.append(f"from MALL: {i.swept} queued by the sweep, {i.fetched} read, {i.new_orders} new order(s), "
                    f"{i.mall_changes} MALL-side change(s), {i.handed} handed to the shop, {i.confirmed} confirmed, "
                    f"{i.dropped} unknown id(s) dropped")
+        if i.sweep_failed:
+            out.append(f"sweep: {i.sweep_failed}")
         out.append(f"ledger: {self.failed_total} failed change(s), {self.waiting_retry} waiting for a retry")
         return out
 
@@ -124,8 +127,9 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
     summary.push = services.outbound.push_due(include_not_due=retry_now)
     if sweep:
         services.inbound.sweep(summary.inbound)
-    services.inbound.run(summary.inbound)
-    counts = services.ledger.count_changes(states=("failed", "retry", "sending"))  # not a count of the whole table
-    summary.failed_total = counts.get("failed", 0)
-    summary.waiting_retry = counts.get("retry", 0) + counts.get("sending", 0)
+    services.inbound.run(summary.inbound, retry_now=retry_now)
+    S = ChangeState
+    counts = services.ledger.changes.count(states=(S.FAILED, S.RETRY, S.SENDING))  # not a count of the whole table
+    summary.failed_total = counts.get(S.FAILED, 0) + services.ledger.quarantined_count()
+    summary.waiting_retry = counts.get(S.RETRY, 0) + counts.get(S.SENDING, 0)
     return summary

@@ -44,14 +44,14 @@ def env(tmp_path, users_text):
     (tmp_path / "console-users.toml").write_text(users_text, encoding="utf-8")
     ledger = open_ledger(cfg.ledger.url)
     with ledger.write() as c:
-        ledger.ensure_order(c, 501, shop_order_id="S-501", mall_status="open", shop_status="Balíme",
+        ledger.orders.ensure(c, 501, shop_order_id="S-501", mall_status="open", shop_status="Balíme",
                             shop_fingerprint="fp1", customer="Petra Veselá")
-        ledger.ensure_order(c, 502, mall_status="delivered", shop_status="Čeká", shop_fingerprint="fp2")
-        ledger.ensure_order(c, 503, mall_status="open", shop_status="Čeká", shop_fingerprint="fp3")
-        failed = ledger.insert_change(c, key="shop:501:shipping", order_id=501, origin="shop", kind="status",
+        ledger.orders.ensure(c, 502, mall_status="delivered", shop_status="Čeká", shop_fingerprint="fp2")
+        ledger.orders.ensure(c, 503, mall_status="open", shop_status="Čeká", shop_fingerprint="fp3")
+        failed = ledger.changes.insert(c, key="shop:501:shipping", order_id=501, origin="shop", kind="status",
                                       state="failed", shop_status="Balíme", target_status="shipping",
                                       reason="gave up after 8 attempts")
-        action = ledger.add_action(c, key="x:501", order_id=501, kind="cancel_after_shipped", message="do it")
+        action = ledger.actions.add(c, key="x:501", order_id=501, kind="cancel_after_shipped", message="do it")
     reloads: list[int] = []
     app = create_app(ConsoleRuntime(config=lambda: cfg, ledger=ledger, request_reload=lambda: reloads.append(1)))
     app.testing = False
@@ -135,20 +135,20 @@ def test_roles(env):
     assert viewer.post("/actions/done", data={"csrf_token": t, "item": str(aid)}).status_code == 403
     assert viewer.post("/exports/picking", data={"csrf_token": t}).status_code == 403
     assert viewer.post("/mapping", data={"csrf_token": t, "text": MAPPING}).status_code == 403
-    assert led.get_change(cid).state == "failed" and led.open_actions()
+    assert led.changes.get(cid).state == "failed" and led.actions.open()
 
     operator = _login(env, "otto")
     t = _token(operator, "/changes")
     assert operator.post("/mapping", data={"csrf_token": t, "text": MAPPING + "\n"}).status_code == 403
     assert operator.post(f"/changes/{cid}/retry", data={"csrf_token": t}).status_code == 302
-    assert led.get_change(cid).state == "pending"
+    assert led.changes.get(cid).state == "pending"
     assert operator.post("/actions/done", data={"csrf_token": t, "item": str(aid), "note": "ok"}).status_code == 302
-    assert led.open_actions() == []
+    assert led.actions.open() == []
     r = operator.post("/exports/picking", data={"csrf_token": t, "status": "open"})
     assert r.status_code == 200 and r.data[:2] == b"PK"  # an xlsx (zip)
     entries = [(e.actor, e.role, e.action, e.target) for e in for_order(led, 501)]
     assert entries == [("otto", "operator", "retry", f"change {cid}"), ("otto", "operator", "done", f"item {aid}")]
-    assert any("put back to pending by console user otto (operator)" in m for _, _, m in led.events_for(501))
+    assert any("put back to pending by console user otto (operator)" in m for _, _, m in led.orders.events_for(501))
 
 
 def test_skip_needs_a_reason_and_a_done_change_cannot_be_skipped(env):
@@ -156,14 +156,14 @@ def test_skip_needs_a_reason_and_a_done_change_cannot_be_skipped(env):
     op = _login(env, "otto")
     t = _token(op, "/changes")
     op.post(f"/changes/{cid}/skip", data={"csrf_token": t, "reason": "  "})
-    assert led.get_change(cid).state == "failed"
+    assert led.changes.get(cid).state == "failed"
     op.post(f"/changes/{cid}/skip", data={"csrf_token": t, "reason": "fixed in the MALL portal"})
-    ch = led.get_change(cid)
+    ch = led.changes.get(cid)
     assert ch.state == "skipped" and ch.reason == "skipped by console user otto (operator): fixed in the MALL portal"
-    with led.write() as c:
-        led.update_change(cid, conn=c, state="done")
+    with led.write() as c:  # it is brought back and lands (skipped -> pending -> done, as the state machine allows)
+        assert led.changes.move(c, cid, "skipped", "pending") and led.changes.move(c, cid, "pending", "done")
     r = op.post(f"/changes/{cid}/skip", data={"csrf_token": t, "reason": "again"}, follow_redirects=True)
-    assert f"změna {cid} už je hotová" in r.text and led.get_change(cid).state == "done"
+    assert f"změna {cid} už je hotová" in r.text and led.changes.get(cid).state == "done"
 
 
 def test_search_by_mall_id_shop_id_and_customer(env):
@@ -252,16 +252,17 @@ def test_preview_counts_what_the_new_mapping_would_push():
 
 def test_remap_forgets_only_open_orders_whose_meaning_changed(env):
     led = env["ledger"]
-    led.set_kv("shop_feed_fingerprint", "feed-fp")
+    with led.write() as c:
+        led.kv.set(c, "shop_feed_fingerprint", "feed-fp")
     old = mapping_from_text(MAPPING)
     same = mapping_from_text(MAPPING + "\n# a comment\n")
     assert forget_rows_whose_meaning_changed(led, old, same, feed_kv="shop_feed_fingerprint") == 0
-    assert led.get_kv("shop_feed_fingerprint") == "feed-fp"
+    assert led.kv.get("shop_feed_fingerprint") == "feed-fp"
     new = mapping_from_text(MAPPING.replace("[ignore]", '"Čeká" = "shipped"\n[ignore]'))
     assert forget_rows_whose_meaning_changed(led, old, new, feed_kv="shop_feed_fingerprint") == 1
-    fps = led.shop_fingerprints([501, 502, 503])
+    fps = led.orders.fingerprints([501, 502, 503])
     assert fps == {501: "fp1", 502: "fp2", 503: None}  # 502 is delivered: final, left alone
-    assert led.get_kv("shop_feed_fingerprint") is None
+    assert led.kv.get("shop_feed_fingerprint") is None
 
 
 def test_users_file_errors_name_the_file_and_key(tmp_path):
@@ -302,15 +303,15 @@ def test_ledger_retry_and_done_from_the_cli_are_audited_too(env):
     cfg_path, cid = env["path"] / "config.toml", env["failed"]
     base = [sys.executable, "-m", "connector", "--config", str(cfg_path), "ledger"]
     r = subprocess.run([*base, "retry", str(cid)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "1 change(s) will be retried" in r.stdout, r.stderr
+    assert r.returncode == 0 and f"change {cid} will be retried on the next pass" in r.stdout, r.stderr
     r = subprocess.run([*base, "done", str(env["action"])], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     entries = for_order(env["ledger"], 501)
     assert [(e.source, e.action) for e in entries] == [("cli", "retry"), ("cli", "done")]
     assert all(e.actor.startswith("cli:") for e in entries)
-    ch = env["ledger"].get_change(cid)
-    assert ch.state == "pending" and ch.attempts == 0
-    assert env["ledger"].get_order(501).mall_read_at is None  # re-read from MALL before anything is sent
+    ch = env["ledger"].changes.get(cid)
+    # The core's retry: a fresh count of attempts, and the order is re-read from MALL before anything is sent.
+    assert ch.state == "pending" and ch.attempts == 0 and ch.outcome == "reread"
 
 
 def test_the_login_page_warns_when_the_secure_cookie_would_be_dropped(env):
@@ -348,13 +349,13 @@ def test_billing_export_for_a_period(env):
 def test_done_for_many_items_at_once(env):
     led = env["ledger"]
     with led.write() as c:
-        second = led.add_action(c, key="y:503", order_id=503, kind="branch_changed", message="send it elsewhere")
+        second = led.actions.add(c, key="y:503", order_id=503, kind="branch_changed", message="send it elsewhere")
     op = _login(env, "otto")
     t = _token(op, "/actions")
     page = op.get("/actions").text
     assert f'id="item-{env["action"]}"' in page and f'id="item-{second}"' in page
     r = op.post("/actions/done", data={"csrf_token": t, "item": [str(env["action"]), str(second)], "note": "both"},
                 follow_redirects=True)
-    assert led.open_actions() == []
+    assert led.actions.open() == []
     assert f"položka {env['action']} vyřízena" in r.text and f"položka {second} vyřízena" in r.text
     assert {(e.mall_order_id, e.detail) for e in recent(led) if e.action == "done"} == {(501, "both"), (503, "both")}

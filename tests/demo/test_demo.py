@@ -71,10 +71,8 @@ def _daemon_pids(out: str) -> list[int]:
 
 def test_demo_plays_the_whole_story_and_leaves_nothing_behind(tmp_path):
     cwd, env = _sandboxed(tmp_path)
-    started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "connector", "demo"], cwd=cwd, env=env, capture_output=True,
                             encoding="utf-8", timeout=120)
-    took = time.monotonic() - started
     out, err = result.stdout, result.stderr
     assert result.returncode == 0, out + err
     assert "Traceback" not in out + err
@@ -131,7 +129,11 @@ def test_demo_plays_the_whole_story_and_leaves_nothing_behind(tmp_path):
     # Secrets are never shown in full.
     assert re.findall(r"/webhooks/mall/(\S+)", out) and set(re.findall(r"/webhooks/mall/(\S+)", out)) <= {"***"}
     assert not re.search(r"demo-[0-9a-f]{20}", out + err)
-    assert took < 60, f"the demo took {took:.0f} s; it should end within about 30 s"
+    # A bound on work, not on time: the story costs MALL a few dozen requests (26 on the reference run: the
+    # webhook-driven reads, the PUTs counted above, a sweep or two). A demo that loops or waits out its timeouts
+    # keeps polling and shows up here as many more.
+    (requests,) = [int(n) for n in re.findall(r"after (\d+) MALL API request", out)]
+    assert 0 < requests <= 150, f"the demo made {requests} MALL API requests"
 
 
 def test_keep_running_leaves_everything_up_until_ctrl_c(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -191,10 +190,8 @@ def test_unreachable_url_is_unavailable(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     adapter = make_adapter(f"http://127.0.0.1:{port}/export.aspx?key=s3cr3t", tmp_path, timeout_s=1.0)
-    started = time.monotonic()
-    with pytest.raises(FeedUnavailable) as e:
+    with pytest.raises(FeedUnavailable) as e:  # refused connection: no wait (pytest's timeout guards a hang)
         adapter.read_feed()
-    assert time.monotonic() - started < 5
     assert str(e.value).startswith(f"http://127.0.0.1:{port}/export.aspx?key=***: cannot download")
     assert "s3cr3t" not in str(e.value)
 

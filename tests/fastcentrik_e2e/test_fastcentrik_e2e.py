@@ -113,7 +113,7 @@ def test_unreachable_feed_alerts_after_n_polls_and_pushes_nothing(tmp_path, sand
         for _ in range(3):
             summary = sync_once(services, sweep=False)
             assert summary.poll.unavailable and "127.0.0.1:9" in summary.poll.unavailable
-        assert services.ledger.get_kv("shop_feed_failures") == "3"
+        assert services.ledger.kv.get("shop_feed_failures") == "3"
         assert sandbox.request_log.puts() == []
         # The daemon's alert rule fires once the count reaches [shop] unreadable_polls_alert (2).
         sent = []

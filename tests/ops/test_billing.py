@@ -51,11 +51,11 @@ def period(mall, ledger):
         mall.put(oid, status="delivered", delivered_at=pushed_at[oid])
     with ledger.write() as c:
         for oid in (pushed, pushed_late):
-            ledger.insert_change(c, key=f"shop:{oid}:delivered", order_id=oid, origin="shop", kind="status",
+            ledger.changes.insert(c, key=f"shop:{oid}:delivered", order_id=oid, origin="shop", kind="status",
                                  target_status="delivered", state="done", reason="accepted by MALL",
                                  payload={"delivered_at": pushed_at[oid]})
         for oid in pushed_at:
-            ledger.ensure_order(c, oid, mall_status="delivered")
+            ledger.orders.ensure(c, oid, mall_status="delivered")
     return {"billed": [first_second, pushed, last_second], "missing": missing,
             "out": [next_day, day_before, cancelled, returned, test, pushed_late],
             "delivered_at": {first_second: "2026-11-01 00:00:00", pushed: "2026-11-05 08:00:00",

@@ -10,7 +10,7 @@ from connector.sync.deadlines import check_deadlines
 
 
 def deadline_items(ledger) -> dict[int, dict]:
-    return {a["mall_order_id"]: a for a in ledger.open_actions() if a["kind"] == "deadline"}
+    return {a["mall_order_id"]: a for a in ledger.actions.open() if a["kind"] == "deadline"}
 
 
 def all_items(ledger) -> dict[str, dict]:
@@ -45,7 +45,7 @@ def test_opens_after_warn_hours_once_with_hours_left(fresh, ledger):
 
     # Later passes do not pile up duplicates.
     assert check_deadlines(ledger, now=opened + timedelta(hours=22), warn_after_h=20) == 0
-    assert len(ledger.open_actions()) == 1
+    assert len(ledger.actions.open()) == 1
 
 
 def test_overdue_message_and_naive_utc_now(fresh, ledger):
@@ -94,7 +94,7 @@ def test_shop_moved_on_clears_and_prevents(fresh, mall, ledger, state):
     assert check_deadlines(ledger, now=later, warn_after_h=20) == 2
     with ledger.write() as c:
         for o in (oid, other):
-            ledger.insert_change(c, key=f"shop:{o}:shipping", order_id=o, origin="shop", kind="status",
+            ledger.changes.insert(c, key=f"shop:{o}:shipping", order_id=o, origin="shop", kind="status",
                                  shop_status="Vyřizuje se", target_status="shipping", state=state)
 
     assert check_deadlines(ledger, now=later, warn_after_h=20) == 0
@@ -105,9 +105,9 @@ def test_shop_moved_on_clears_and_prevents(fresh, mall, ledger, state):
 def test_a_failing_shop_change_does_not_count_as_moved_on(fresh, ledger):
     oid, opened = fresh
     with ledger.write() as c:
-        ledger.insert_change(c, key=f"shop:{oid}:shipping", order_id=oid, origin="shop", kind="status",
+        ledger.changes.insert(c, key=f"shop:{oid}:shipping", order_id=oid, origin="shop", kind="status",
                              target_status="shipping", state="retry")
-        ledger.insert_change(c, key=f"mall:{oid}:new", order_id=oid, origin="mall", kind="new_order",
+        ledger.changes.insert(c, key=f"mall:{oid}:new", order_id=oid, origin="mall", kind="new_order",
                              target_status="open", state="done")
     assert check_deadlines(ledger, now=opened + timedelta(hours=21), warn_after_h=20) == 1
     assert "waiting for a retry" in deadline_items(ledger)[oid]["message"]
@@ -116,7 +116,8 @@ def test_a_failing_shop_change_does_not_count_as_moved_on(fresh, ledger):
 def test_skips_test_orders_unless_asked_and_orders_without_data(mall, ledger):
     test = mall.create(1, "test")[0]
     opened = mall.record(test)[0].open
-    ledger.set_order(99900000102, mall_status="open")  # from the shop feed only: no snapshot, no open time
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, 99900000102, mall_status="open")  # from the shop feed only: no snapshot, no open time
     later = opened + timedelta(hours=21)
 
     assert check_deadlines(ledger, now=later, warn_after_h=20) == 0

@@ -31,8 +31,10 @@ def _setup(mall):
 def test_json_lists_active_orders_with_totals_and_sorted(mall, cli, ledger):
     a, b, c, pickup, test, cancelled = _setup(mall)
     # ship dates differ so the sort is visible: a ships last.
-    ledger.set_order(a, ship_date="2099-01-02")
-    ledger.set_order(pickup, ship_date="2000-01-01")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, a, ship_date="2099-01-02")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, pickup, ship_date="2000-01-01")
 
     rows = _json(cli("orders", "list", "--format", "json"))
 
@@ -70,13 +72,14 @@ def test_status_all_test_and_since(mall, cli):
 def test_last_sync_is_the_newest_change(mall, cli, ledger):
     a, *_ = _setup(mall)
     with ledger.write() as c:
-        ledger.insert_change(c, key=f"mall:{a}:new", order_id=a, origin="mall", kind="new_order",
+        ledger.changes.insert(c, key=f"mall:{a}:new", order_id=a, origin="mall", kind="new_order",
                              target_status="open", state="done", reason="handed to the shop in orders-1")
-        ledger.insert_change(c, key=f"shop:{a}:shipping", order_id=a, origin="shop", kind="status",
+        ledger.changes.insert(c, key=f"shop:{a}:shipping", order_id=a, origin="shop", kind="status",
                              target_status="shipping", state="retry", reason=None)
         c.execute(s.changes.update().where(s.changes.c.key == f"shop:{a}:shipping")
                   .values(last_error="MALL answered 503"))
-    ledger.set_order(a, shop_status="Vyřizuje se")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, a, shop_status="Vyřizuje se")
 
     rows = {r["order"]: r for r in _json(cli("orders", "list", "--format", "json"))}
     assert rows[a]["last_sync"] == "shipping to MALL retry: MALL answered 503"
@@ -132,7 +135,7 @@ def test_refresh_reads_only_the_requested_statuses(mall, sandbox, cli, ledger):
     details = {e.order_id for e in sandbox.request_log.gets() if e.order_id is not None}
     assert details == set(open_ids) | {shipping}  # never the delivered or cancelled ones
     assert not sandbox.request_log.puts()
-    stored = ledger.get_orders(open_ids + [shipping, delivered, cancelled])
+    stored = ledger.orders.get_many(open_ids + [shipping, delivered, cancelled])
     assert delivered not in stored and cancelled not in stored
     assert stored[moved].mall_status == "shipped"
     assert order_from_snapshot(stored[shipping].snapshot).status == "shipping"

@@ -26,13 +26,19 @@ def warehouse(mall, ledger):
     mall.to_shipping(b)
     mall.to_shipped(shipped)
     mall.record(a, b, c, pickup, cod, shipped, test)
-    ledger.set_order(a, shop_location="B-10", ship_date="2026-12-03")
-    ledger.set_order(c, shop_location="A-2", ship_date="2026-12-01")
-    ledger.set_order(pickup, shop_location="A-10", ship_date="2026-12-02")
-    ledger.set_order(b, ship_date="2026-12-01")
-    ledger.set_order(cod, ship_date="2026-12-01")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, a, shop_location="B-10", ship_date="2026-12-03")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, c, shop_location="A-2", ship_date="2026-12-01")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, pickup, shop_location="A-10", ship_date="2026-12-02")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, b, ship_date="2026-12-01")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, cod, ship_date="2026-12-01")
     # Seen in the shop feed, never fetched from MALL: no items known.
-    ledger.set_order(99900000102, mall_status="open", shop_status="new")
+    with ledger.write() as c_:
+        ledger.orders.ensure(c_, 99900000102, mall_status="open", shop_status="new")
     picked = [a, b, c, pickup, cod]
     return {"picked": picked, "shipped": shipped, "test": test, "no_snapshot": 99900000102,
             "locations": {a: "B-10", c: "A-2", pickup: "A-10"}}

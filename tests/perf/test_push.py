@@ -14,7 +14,7 @@ def _known(services, ids, *, read_ago: timedelta, status: str = "open") -> None:
     """The orders as the ledger knows them from an earlier read (by webhook) ``read_ago``."""
     at = utcnow() - read_ago
     with services.ledger.write() as c:
-        services.ledger.insert_orders(c, [{"mall_order_id": oid, "mall_status": status, "mall_confirmed": False,
+        services.ledger.orders.insert_many(c, [{"mall_order_id": oid, "mall_status": status, "mall_confirmed": False,
                                            "mall_read_at": at} for oid in ids])
 
 

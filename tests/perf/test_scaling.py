@@ -24,16 +24,16 @@ def _pass(tmp_path, sandbox, old_orders: int):
         ids = [o["id"] for o in sandbox.state.create_orders(20, status="open")]
         at = utcnow() - timedelta(hours=1)
         with services.ledger.write() as c:
-            services.ledger.insert_orders(c, [{"mall_order_id": oid, "mall_status": "open", "mall_read_at": at}
+            services.ledger.orders.insert_many(c, [{"mall_order_id": oid, "mall_status": "open", "mall_read_at": at}
                                               for oid in ids])
         shop.write_feed(feed_rows(ids, "packing"))
         with count_sql(services.ledger.engine) as sql:
             summary = sync_once(services, sweep=True)
             check_deadlines(services.ledger)
             services.ledger.health()
-            services.ledger.open_actions()
-            services.ledger.open_handoffs()
-            services.ledger.list_changes(states=("failed",))
+            services.ledger.actions.open()
+            services.ledger.handoffs.open()
+            services.ledger.changes.list(states=("failed",))
         assert summary.push.pushed == 20
         return sql, services.ledger.engine
     finally:
@@ -58,10 +58,10 @@ def test_no_query_of_a_pass_scans_a_table_that_grows_with_the_ledger(tmp_path, s
             sync_once(services, sweep=True)
             check_deadlines(services.ledger)
             services.ledger.health()
-            services.ledger.open_actions()
-            services.ledger.open_handoffs()
-            services.ledger.list_changes(states=("failed",))
-            services.ledger.count_changes(states=("failed", "retry", "sending"))
+            services.ledger.actions.open()
+            services.ledger.handoffs.open()
+            services.ledger.changes.list(states=("failed",))
+            services.ledger.changes.count(states=("failed", "retry", "sending"))
         selects = {(q, tuple(p) if isinstance(p, (list, tuple)) else p) for q, p in sql.statements
                    if q.lstrip().upper().startswith("SELECT")}
         scans = []

@@ -124,5 +124,5 @@ def _play(scenario, sandbox, shop, services):
             complete = bool(row["delivered_at"])
         assert not (legal(current, target, order["mdp"]) and complete), (
             f"order {oid}: the shop says {row['status']!r}, MALL would take {target} from {current}, "
-            f"but it was never pushed; ledger: {services.ledger.list_changes(order_id=oid)}")
+            f"but it was never pushed; ledger: {services.ledger.changes.list(order_id=oid)}")
     assert all(Status(sandbox.state.get(oid)["status"]) for oid in ids)

@@ -87,12 +87,12 @@ def receiver():
                                                    "application/x-www-form-urlencoded"]))
 def test_the_receiver_answers_every_body_with_202_400_or_413(receiver, body, content_type):
     client, ledger = receiver
-    before = ledger.inbox_depth()
+    before = ledger.inbox.depth()
     r = client.post(f"/webhooks/mall/{TOKEN}", data=body, headers={"Content-Type": content_type} if content_type else {})
     assert r.status_code in (202, 400, 413), (r.status_code, r.data[:200])
     assert r.is_json and set(r.get_json()) <= {"accepted", "queued", "error"}
     if r.status_code != 202:
-        assert ledger.inbox_depth() == before, "a rejected delivery left ids in the inbox"
+        assert ledger.inbox.depth() == before, "a rejected delivery left ids in the inbox"
         _count("webhook_rejected")
     else:
         _count("webhook_accepted")

@@ -29,7 +29,7 @@ class FakeClock:
 
 
 def inbox(ledger) -> list[int]:
-    return sorted(ledger.due_inbox(100_000))
+    return sorted(ledger.inbox.due(100_000))
 
 
 @pytest.fixture

@@ -86,14 +86,14 @@ def test_fuzz_never_5xx_and_rejects_store_nothing(target):
         headers = dict(headers)
         if content_type is not None:
             headers["Content-Type"] = content_type
-        before = ledger.inbox_depth()
+        before = ledger.inbox.depth()
         r = client.request(method, path, headers=headers, content=body)
         assert 200 <= r.status_code < 500, (r.status_code, r.text[:200])
         if r.status_code == 202:
             assert method == "POST" and path in (HOOK, "/webhooks/mall/" + TOKEN2)
-            assert ledger.inbox_depth() == before + r.json()["queued"]
+            assert ledger.inbox.depth() == before + r.json()["queued"]
         else:
-            assert ledger.inbox_depth() == before
+            assert ledger.inbox.depth() == before
 
     one_request()
     assert client.get("/healthz").json()["status"] == "ok"  # the server survived all of it

@@ -58,7 +58,7 @@ def test_ledger_gauges_are_read_at_scrape_time(ledger):
     assert ("mall_connector_inbox_depth", ()) not in samples(m)  # nothing bound yet
     m.bind_ledger(ledger)
     assert samples(m)[("mall_connector_inbox_depth", ())] == 0
-    ledger.enqueue_inbox([1, 2, 3])
+    ledger.inbox.enqueue([1, 2, 3])
     s = samples(m)
     assert s[("mall_connector_inbox_depth", ())] == 3
     assert s[("mall_connector_failed_changes", ())] == 0

@@ -43,10 +43,10 @@ def _wait_for_inbox(sandbox, services, n, timeout=10.0):
     sandbox.flush_webhooks()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if services.ledger.inbox_depth() >= n:
+        if services.ledger.inbox.depth() >= n:
             return
         time.sleep(0.05)
-    raise AssertionError(f"inbox has {services.ledger.inbox_depth()} ids, expected {n}")
+    raise AssertionError(f"inbox has {services.ledger.inbox.depth()} ids, expected {n}")
 
 
 READS_PER_NEW_ORDER = 2  # in the first pass: on arrival and just before confirming (a third read follows next pass)
@@ -92,7 +92,7 @@ def test_duplicate_deliveries_add_no_get(wired, sandbox):
     for _ in range(2):
         r = httpx.post(f"http://127.0.0.1:{server.port}/webhooks/mall/{TOKEN}", json=ids)
         assert r.status_code == 202
-    assert services.ledger.inbox_depth() == 5
+    assert services.ledger.inbox.depth() == 5
     services.inbound.run()
     for oid in ids:  # exactly what a single delivery costs: the arrival read is shared by all copies
         assert len([g for g in _gets(sandbox, oid)]) == READS_PER_NEW_ORDER
@@ -112,7 +112,7 @@ def test_customer_cancel_reaches_the_shop_once(wired, sandbox):
     assert [(int(c["mall_order_id"]), c["mall_status"], c["shop_status"]) for c in changes] == [(oid, "cancelled", "cancelled")]
     assert "cancelled on MALL" in changes[0]["note"]
     # The sweep or a late webhook for the same state brings nothing new.
-    services.ledger.enqueue_inbox([oid], source="webhook")
+    services.ledger.inbox.enqueue([oid], source="webhook")
     services.inbound.run()
     assert len(shop.outbox_rows("changes-")) == 1
 
@@ -125,7 +125,7 @@ def test_our_own_push_echoing_back_is_not_handed_to_the_shop(wired, sandbox):
     shop.write_feed([{"mall_order_id": oid, "status": "packing"}])
     services.outbound.poll_shop()
     assert services.outbound.push_due().pushed == 1
-    services.ledger.enqueue_inbox([oid])  # as if MALL notified us of the change we made
+    services.ledger.inbox.enqueue([oid])  # as if MALL notified us of the change we made
     services.inbound.run()
     assert shop.outbox_rows("changes-") == []
 
@@ -141,7 +141,7 @@ def test_pickup_branch_change_reaches_the_shop_and_needs_action(wired, sandbox):
     services.inbound.run()
     (change,) = shop.outbox_rows("changes-")
     assert int(change["branch_id"]) == old + 1000 and "pickup branch changed" in change["note"]
-    kinds = [a["kind"] for a in services.ledger.open_actions()]
+    kinds = [a["kind"] for a in services.ledger.actions.open()]
     assert "branch_change" in kinds
 
 
@@ -150,7 +150,7 @@ def test_missed_webhook_is_found_by_the_sweep(wired, sandbox):
     sandbox.faults = Faults(webhook_drop_rate=1.0)
     (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
     time.sleep(0.5)
-    assert services.ledger.inbox_depth() == 0  # the webhook never came
+    assert services.ledger.inbox.depth() == 0  # the webhook never came
     summary = sync_once(services)
     assert summary.inbound.swept == 1 and summary.inbound.new_orders == 1
     assert {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")} == {oid}
@@ -160,12 +160,12 @@ def test_test_and_blocked_orders_are_recorded_but_not_handed(wired, sandbox):
     shop, services, _ = wired
     test_id = sandbox.state.create_orders(1, kind="test", status="open")[0]["id"]
     blocked_id = sandbox.state.create_orders(1, kind="normal", status="blocked")[0]["id"]
-    services.ledger.enqueue_inbox([test_id, blocked_id, 999999999999])
+    services.ledger.inbox.enqueue([test_id, blocked_id, 999999999999])
     result = services.inbound.run()
     assert result.ignored_test == 1 and result.dropped == 1
     assert shop.outbox_rows("orders-") == []
-    assert services.ledger.get_order(test_id).test is True
-    assert services.ledger.get_order(blocked_id).mall_status == "blocked"
+    assert services.ledger.orders.get(test_id).test is True
+    assert services.ledger.orders.get(blocked_id).mall_status == "blocked"
     assert sandbox.state.get(test_id)["confirmed"] is False  # never confirm what the shop did not get
 
 
@@ -185,8 +185,10 @@ def test_adapter_failure_means_no_confirm_and_a_later_retry(wired, sandbox):
     assert calls["stage"] == 1
     assert sandbox.state.get(oid)["confirmed"] is False
     assert [e for e in sandbox.request_log.puts(oid)] == []
+    (batch,) = services.ledger.handoffs.open()  # the failure is recorded on the batch, which backs off
+    assert batch.attempts == 1 and batch.next_attempt_at is not None
     services.adapter.stage_handoff = real_stage
-    services.inbound.run()
+    services.inbound.run(retry_now=True)
     assert {int(r["mall_order_id"]) for r in shop.outbox_rows("orders-")} == {oid}
     assert sandbox.state.get(oid)["confirmed"] is True
 
@@ -203,10 +205,10 @@ def test_read_only_outbox_folder_is_retried(wired, sandbox):
     _wait_for_inbox(sandbox, services, 1)
     services.inbound.run()
     assert sandbox.state.get(oid)["confirmed"] is False
-    assert services.ledger.open_handoffs()
+    assert services.ledger.handoffs.open()
     if shop.outbox.is_file():
         shop.outbox.unlink()
     else:
         shop.outbox.chmod(0o700)
-    services.inbound.run()
-    assert sandbox.state.get(oid)["confirmed"] is True and not services.ledger.open_handoffs()
+    services.inbound.run(retry_now=True)
+    assert sandbox.state.get(oid)["confirmed"] is True and not services.ledger.handoffs.open()

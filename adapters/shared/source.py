@@ -1,9 +1,14 @@
-"""Fetching a shop feed from a file path or an http(s) URL.
+"""Fetching a shop feed from a file path or an http(s) URL, within its limits.
 
-Shared by the table-feed adapters. ``FeedSource.fetch`` answers one of: not ready yet (a file still
+Shared by the feed adapters. ``FeedSource.fetch`` answers one of: not ready yet (a file still
 being written), unchanged since the last read (same fingerprint: not parsed again), or an open
 binary stream of the content. Credentials only ever travel in the Authorization header: a URL
 with ``user:password@`` is refused at start, and the passwords are registered for redaction.
+
+Bounds (``FeedLimits``): a file over ``max_feed_bytes`` is refused before it is read, and so is a
+download once it passes that size; a download must finish within ``fetch_deadline_s`` in all,
+headers included. ``timeout_s`` only bounds each read, so a server trickling a byte a second would
+otherwise hold the poll for ever: a watchdog shuts the connection's socket at the deadline.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO
@@ -19,13 +26,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from adapters.base import FeedUnavailable
+from adapters.base import FeedRefused, FeedUnavailable
+from adapters.shared.limits import limited_stream
+from adapters.shared.sections import FeedLimits
 from connector.config import ConfigError
 from connector.logs import redact, register_secret
 
 log = logging.getLogger("mall_connector.adapters.source")
 
-MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024  # far above any order feed; stops a runaway response
+MAX_DOWNLOAD_BYTES = FeedLimits().max_feed_bytes  # the default of [shop.<adapter>] max_feed_bytes
 SETTLE_WAIT_MAX_S = 60.0  # wait_for_settle gives up after this and answers not_ready
 CLOCK_SKEW_S = 60.0  # an mtime further in the future than this is a clock problem, not a writer
 
@@ -84,8 +93,10 @@ class FeedSource:
         timeout_s: float = 30.0,
         config_key: str = "shop.source",
         transport: httpx.BaseTransport | None = None,
+        limits: FeedLimits | None = None,
     ):
         register_secret(auth_password)
+        self.limits = limits or FeedLimits()
         self.location = location
         self.settle_s = settle_s
         self.timeout_s = timeout_s
@@ -138,7 +149,13 @@ class FeedSource:
             if previous is not None and fingerprint == previous:
                 f.close()
                 return Fetched(self.label, fingerprint, unchanged=True)
-            return Fetched(self.label, fingerprint, stream=f)
+            limit = self.limits.max_feed_bytes
+            if st.st_size > limit:
+                f.close()
+                raise FeedRefused(self.label, "max_feed_bytes", limit,
+                                  f"the file has {st.st_size} bytes, more than {limit}")
+            # Still counted while read: the file may grow after the fstat.
+            return Fetched(self.label, fingerprint, stream=limited_stream(f, self.label, max_bytes=limit))
 
     # -- URLs ----------------------------------------------------------------------------------
 
@@ -150,35 +167,50 @@ class FeedSource:
             headers["If-Modified-Since"] = previous[3:]
         body = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
         digest = hashlib.sha256()
+        limit = self.limits.max_feed_bytes
+        watchdog = _Deadline(self.limits.fetch_deadline_s)
         try:
             with httpx.Client(timeout=self.timeout_s, auth=self._auth, transport=self._transport,
                               follow_redirects=True) as client:
-                with client.stream("GET", self.location, headers=headers) as response:
+                with client.stream("GET", self.location, headers=headers,
+                                   extensions={"trace": watchdog.trace}) as response:
                     if response.status_code == 304:
                         body.close()
                         return Fetched(self.label, previous, unchanged=True)
                     if response.status_code >= 400:
                         raise FeedUnavailable(f"{self.label}: HTTP {response.status_code} "
                                               f"{response.reason_phrase}{_hint(response.status_code)}")
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > limit:
+                        raise FeedRefused(self.label, "max_feed_bytes", limit,
+                                          f"the server announces {declared} bytes, more than {limit}")
                     size = 0
                     for chunk in response.iter_bytes():
                         size += len(chunk)
-                        if size > MAX_DOWNLOAD_BYTES:
-                            raise FeedUnavailable(f"{self.label}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB")
+                        if size > limit:
+                            raise FeedRefused(self.label, "max_feed_bytes", limit, f"more than {limit} bytes")
+                        if watchdog.expired:
+                            raise watchdog.refusal(self.label)
                         digest.update(chunk)
                         body.write(chunk)
                     etag = response.headers.get("etag")
                     modified = response.headers.get("last-modified")
-        except httpx.TimeoutException:
+        except (httpx.HTTPError, OSError) as e:
             body.close()
-            raise FeedUnavailable(f"{self.label}: no answer within {self.timeout_s:g} s") from None
-        except httpx.HTTPError as e:
-            body.close()
+            if watchdog.expired:
+                raise watchdog.refusal(self.label) from None
+            if isinstance(e, httpx.TimeoutException):
+                raise FeedUnavailable(f"{self.label}: no answer within {self.timeout_s:g} s") from None
             reason = redact(str(e).replace(self.location, self.label)) or e.__class__.__name__
             raise FeedUnavailable(f"{self.label}: cannot download: {reason}") from None
         except BaseException:
             body.close()
             raise
+        finally:
+            watchdog.cancel()
+        if watchdog.expired:  # the last bytes came in just as the deadline passed
+            body.close()
+            raise watchdog.refusal(self.label)
         if etag:
             fingerprint = f"etag:{etag}"
         elif modified:
@@ -198,3 +230,53 @@ def _hint(status: int) -> str:
     if status == 404:
         return " (check the source URL)"
     return ""
+
+
+class _Deadline:
+    """A total deadline for one download. httpx's timeouts count per read, so a trickling server
+    never trips them; at the deadline this shuts the connection's socket, which ends the blocked
+    read at once (the download then fails and ``expired`` says why). The socket comes from httpx's
+    ``trace`` request extension, as each connection is made (redirects make new ones)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, event: str, info: dict) -> None:
+        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def refusal(self, label: str) -> FeedRefused:
+        return FeedRefused(label, "fetch_deadline_s", self.seconds,
+                           f"the download did not finish within {self.seconds:g} s")
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
