@@ -359,3 +359,38 @@ def test_done_for_many_items_at_once(env):
     assert led.actions.open() == []
     assert f"položka {env['action']} vyřízena" in r.text and f"položka {second} vyřízena" in r.text
     assert {(e.mall_order_id, e.detail) for e in recent(led) if e.action == "done"} == {(501, "both"), (503, "both")}
+
+
+def test_the_changes_page_shows_quarantined_items_of_every_kind_and_retries_them(env):
+    """Inbox ids and confirmations quarantined by the core are listed with the failed changes; retry goes
+    through the core's steering (the same as `ledger retry inbox:ID`) and writes the audit row."""
+    led = env["ledger"]
+    led.inbox.enqueue([503], source="webhook")
+    with led.write() as c:
+        led.inbox.record_failure(c, 503, attempts=8, next_attempt_at=None, quarantine=True,
+                                 error_class="MallServerError", message="500", reason="gave up after 8 attempts")
+        led.confirms.record_failure(c, 501, attempts=8, next_attempt_at=None, quarantine=True,
+                                    error_class="MallServerError", message="500", reason="confirm gave up")
+    viewer = _login(env, "vera")
+    page = viewer.get("/changes", query_string={"state": "failed"}).text
+    assert 'id="item-inbox-503"' in page and 'id="item-confirm-501"' in page and f'id="change-{env["failed"]}"' in page
+    assert "/items/inbox/503/retry" not in page  # a viewer sees no actions
+    t = _token(viewer, "/changes")
+    assert viewer.post("/items/inbox/503/retry", data={"csrf_token": t}).status_code == 403
+    assert {i.ref for i in led.failed_items()} >= {"inbox:503", "confirm:501"}
+
+    op = _login(env, "otto")
+    t = _token(op, "/changes")
+    page = op.get("/changes", query_string={"state": "failed"}).text
+    assert "/items/inbox/503/retry" in page and "/items/confirm/501/retry" in page
+    r = op.post("/items/inbox/503/retry", data={"csrf_token": t}, follow_redirects=True)
+    assert "inbox:503 se zkusí znovu při dalším průchodu" in r.text
+    r = op.post("/items/inbox/503/retry", data={"csrf_token": t}, follow_redirects=True)
+    assert "inbox:503 není v karanténě" in r.text  # already back: nothing done, nothing audited
+    assert op.post("/items/nonsense/1/retry", data={"csrf_token": t}).status_code == 404
+    assert {i.ref for i in led.failed_items()} == {"confirm:501", str(env["failed"])}
+    assert led.inbox.depth() == 1 and 503 in led.inbox.due(10)
+    assert [(e.actor, e.action, e.target) for e in for_order(led, 503)] == [("otto", "retry", "inbox:503")]
+    assert any("inbox:503 put back by console user otto (operator)" in m for _, _, m in led.orders.events_for(503))
+    # The order's page lists what is quarantined for it.
+    assert 'id="item-confirm-501"' in op.get("/orders/501").text

@@ -171,10 +171,10 @@ def test_the_whole_console_story_in_chromium(world, browser):
             {"mall_order_id": b, "status": "Nová", "shop_order_id": "S-B"},
             {"mall_order_id": d, "status": "Zabaleno", "shop_order_id": "S-D"},
         ])
-        _wait(lambda: any(ch.state == "failed" for ch in led.list_changes(order_id=a)), timeout=60,
+        _wait(lambda: any(ch.state == "failed" for ch in led.changes.list(order_id=a)), timeout=60,
               what="A's change to fail")
         sb.faults = Faults()
-        failed = [ch for ch in led.list_changes(order_id=a) if ch.state == "failed"][0]
+        failed = [ch for ch in led.changes.list(order_id=a) if ch.state == "failed"][0]
         assert applied_status_puts(sb, a) == []
         # Order C: shipped on MALL, then the shop cancels it: a needs-action item.
         world.shop.write_feed([
@@ -184,7 +184,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
             {"mall_order_id": d, "status": "Zabaleno", "shop_order_id": "S-D"},
             {"mall_order_id": c, "status": "Stornováno", "shop_order_id": "S-C"},
         ])
-        _wait(lambda: led.open_actions(), what="C's needs-action item")
+        _wait(lambda: led.actions.open(), what="C's needs-action item")
 
         ctx = _context(browser)
         page = ctx.new_page()
@@ -244,7 +244,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
         row.locator("button", has_text="Retry").click()
         assert f"change {failed.id} will be retried" in page.inner_text(".flashes")
         _wait(lambda: sb.state.get(a)["status"] == "shipped", what="A shipped on the sandbox",
-              why=lambda: f"{led.list_changes(order_id=a)}\n{world.log()[-4000:]}")
+              why=lambda: f"{led.changes.list(order_id=a)}\n{world.log()[-4000:]}")
         assert len(applied_status_puts(sb, a)) == 1
         page.goto(f"{world.url}/orders/{a}")
         history = page.inner_text("ol.history")
@@ -255,13 +255,13 @@ def test_the_whole_console_story_in_chromium(world, browser):
 
         # -- needs action: done for the selected items -------------------------------------------------
         page.get_by_role("navigation").get_by_role("link", name="Needs action", exact=True).click()
-        item = led.open_actions()[0]
+        item = led.actions.open()[0]
         world.shot(page, "needs-action")
         page.check(f"#item-{item['id']}")
         page.fill("#note", "parcel stopped at the carrier")
         page.click("text=Mark selected as done")
         assert f"item {item['id']} done" in page.inner_text(".flashes")
-        assert led.open_actions() == []
+        assert led.actions.open() == []
 
         # -- mapping: a typo is shown while typing and refused on save; the fix saves and reloads ---------
         page.get_by_role("navigation").get_by_role("link", name="Mapping", exact=True).click()
@@ -281,7 +281,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
         assert page.locator("#save-refused").count() == 0  # the refusal was about the old text
         # D's "Zabaleno" was unmapped and becomes shipping; B's "Nová" stays ignored.
         assert "1 order(s) would be pushed as shipping" in page.inner_text("#mapping-preview")
-        assert [ch.state for ch in led.list_changes(order_id=d) if ch.origin == "shop"] == ["skipped"]
+        assert [ch.state for ch in led.changes.list(order_id=d) if ch.origin == "shop"] == ["skipped"]
         world.shot(page, "mapping-preview", full=True)
         reloads_before = world.log().count("reloaded config")
         page.click("#mapping-save")
@@ -317,7 +317,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
         assert "Picking" in load_workbook(target, read_only=True).sheetnames
 
         # -- a form posted without its CSRF token is refused ---------------------------------------------
-        change_b = [ch for ch in led.list_changes(order_id=b)][0]
+        change_b = [ch for ch in led.changes.list(order_id=b)][0]
         page.goto(world.url + "/changes")
         page.evaluate("""(id) => { const f = document.createElement('form'); f.method = 'post';
             f.action = '/changes/' + id + '/skip'; const r = document.createElement('input'); r.name = 'reason';
@@ -325,7 +325,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
         page.wait_for_selector("text=security token")
         assert "Refused" in page.inner_text("h1")
         world.shot(page, "refused-csrf")
-        assert led.get_change(change_b.id).state != "skipped"
+        assert led.changes.get(change_b.id).state != "skipped"
         world.pages["order-c"] = page.goto(f"{world.url}/orders/{c}").text()
         ctx.close()
 
@@ -344,7 +344,7 @@ def test_the_whole_console_story_in_chromium(world, browser):
         r = vpage.request.post(f"{world.url}/changes/{change_b.id}/skip", form={"csrf_token": token, "reason": "x"})
         assert r.status == 403
         assert (world.folder / "mapping.toml").read_text(encoding="utf-8") == FIXED
-        assert led.get_change(change_b.id).state != "skipped"
+        assert led.changes.get(change_b.id).state != "skipped"
         vctx.close()
 
         # -- a phone, by keyboard only ---------------------------------------------------------------------
