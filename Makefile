@@ -40,5 +40,10 @@ audit: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'pip-audit>=2.7,<3'
 	$(BIN)/pip-audit --strict --progress-spinner off
 
+.PHONY: console-screenshots
+## make console-screenshots: re-take the screenshots in docs/console.md (headless Chromium, the real daemon)
+console-screenshots: $(STAMP)
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/console/test_browser.py
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -136,6 +136,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("connector.commands.init_cmd", ["init"]),
     ("connector.commands.backup_cmd", []),  # adds `ledger backup` to the ledger group
     ("connector.commands.labels_cmd", ["labels"]),
+    ("connector.console.cli", ["console_group"]),
 ]
 
 _register()

@@ -258,6 +258,34 @@ class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
 
 
+class ConsoleConfig(_Section):
+    """[console]: the admin console in the browser (see docs/console.md). Off unless enabled."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8081"
+    language: Literal["cs", "en"] = "cs"  # the default; each user can switch
+    users_file: Path = Path("console-users.toml")  # relative to the config file's folder
+    secure_cookies: bool = True  # browsers also keep Secure cookies on http://127.0.0.1 and localhost
+    session_max_age_s: int = Field(8 * 3600, ge=300, le=7 * 86400)
+    login_attempts_per_minute: int = Field(5, ge=1, le=1000)  # failed logins per address and per user name
+    threads: int = Field(4, ge=1, le=32)
+    trusted_proxy: str | None = None  # e.g. "127.0.0.1" when nginx is in front (X-Forwarded-For)
+    url_prefix: str = Field("", pattern=r"^(/[A-Za-z0-9._-]+)*$")  # e.g. "/console" behind nginx's location
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        return ReceiverConfig._listen(v)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class CoreConfig(_Section):
     """The core's sections. ``Config`` (``config_model()``) is this plus the adapters' sections."""
 
@@ -270,6 +298,7 @@ class CoreConfig(_Section):
     logging: LoggingConfig = LoggingConfig()
     carriers: "CarriersConfig" = Field(default_factory=lambda: _default_carriers())  # issue 15, connector/carrier_config.py
     mdp: MdpConfig = MdpConfig()
+    console: ConsoleConfig = ConsoleConfig()
     # Where the file was read from; not a TOML key.
     source_path: Path | None = Field(None, exclude=True)
     # Where each secret came from ("mall.client_id" -> "the systemd credential `mall_client_id`"); never the value.

@@ -64,6 +64,7 @@ class Daemon:
             timezone=timezone.utc,
         )
         self.receiver = None
+        self.console = None  # the admin console's server, when [console] enabled
 
     # -- wiring -------------------------------------------------------------------------------
     def _on_mall_response(self, endpoint: str, code: int) -> None:
@@ -80,6 +81,10 @@ class Daemon:
             self._rejected_code = 401
         elif code == 403:
             self._rejected_code = 403
+
+    def request_reload(self) -> None:
+        """Reload config and mapping as SIGHUP does (the console's mapping save calls this)."""
+        self._reload.set()
 
     def _tick(self) -> bool:
         """Called between work items: proves progress to the watchdog; True when stopping."""
@@ -185,7 +190,7 @@ class Daemon:
             return False
         for secret in [new.mall.client_id.get_secret_value() if new.mall.client_id else None, *new.token_values]:
             register_secret(secret)
-        for key in ("ledger", "receiver", "mall", "shop"):
+        for key in ("ledger", "receiver", "mall", "shop", "console"):
             old_part = getattr(self.config, key).model_dump(exclude={"tokens", "carrier_urls"})
             new_part = getattr(new, key).model_dump(exclude={"tokens", "carrier_urls"})
             if key == "shop":
@@ -194,7 +199,9 @@ class Daemon:
             if old_part != new_part:
                 log.warning("[%s] changed: restart the service to apply it (reload applies mapping, tokens, "
                             "intervals, alerts and carrier URLs)", key)
+        previous_mapping = self.services.mapping()
         self.services.mapping.replace(mapping)
+        self._queue_remap(previous_mapping, mapping)
         self.config = new
         for engine in (self.services.outbound, self.services.inbound):
             engine.config = new
@@ -206,6 +213,20 @@ class Daemon:
         log.info("reloaded config %s and mapping %s", self.config_path, mapping.path)
         notify.ready()
         return True
+
+    def _queue_remap(self, old, new) -> None:
+        """After the scheduler's job in flight (one worker: never during a poll), let the next poll re-evaluate
+        the feed rows whose shop status the new mapping reads differently (see connector/ledger/remap.py)."""
+        from connector.ledger.remap import forget_rows_whose_meaning_changed
+        from connector.sync.outbound import FEED_KV
+
+        def remap() -> None:
+            n = forget_rows_whose_meaning_changed(self.ledger, old, new, feed_kv=FEED_KV)
+            if n:
+                log.info("the new mapping reads the shop status of %d open order(s) differently: the next poll "
+                         "decides them again", n)
+
+        self.scheduler.add_job(self._job, args=("remap", remap), id="remap", replace_existing=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -239,6 +260,10 @@ class Daemon:
 
             raise (receiver_in_use(e, self.config) or e) from None
         self.receiver.start()
+        if self.config.console.enabled:
+            from connector.console import start_console
+
+            self.console = start_console(self)
         self._started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         self._schedule()
         self.scheduler.start()
@@ -292,6 +317,8 @@ class Daemon:
                         STOP_TIMEOUT_S)
         if self.receiver is not None:
             self.receiver.stop()
+        if self.console is not None:
+            self.console.stop()
         self.services.close()
         log.info("stopped")
 

@@ -138,6 +138,8 @@ class Demo:
         self.proc: subprocess.Popen | None = None
         self.daemon_log = None
         self.receiver_port: int | None = None
+        self.console_port: int | None = None
+        self.console_password = secrets.token_urlsafe(12)  # one-time: this run's console login
         self.ledger = None
         self.orders: dict[str, StoryOrder] = {}
         self.handed: dict[int, str] = {}  # shop status the shop last received per order (outbox)
@@ -223,6 +225,7 @@ class Demo:
         self.line(f"Packeta tracking simulator on {self.packeta.url}  (API password {_mask(self.packeta_password)})")
         self.detail("it sends its order webhook right after each change (real MALL: at most once a minute)")
         self._write_mapping()
+        self._add_console_user()
         self.write_feed(note=None)
         self.start_daemon()
 
@@ -260,6 +263,12 @@ class Demo:
         if n == 0:  # the shipped file changed shape: a minimal draft with the same mistake
             typo = '[to_mall]\n"shipped" = "shiped"\n'
         (self.folder / "mapping-draft.toml").write_text(typo, encoding="utf-8")
+
+    def _add_console_user(self) -> None:
+        """The console's user `admin` with this run's one-time password (argon2-hashed in the users file)."""
+        from connector.console.users import add_user
+
+        add_user(self.folder / "console-users.toml", "admin", "admin", self.console_password)
 
     def _config_text(self) -> str:
         return f"""\
@@ -303,6 +312,12 @@ min_interval_s = 0
 
 [mdp]
 labels_dir = "labels"             # MALL Delivery label files (one PDF per request)
+
+[console]
+enabled = true                    # the admin console in the browser (see docs/console.md)
+listen = "127.0.0.1:{self.console_port}"
+language = "en"
+users_file = "console-users.toml"
 """
 
     @property
@@ -323,6 +338,7 @@ labels_dir = "labels"             # MALL Delivery label files (one PDF per reque
         for attempt in (1, 2):
             self.receiver_port = _free_port()
             (self.folder / "outbox").mkdir(exist_ok=True)  # `run` wants the folder it shares with the shop
+            self.console_port = _free_port()
             self.config_path.write_text(self._config_text(), encoding="utf-8")
             os.chmod(self.config_path, 0o600)  # it holds a client_id and a token
             self.sandbox.webhook_url = f"http://127.0.0.1:{self.receiver_port}/webhooks/mall/{self.token}"
@@ -351,6 +367,8 @@ labels_dir = "labels"             # MALL Delivery label files (one PDF per reque
                    lambda: self.sandbox.request_log.gets("/v1/orders/unconfirmed"))
         self.line("daemon ready: /healthz answers 200; its first sweep found no unconfirmed orders on MALL")
         self.detail(f"MALL's webhooks go to http://127.0.0.1:{self.receiver_port}/webhooks/mall/*** (token masked)")
+        self.line(f"console http://127.0.0.1:{self.console_port}/  user admin, one-time password "
+                  f"{self.console_password}  (this run only)")
 
     def _healthy(self) -> bool:
         import httpx
@@ -613,6 +631,8 @@ labels_dir = "labels"             # MALL Delivery label files (one PDF per reque
             f"    webhooks          curl {s}/_sandbox/webhooks",
             f"    a new order       curl -X POST {s}/_sandbox/orders -d '{{\"count\": 1, \"kind\": \"pickup\"}}'",
             f"    customer cancel   curl -X POST {s}/_sandbox/orders/ORDER_ID/events -d '{{\"action\": \"customer_cancel\"}}'",
+            f"  console             http://127.0.0.1:{self.console_port}/   user admin, password "
+            f"{self.console_password}",
             f"  receiver            {r}/metrics   {r}/healthz   {r}/readyz",
             f"                      webhooks: POST {r}/webhooks/mall/*** (the token is in config.toml)",
             f"  temp folder         {f}",

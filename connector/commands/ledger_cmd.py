@@ -181,19 +181,20 @@ def ledger_retry(ctx: Context, change_id: str | None, all_failed: bool) -> None:
     Example: mall-connector ledger retry 42; mall-connector ledger retry inbox:1001; ledger retry --failed
     """
     from connector.ledger import steering
+    from connector.ledger.audit import Actor  # audit rows as cli:<unix user>
 
     if (change_id is None) == (not all_failed):
         raise click.UsageError("give either CHANGE_ID (or ITEM) or --failed")
     with _ledger(ctx) as ledger:
         if all_failed:
-            done = [r for r in steering.retry_all_failed(ledger) if r.ok]
+            done = [r for r in steering.retry_all_failed(ledger, actor=Actor.cli()) if r.ok]
             click.echo(f"{len(done)} item(s) will be retried on the next pass")
             return
         try:
             kind, item_id = parse_item_ref(change_id)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="CHANGE_ID") from None
-        r = steering.retry(ledger, kind, item_id)
+        r = steering.retry(ledger, kind, item_id, actor=Actor.cli())
         if not r.ok:
             click.echo(r.message, err=True)
             sys.exit(1)
@@ -208,9 +209,10 @@ def ledger_retry(ctx: Context, change_id: str | None, all_failed: bool) -> None:
 def ledger_skip(ctx: Context, change_id: int, reason: str) -> None:
     """Mark a change skipped: it will never be sent. Example: ledger skip 42 --reason "fixed in the portal" """
     from connector.ledger import steering
+    from connector.ledger.audit import Actor  # audit rows as cli:<unix user>
 
     with _ledger(ctx) as ledger:
-        r = steering.skip(ledger, change_id, reason)
+        r = steering.skip(ledger, change_id, reason, actor=Actor.cli())
         if not r.ok:
             click.echo(r.message, err=True)
             sys.exit(1)
@@ -231,12 +233,15 @@ def ledger_done(ctx: Context, item_ids: tuple[int, ...], kind: str | None, every
 
     Examples: ledger done 7; ledger done 7 8 12; ledger done --kind shop_action; ledger done --all
     """
-    from connector.ledger.needs_action import done_many, open_items
+    from connector.ledger import steering
+    from connector.ledger.audit import Actor  # audit rows as cli:<unix user>
+    from connector.ledger.needs_action import open_items
 
     if not item_ids and not kind and not every:
         raise click.UsageError("give item ids, --kind KIND or --all (see: mall-connector ledger list --needs-action)")
     with _ledger(ctx) as ledger:
-        closed, missing = done_many(ledger, ids=item_ids, kind=kind, every=every, note=note)
+        closed, missing = steering.done_many(ledger, ids=item_ids, kind=kind, every=every, note=note,
+                                             actor=Actor.cli())
         open_kinds = sorted({i.kind for i in open_items(ledger)}) if kind and not closed else []
     if closed:
         click.echo(f"{len(closed)} item(s) done: {', '.join(str(i) for i in closed)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import or_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from connector.ledger import schema as s
@@ -33,10 +33,31 @@ class ActionsRepo:
             return [dict(r._mapping) for r in c.execute(q)]
 
     @staticmethod
+    def order_of(c: Connection, action_id: int) -> int | None:
+        """The MALL order a needs-action item is about (None: none, or no such item)."""
+        return c.execute(select(s.actions.c.mall_order_id).where(s.actions.c.id == action_id)).scalar()
+
+    @staticmethod
     def done(c: Connection, action_id: int, note: str | None = None) -> bool:
         n = c.execute(update(s.actions).where(s.actions.c.id == action_id, s.actions.c.done_at.is_(None))
-                      .values(done_at=utcnow(), done_note=note)).rowcount
+                      .values(done_at=utcnow(), done_note=note, closed_by="hand")).rowcount
         return n == 1
+
+    @staticmethod
+    def pick_open(c: Connection, *, ids=(), kind: str | None = None, every: bool = False) -> list[int]:
+        """Open items by id, by kind (``done 3 4 --kind credit_note``: items 3 and 4 and every credit note), or all."""
+        a = s.actions.c
+        conds = [a.done_at.is_(None)]
+        if not every:
+            picks = []
+            if ids:
+                picks.append(a.id.in_(list(ids)))
+            if kind:
+                picks.append(a.kind == str(kind))
+            if not picks:
+                return []
+            conds.append(or_(*picks))
+        return [r[0] for r in c.execute(select(a.id).where(*conds).order_by(a.id)).all()]
 
     @staticmethod
     def close(c: Connection, order_id: int, kind: str, note: str) -> int:

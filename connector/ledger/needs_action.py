@@ -159,33 +159,3 @@ def close_by_evidence(ledger, mapping) -> list[tuple[int, str]]:
             if n:
                 done.append((item_id, note))
     return done
-
-
-def done_many(ledger, *, ids: Sequence[int] = (), kind: str | None = None, every: bool = False,
-              note: str | None = None) -> tuple[list[int], list[int]]:
-    """Close items by hand: the given ids, every open one of ``kind``, or ``every`` open one.
-
-    Returns (closed ids, ids that were not open). One transaction."""
-    a = s.actions.c
-    conds = [a.done_at.is_(None)]
-    if not every:
-        picks = []
-        if ids:
-            picks.append(a.id.in_(list(ids)))
-        if kind:
-            picks.append(a.kind == kind)
-        if not picks:
-            return [], []
-        conds.append(or_(*picks))  # `done 3 4 --kind credit_note`: items 3 and 4, and every credit note
-    now = utcnow()
-    with ledger.write() as c:
-        targets = list(c.execute(select(a.id, a.mall_order_id).where(*conds).order_by(a.id)).all())
-        for item_id, oid in targets:
-            c.execute(update(s.actions).where(s.actions.c.id == item_id, s.actions.c.done_at.is_(None))
-                      .values(done_at=now, done_note=note, closed_by="hand"))
-            if oid is not None:
-                ledger.orders.add_event(c, oid, "action", f"needs-action item {item_id} done by hand"
-                                                   + (f": {note}" if note else ""))
-    closed = [i for i, _ in targets]
-    missing = [i for i in ids if i not in closed]
-    return closed, missing

@@ -284,3 +284,22 @@ mdp_serials = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("updated_at", DateTime, nullable=False),
 )
+
+
+# Who did what in the admin console (and the ledger commands that steer changes): every action, with its
+# actor and time, shown on the order's history. Never holds a secret (passwords and tokens are not actions).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(64), nullable=False),  # console user name, or "cli:<unix user>"
+    Column("role", String(16)),  # viewer | operator | admin (console), empty for the CLI
+    Column("source", String(16), nullable=False),  # console | cli
+    Column("action", String(32), nullable=False),  # login, login_failed, retry, skip, done, mapping_save, ...
+    Column("mall_order_id", BigInteger),
+    Column("target", String(200)),  # "change 42", "item 7", a mapping file, an export
+    Column("detail", Text),
+    Index("ix_audit_log_order", "mall_order_id"),
+    Index("ix_audit_log_at", "at"),
+)

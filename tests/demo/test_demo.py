@@ -177,6 +177,19 @@ def test_keep_running_leaves_everything_up_until_ctrl_c(tmp_path):
         r = httpx.get(metrics, timeout=5)
         assert r.status_code == 200 and "mall_connector_" in r.text
         assert len(httpx.get(f"{sandbox}/_sandbox/orders", timeout=5).json()["orders"]) == 5
+        # The console is on, with the printed one-time password.
+        console, password = re.search(r"console\s+(http://127\.0\.0\.1:\d+)/\s+user admin, one-time password (\S+)",
+                                      out).groups()
+        with httpx.Client(base_url=console, timeout=10) as browser:
+            # The session cookie is Secure: browsers keep it on http://127.0.0.1, httpx does not; carry it by hand.
+            page = browser.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+            jar = {"Cookie": page.headers["set-cookie"].split(";")[0]}
+            r = browser.post("/login", data={"username": "admin", "password": password, "csrf_token": token},
+                             headers=jar)
+            assert r.status_code == 302 and r.headers["location"] == "/"
+            jar = {"Cookie": r.headers["set-cookie"].split(";")[0]}
+            assert re.search(r"/orders/\d+", browser.get("/orders", params={"status": "shipped"}, headers=jar).text)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, "".join(lines)
         reader.join(timeout=5)

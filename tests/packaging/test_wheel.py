@@ -30,7 +30,10 @@ def test_wheel_contains_mappings_migrations_and_all_packages(wheel):
                      "connector/ledger/migrations/env.py", "connector/ledger/migrations/script.py.mako",
                      "connector/ledger/migrations/versions/0001_initial_ledger_schema.py",
                      "adapters/generic_csv/adapter.py", "adapters/fastcentrik/adapter.py", "receiver/app.py",
-                     "connector/sandbox/server.py"]:
+                     "connector/sandbox/server.py",
+                     "connector/console/templates/base.html", "connector/console/static/console.css",
+                     "connector/console/static/console.js",
+                     "connector/ledger/migrations/versions/0006_console_audit_log.py"]:
         assert required in names, required
     assert not any(n.startswith("tests/") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
