@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TOKEN = "console-token-" + "q" * 20
+TOKEN = "console-token-Xb6Nq3Wm9Lr5Tz2Kp8Vd"  # >= 128 bits, not repetitive (issue 16 item 7)
 PASSWORDS = {"alice": "alice-admin-pw-1", "otto": "otto-operator-pw", "vera": "vera-viewer-pw-1"}
 ROLES = {"alice": "admin", "otto": "operator", "vera": "viewer"}
 MAPPING = """[to_mall]
