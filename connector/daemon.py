@@ -201,6 +201,12 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
 
+    def _shop_webhook_adapters(self) -> dict:
+        """The configured shop adapter, for /webhooks/shop/<adapter>/<token> (adapters/shared/shop_webhooks.py)."""
+        from adapters import make_adapter
+
+        return {self.config.shop.adapter: make_adapter(self.config)}
+
     def start(self) -> None:
         from receiver.app import create_app
         from receiver.server import ReceiverServer
@@ -214,6 +220,7 @@ class Daemon:
             ledger=self.ledger, tokens=lambda: self.config.token_values, metrics=self.metrics,
             readiness=self.readiness, max_body_bytes=rc.max_body_bytes,
             wrong_token_limit_per_minute=rc.wrong_token_limit_per_minute, instance_id=self.instance_id,
+            shop_adapters=self._shop_webhook_adapters,
         )
         self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes)
         self.receiver.start()
