@@ -110,8 +110,9 @@ class ShoptetSimulator:
             if status_name:
                 sid = next(i for i, n in self.statuses if n == status_name)
                 o["status"] = {"id": sid, "name": status_name}
-            if tracking:
+            if tracking:  # the shop's carrier fills in the tracking URL
                 o["notes"]["trackingNumber"] = tracking
+                o["notes"]["trackingUrl"] = f"https://www.ppl.cz/vyhledat-zasilku?shipmentId={tracking}"
             self._touch(o)
             return o
 

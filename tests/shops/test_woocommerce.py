@@ -51,7 +51,7 @@ class Receiver:
     """The real receiver app (shop route registered) on a real loopback server."""
 
     def __init__(self, adapter, ledger=None):
-        app = create_app(ledger=ledger, tokens=["mall-token"], metrics=None, shop_adapters=lambda: {"woocommerce": adapter})
+        app = create_app(ledger=ledger, tokens=["mall-token"], metrics=None, shop_adapters=lambda: {adapter.name: adapter})
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
