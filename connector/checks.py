@@ -140,7 +140,14 @@ def check_public_url(config: Config, running: dict | None) -> Line:
                     "MALL Partner portal (Partner → Webhook)")
 
 
-def run_checks(ctx) -> int:
+def check_shop_webhooks(config: Config, fix: bool) -> list[Line]:
+    """The shop's own webhooks (API adapters: adapters/shared/wiring.py); none for a feed adapter."""
+    from adapters.shared.wiring import webhook_lines
+
+    return [Line(NA if ok is None else OK if ok else BAD, redact(text)) for ok, text in webhook_lines(config, fix=fix)]
+
+
+def run_checks(ctx, fix: bool = False) -> int:
     try:
         config = ctx.config()
         config.client_id
@@ -165,6 +172,10 @@ def run_checks(ctx) -> int:
         receiver_line, running = Line(BAD, f"receiver: {redact(str(e))}"), None
     lines.append(receiver_line)
     lines.append(_safe(lambda: check_public_url(config, running), "public_url"))
+    try:
+        lines.extend(check_shop_webhooks(config, fix))
+    except Exception as e:  # noqa: BLE001
+        lines.append(Line(BAD, f"shop webhooks: {redact(str(e))}"))
     for line in lines:
         line.show()
     bad = sum(1 for line in lines if line.mark == BAD)

@@ -29,8 +29,9 @@ def run(ctx: Context) -> None:
 
 
 @click.command("check")
+@click.option("--fix", is_flag=True, help="Register or re-enable the shop's webhooks (Shoptet, WooCommerce).")
 @pass_ctx
-def check(ctx: Context) -> None:
+def check(ctx: Context, fix: bool) -> None:
     """The pre-launch checklist: config, mapping coverage of the shop feed, MALL client_id, test
     orders, ledger, receiver address, public webhook URL.
 
@@ -41,7 +42,7 @@ def check(ctx: Context) -> None:
     """
     from connector.checks import run_checks
 
-    sys.exit(run_checks(ctx))
+    sys.exit(run_checks(ctx, fix=fix))
 
 
 @click.command("demo")
