@@ -68,8 +68,10 @@ Example (a second terminal then points the connector at it):
               help="Delay added to every API answer.")
 @click.option("--drop-rate", type=RATE, default=0.0, show_default=True,
               help="Share of API requests whose connection is closed without a reply.")
+@click.option("--shop", type=click.Choice(["shoptet", "woocommerce"]), default=None,
+              help="Also run a local simulator of this shop's API (on a free loopback port).")
 def sandbox(listen, client_id, orders, seed, webhook_url, webhook_interval, error_rate, rate_limit_rate,
-            rate_limit_budget, rate_limit_window, latency_ms, drop_rate):
+            rate_limit_budget, rate_limit_window, latency_ms, drop_rate, shop=None):
     """Run a local MALL Marketplace look-alike to try a mapping safely.
 
     It speaks MALL's order API (/v1/orders...) with MALL's status rules, sends MALL-style webhooks
@@ -89,6 +91,13 @@ def sandbox(listen, client_id, orders, seed, webhook_url, webhook_interval, erro
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
+    shop_sim = None
+    if shop:
+        from adapters.shared.sims import start_shop_simulator
+
+        shop_sim, lines = start_shop_simulator(shop)
+        for line in lines:
+            click.echo(line)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -98,6 +107,8 @@ def sandbox(listen, client_id, orders, seed, webhook_url, webhook_interval, erro
             pass
     finally:
         server.stop()
+        if shop_sim is not None:
+            shop_sim.stop()
     click.echo("sandbox stopped")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from adapters.shoptet.simulator import ShoptetSimulator
@@ -58,3 +60,30 @@ def test_mapping_check_flags_a_status_the_shoptet_shop_does_not_have(tmp_path):
         assert bad.exit_code == 78
         assert "status 'Vyřízena' does not exist in this Shoptet shop" in bad.output
         assert "tok-shoptet-cli" not in bad.output
+
+
+def test_sandbox_shop_starts_the_shop_simulator_on_loopback(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mall-connector"), "sandbox", "--listen", "127.0.0.1:0",
+                             "--client-id", TEST_CLIENT_ID, "--orders", "0", "--shop", "woocommerce"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        line = ""
+        for _ in range(50):
+            line = proc.stdout.readline()
+            if line.startswith("WooCommerce simulator on "):
+                break
+        url = line.split(" on ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+        r = httpx.get(f"{url}/wp-json/wc/v3/orders", auth=("ck_sandbox", "cs_sandbox"))
+        assert r.status_code == 200 and r.json() == [] and r.headers["X-WP-Total"] == "0"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
