@@ -49,7 +49,9 @@ def check(ctx: Context, fix: bool) -> None:
 @click.option("--keep-running", is_flag=True, help="Leave everything up after the story, for exploring (Ctrl+C ends).")
 @click.option("--speed", type=click.FloatRange(0.1, 10.0), default=1.0, show_default=True,
               help="Faster (>1) or slower (<1) story.")
-def demo(keep_running: bool, speed: float) -> None:
+@click.option("--shop", type=click.Choice(["shoptet", "woocommerce"]), default=None,
+              help="Play the story with this shop's API simulator instead of the CSV shop.")
+def demo(keep_running: bool, speed: float, shop: str | None = None) -> None:
     """Show the connector working end to end on your machine, with nothing to configure.
 
     Starts a local MALL sandbox with sample orders, a CSV shop in a temporary folder, a SQLite
@@ -57,6 +59,10 @@ def demo(keep_running: bool, speed: float) -> None:
     them, a customer cancels one on MALL, a mapping mistake is caught) and prints a timeline and a
     final table. Binds only free loopback ports and writes only under a temporary folder.
     """
+    if shop:
+        from adapters.shared.demo import run_shop_demo
+
+        sys.exit(run_shop_demo(shop))
     from connector.demo import run_demo
 
     sys.exit(run_demo(keep_running=keep_running, speed=speed))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from adapters.shoptet.simulator import ShoptetSimulator
@@ -87,3 +88,16 @@ def test_sandbox_shop_starts_the_shop_simulator_on_loopback(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("shop", ["shoptet", "woocommerce"])
+def test_demo_shop_plays_the_whole_loop(shop, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([str(Path(sys.executable).parent / "mall-connector"), "demo", "--shop", shop],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "is shipped" in done.stdout and "nothing was created twice" in done.stdout
+    assert done.stdout.rstrip().endswith("the whole loop works")
+    assert "Traceback" not in done.stderr
