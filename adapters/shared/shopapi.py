@@ -78,6 +78,9 @@ class JsonApi:
     def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
                 ok: Iterable[int] = (200, 201)) -> tuple[Any, httpx.Headers]:
         name = self.endpoint(method, path)
+        # A POST that failed with a 5xx or on the network may have been done: it is not repeated here, the
+        # caller looks first (the create-attempt marker). A 429 was refused before it ran: always waited out.
+        repeatable = method != "POST"
         attempt = 0
         while True:
             attempt += 1
@@ -91,11 +94,11 @@ class JsonApi:
                             raise ShopApiError(name, f"answer over {MAX_RESPONSE_BYTES} bytes, refused")
                     status, headers = r.status_code, r.headers
             except httpx.HTTPError as e:
-                if attempt <= self.retries:
+                if repeatable and attempt <= self.retries:
                     time.sleep(min(0.2 * attempt, self.max_wait_s))
                     continue
                 raise ShopApiError(name, f"not reachable: {type(e).__name__}", retryable=True) from None
-            if status in (429, 503) or (status >= 500 and attempt <= self.retries):
+            if status in (429, 503) or (status >= 500 and repeatable and attempt <= self.retries):
                 wait = min(retry_after_s(headers.get("retry-after"), 0.2 * attempt), self.max_wait_s)
                 if attempt <= self.retries:
                     time.sleep(wait)

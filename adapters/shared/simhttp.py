@@ -45,16 +45,16 @@ class Faults:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.queued: list[tuple[str, int, str]] = []  # (path prefix, status, kind "json"|"html")
+        self.queued: list[tuple[str, int, str, str | None]] = []  # (path prefix, status, kind, method)
 
-    def fail_next(self, prefix: str, status: int, times: int = 1, kind: str = "json") -> None:
+    def fail_next(self, prefix: str, status: int, times: int = 1, kind: str = "json", method: str | None = None) -> None:
         with self.lock:
-            self.queued += [(prefix, status, kind)] * times
+            self.queued += [(prefix, status, kind, method)] * times
 
-    def take(self, path: str) -> tuple[int, str] | None:
+    def take(self, path: str, method: str = "GET") -> tuple[int, str] | None:
         with self.lock:
-            for i, (prefix, status, kind) in enumerate(self.queued):
-                if path.startswith(prefix):
+            for i, (prefix, status, kind, only) in enumerate(self.queued):
+                if path.startswith(prefix) and only in (None, method):
                     del self.queued[i]
                     return status, kind
         return None
@@ -122,7 +122,7 @@ class SimServer:
         if req.method == "GET" and req.path in self.down_paths:  # e.g. a host's maintenance page
             return Response(503, b"<html><body>Briefly unavailable for scheduled maintenance.</body></html>",
                             content_type="text/html")
-        fault = self.faults.take(req.path)
+        fault = self.faults.take(req.path, req.method)
         if fault:
             status, kind = fault
             if kind == "html":

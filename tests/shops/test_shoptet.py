@@ -123,8 +123,7 @@ def test_more_than_three_parallel_requests_get_429_with_an_http_date_and_the_ada
     assert refused.status_code == 429 and refused.headers["Retry-After"].endswith("GMT")
     assert refused.json()["errors"][0]["errorCode"] == "too-many-requests"
     threading.Timer(0.1, sim.hold.set).start()
-    adapter = make(sim, tmp_path, retries=5)
-    adapter.cfg.__dict__["max_retry_wait_s"] = 0.2
+    adapter = make(sim, tmp_path, retries=8)
     adapter.stage_handoff("orders-3", "orders", [new_order(2000003)])
     assert adapter.publish_handoff("orders-3") is True  # waited the 429s out
     for t in held:
@@ -133,10 +132,16 @@ def test_more_than_three_parallel_requests_get_429_with_an_http_date_and_the_ada
 
 
 def test_5xx_is_retried_and_an_html_page_is_a_typed_error_naming_the_endpoint(sim, tmp_path):
-    sim.faults.fail_next("/api/orders", 500, times=1)
+    sim.faults.fail_next("/api/products", 500, times=1)  # a read is repeated
+    sim.faults.fail_next("/api/orders/statuses", 503, times=1)
+    sim.faults.fail_next("/api/orders", 500, times=1, method="POST")  # the create is not blindly repeated
     adapter = make(sim, tmp_path)
     adapter.stage_handoff("orders-4", "orders", [new_order(2000004)])
-    assert adapter.publish_handoff("orders-4") is True
+    with pytest.raises(ShopApiError, match=r"POST .*/api/orders: HTTP 500"):
+        adapter.publish_handoff("orders-4")
+    assert adapter.publish_handoff("orders-4") is True  # the next attempt looks first, then creates once
+    assert len(sim.orders_for_external("MALL-2000004")) == 1
+    assert sim.server.requests.count(("POST", "/api/orders")) == 2
     sim.faults.fail_next("/api/orders/changes", 502, times=1, kind="html")
     from adapters.base import FeedUnavailable
     with pytest.raises(FeedUnavailable) as e:
