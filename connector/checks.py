@@ -258,7 +258,14 @@ def check_public_url(config: Config, running: dict | None) -> Line:
                     "MALL Partner portal (Partner → Webhook)")
 
 
-def run_checks(ctx, *, send_alert: bool = False) -> int:
+def check_shop_webhooks(config: Config, fix: bool) -> list[Line]:
+    """The shop's own webhooks (API adapters: adapters/shared/wiring.py); none for a feed adapter."""
+    from adapters.shared.wiring import webhook_lines
+
+    return [Line(NA if ok is None else OK if ok else BAD, redact(text)) for ok, text in webhook_lines(config, fix=fix)]
+
+
+def run_checks(ctx, *, send_alert: bool = False, fix: bool = False) -> int:
     from connector.commands.config_cmd import secret_source_lines
 
     first = identity_line()
@@ -312,6 +319,10 @@ def run_checks(ctx, *, send_alert: bool = False) -> int:
         lines.extend(check_carriers(config))
     except Exception as e:  # noqa: BLE001
         lines.append(Line(BAD, f"carriers: {redact(str(e))}"))
+    try:
+        lines.extend(check_shop_webhooks(config, fix))
+    except Exception as e:  # noqa: BLE001
+        lines.append(Line(BAD, f"shop webhooks: {redact(str(e))}"))
     for line in lines:
         line.show()
     bad = sum(1 for line in lines if line.mark == BAD)

@@ -234,6 +234,12 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
 
+    def _shop_webhook_adapters(self) -> dict:
+        """The configured shop adapter, for /webhooks/shop/<adapter>/<token> (adapters/shared/shop_webhooks.py)."""
+        from adapters import make_adapter
+
+        return {self.config.shop.adapter: make_adapter(self.config)}
+
     def start(self) -> None:
         from receiver.app import create_app
         from receiver.server import ReceiverServer
@@ -248,6 +254,7 @@ class Daemon:
             readiness=self.readiness, max_body_bytes=rc.max_body_bytes,
             wrong_token_limit_per_minute=rc.wrong_token_limit_per_minute, instance_id=self.instance_id,
             trusted_proxies=rc.trusted_proxies,
+            shop_adapters=self._shop_webhook_adapters,
         )
         try:
             self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes,

@@ -186,6 +186,7 @@ def create_app(
     instance_id: str | None = None,
     clock: Callable[[], float] = time.monotonic,
     trusted_proxies: Iterable[str] = (),
+    shop_adapters: Callable[[], dict[str, Any]] | None = None,
 ) -> Flask:
     """The receiver's WSGI app. ``tokens`` may be a zero-arg callable so a config reload can swap them.
 
@@ -272,6 +273,10 @@ def create_app(
 
     app.add_url_rule(WEBHOOK_PREFIX + "<token>", "webhook", _webhook, methods=["POST"],
                      provide_automatic_options=False)
+    if shop_adapters is not None:  # shop webhooks (Shoptet, WooCommerce): adapters/shared/shop_webhooks.py
+        from adapters.shared.shop_webhooks import shop_webhook_blueprint
+
+        app.register_blueprint(shop_webhook_blueprint(shop_adapters))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -102,6 +102,20 @@ def mapping_check(ctx: Context, file: Path | None) -> None:
     path = file if file is not None else ctx.config().mapping_path
     mapping = _load_or_exit(path)
     click.echo(format_mapping(mapping))
+    if file is None:  # the config's own mapping: an API shop also says which statuses it does not have
+        from adapters.shared.wiring import mapping_problems
+
+        try:
+            problems = mapping_problems(ctx.config(), mapping)
+        except Exception as e:  # noqa: BLE001 - the shop unreachable is not a mapping error
+            from connector.logs import redact
+
+            problems = []
+            click.echo(f"– cannot ask the shop for its statuses: {redact(str(e))}")
+        for p in problems:
+            click.echo(f"✗ {path}: {p}")
+        if problems:
+            sys.exit(EXIT_CONFIG)
     click.echo(f"\n✓ {path}: valid ({_summary(mapping)})")
 
 

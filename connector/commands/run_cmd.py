@@ -31,11 +31,13 @@ def run(ctx: Context) -> None:
 
 @click.command("check")
 @click.option("--send-test-alert", is_flag=True, help="Also send one real alert through every [alerts] channel.")
+@click.option("--fix", is_flag=True, help="Register or re-enable the shop's webhooks (Shoptet, WooCommerce).")
 @pass_ctx
-def check(ctx: Context, send_test_alert: bool) -> None:
+def check(ctx: Context, send_test_alert: bool, fix: bool) -> None:
     """The pre-launch checklist: config, where each secret comes from, mapping coverage of the shop
     feed, MALL client_id, test orders, ledger folder, receiver address, public webhook URL, outbox
-    (a probe file with the configured mode and group), alerts.
+    (a probe file with the configured mode and group), alerts, carriers, the shop's own webhooks
+    (Shoptet, WooCommerce; --fix registers or re-enables them).
 
     Prints ✓ (fine), ✗ (must fix, with what to do) or – (cannot be checked) per line. Exit 0 when
     nothing is ✗, 1 when something is, 78 when the config itself is invalid.
@@ -44,14 +46,16 @@ def check(ctx: Context, send_test_alert: bool) -> None:
     """
     from connector.checks import run_checks
 
-    sys.exit(run_checks(ctx, send_alert=send_test_alert))
+    sys.exit(run_checks(ctx, send_alert=send_test_alert, fix=fix))
 
 
 @click.command("demo")
 @click.option("--keep-running", is_flag=True, help="Leave everything up after the story, for exploring (Ctrl+C ends).")
 @click.option("--speed", type=click.FloatRange(0.1, 10.0), default=1.0, show_default=True,
               help="Faster (>1) or slower (<1) story.")
-def demo(keep_running: bool, speed: float) -> None:
+@click.option("--shop", type=click.Choice(["shoptet", "woocommerce"]), default=None,
+              help="Play the story with this shop's API simulator instead of the CSV shop.")
+def demo(keep_running: bool, speed: float, shop: str | None = None) -> None:
     """Show the connector working end to end on your machine, with nothing to configure.
 
     Starts a local MALL sandbox with sample orders, a CSV shop in a temporary folder, a SQLite
@@ -59,6 +63,10 @@ def demo(keep_running: bool, speed: float) -> None:
     them, a customer cancels one on MALL, a mapping mistake is caught) and prints a timeline and a
     final table. Binds only free loopback ports and writes only under a temporary folder.
     """
+    if shop:
+        from adapters.shared.demo import run_shop_demo
+
+        sys.exit(run_shop_demo(shop))
     from connector.demo import run_demo
 
     sys.exit(run_demo(keep_running=keep_running, speed=speed))

@@ -94,9 +94,11 @@ never on the command line (any local user reads argv in /proc):
 @click.option("--max-page-size", type=click.IntRange(1, 100_000), default=MAX_PAGE_SIZE, show_default=True,
               help="Most orders per list page; a bigger page_size is capped to it, as MALL does (MALL's recorded "
                    "answer to page_size=1000 had 10).")
+@click.option("--shop", type=click.Choice(["shoptet", "woocommerce"]), default=None,
+              help="Also run a local simulator of this shop's API (on a free loopback port).")
 def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhook_url_file, webhook_interval,
             error_rate, rate_limit_rate, rate_limit_budget, rate_limit_window, latency_ms, drop_rate, with_carriers,
-            max_page_size):
+            max_page_size, shop=None):
     """Run a local MALL Marketplace look-alike to try a mapping safely.
 
     It speaks MALL's order API (/v1/orders...) with MALL's status rules, sends MALL-style webhooks
@@ -124,6 +126,13 @@ def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhoo
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
     sims: dict = {}  # issue 15: the carrier simulators, with --carriers
+    shop_sim = None
+    if shop:
+        from adapters.shared.sims import start_shop_simulator
+
+        shop_sim, lines = start_shop_simulator(shop)
+        for line in lines:
+            click.echo(line)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -143,6 +152,8 @@ def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhoo
         server.stop()
         for sim in sims.values():
             sim.stop()
+        if shop_sim is not None:
+            shop_sim.stop()
     click.echo("sandbox stopped")
 
 

@@ -88,7 +88,7 @@ def test_relative_paths_are_relative_to_the_config_folder(tmp_path):
     ("[sync]\npoll_interval_s = 0\n", "sync.poll_interval_s", 2, "greater than or equal to 1"),
     ("[sync]\n\npol_interval_s = 5\n", "sync.pol_interval_s", 3, "unknown key"),
     ("[receiver]\nlisten = 'localhost'\n", "receiver.listen", 2, "host:port"),
-    ("[shop]\nadapter = 'shoptet'\n", "shop.adapter", 2, "generic_csv"),
+    ("[shop]\nadapter = 'no_such_shop'\n", "shop.adapter", 2, "generic_csv"),
     ("[shop]\ntimezone = 'Mars/Base'\n", "shop.timezone", 2, "unknown time zone"),
     ("[mall]\nbase_url = 'ftp://x'\n", "mall.base_url", 2, "http(s) URL"),
     ("[receiver]\ntokens = ['short']\n", "receiver.tokens", 2, "at least 128 random bits"),

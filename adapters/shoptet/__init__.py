@@ -1,0 +1,34 @@
+"""Shoptet adapter: MALL orders created through the Shoptet API (MALL id in externalCode), statuses and
+tracking back by ``GET /api/orders/changes`` polling and the ``order:update`` webhook."""
+
+from adapters.base import AdapterContext, AdapterSpec, Secret
+from adapters.shoptet.adapter import ShoptetAdapter, init_mapping
+from adapters.shoptet.config import ShoptetConfig
+
+
+def _build(section: ShoptetConfig, context: AdapterContext) -> ShoptetAdapter:
+    root = section.state_dir
+    if not root.is_absolute() and context.config_path is not None:
+        root = context.config_path.parent / root
+    return ShoptetAdapter(section, root)
+
+
+def _default_mapping():
+    from mappings import default_mapping_path
+
+    return default_mapping_path("shoptet")
+
+
+#: The registry entry (pyproject.toml: [project.entry-points."mall_connector.adapters"]).
+ADAPTER = AdapterSpec(
+    name="shoptet",
+    description="Shoptet: orders created through its API, statuses and tracking read back",
+    config_model=ShoptetConfig,
+    build=_build,
+    secrets=(Secret("api_token"), Secret("webhook_key"), Secret("webhook_key_previous"), Secret("webhook_token")),
+    paths=("state_dir",),
+    default_mapping=_default_mapping(),
+    contract_kit="adapters.shoptet.contract_kit:ShoptetKit",
+)
+
+__all__ = ["ADAPTER", "ShoptetAdapter", "ShoptetConfig", "init_mapping"]
