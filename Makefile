@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat  # a plain .pth: no setuptools notice
+	$(BIN)/python -m pip install --quiet -e '.[test]'  # setuptools' default (lenient) editable mode: 'compat' is deprecated
 	touch $(STAMP)
 
 install: $(STAMP)
