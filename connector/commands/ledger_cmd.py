@@ -150,11 +150,11 @@ def ledger_show(ctx: Context, order_id: int) -> None:
                   c.reason or c.last_error or "") for c in changes], max_width=90))
         show_items(ledger, order_id, tz)
         # -- MALL Delivery labels and serial numbers (connector/ledger/labels.py) --
-        mdp_lines = ledger.mdp.label_lines(order_id)
+        mdp_lines = ledger.mdp.label_lines(order_id, tz)
         if mdp_lines:
-            click.echo("\nlabels and serial numbers (UTC):")
+            click.echo(f"\nlabels and serial numbers ({zone_name(tz)}):")
             for line in mdp_lines:
-                click.echo(f"  {line}")
+                click.echo(safe(f"  {line}"))
         # --
         quarantined = [i for i in ledger.failed_items() if i.kind != ItemKind.CHANGE and order_id in i.mall_order_ids]
         if quarantined:

@@ -170,11 +170,14 @@ class MdpRepo:
             return [LabelRow.from_row(r) for r in c.execute(
                 select(s.mdp_labels).where(s.mdp_labels.c.mall_order_id == order_id).order_by(s.mdp_labels.c.id))]
 
-    def label_lines(self, order_id: int) -> list[str]:
-        """Human lines for ``ledger show``: each label set with its state, parcels, barcodes and file."""
+    def label_lines(self, order_id: int, tz=None) -> list[str]:
+        """Human lines for ``ledger show``: each label set with its state, parcels, barcodes and file; times in
+        ``tz`` (the [shop] timezone, named once by the caller's header; UTC when None)."""
+        from connector.timefmt import local
+
         lines = []
         for row in self.labels_of(order_id):
-            text = f"{row.updated_at:%Y-%m-%d %H:%M:%S}  labels {row.state}: {row.parcel_count} parcel(s)"
+            text = f"{local(row.updated_at, tz)}  labels {row.state}: {row.parcel_count} parcel(s)"
             if row.barcodes:
                 text += f", barcodes {', '.join(row.barcodes)}"
             if row.file:
