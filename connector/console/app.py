@@ -34,6 +34,7 @@ from connector.ledger.audit import Actor, log_action, recent
 from connector.ledger.types import ItemKind, item_ref
 from connector.logs import redact
 from connector.mall.statuses import ALL_STATUSES
+from connector.timefmt import local, zone_name
 
 log = logging.getLogger("mall_connector.console")
 
@@ -117,7 +118,8 @@ def create_app(runtime: ConsoleRuntime, *, secret_key: bytes | None = None) -> F
     def _inject() -> dict[str, Any]:
         return {"t": t, "user": g.get("user"), "lang": g.get("lang", cfg.language), "csrf_token": session.get("csrf", ""),
                 "languages": LANGUAGES, "may": lambda role: g.get("user") is not None and g.user.may(role),
-                "fmt_time": _fmt_time, "ago": _ago}
+                "fmt_time": lambda at: _fmt_time(at, runtime.config().shop.timezone),
+                "zone": zone_name(runtime.config().shop.timezone), "ago": _ago}
 
     @app.before_request
     def _guard():
@@ -510,8 +512,9 @@ def _cookie_would_be_lost(secure_cookies: bool) -> bool:
     return secure_cookies and request.scheme == "http" and host not in ("127.0.0.1", "localhost", "::1")
 
 
-def _fmt_time(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S") if at else ""
+def _fmt_time(at: datetime | None, tz: str) -> str:
+    """A ledger time (naive UTC) shown in [shop] timezone to the second; the page names the zone once (issue 14)."""
+    return local(at, tz)
 
 
 def _ago(at: datetime | None) -> str:

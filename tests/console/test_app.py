@@ -394,3 +394,14 @@ def test_the_changes_page_shows_quarantined_items_of_every_kind_and_retries_them
     assert any("inbox:503 put back by console user otto (operator)" in m for _, _, m in led.orders.events_for(503))
     # The order's page lists what is quarantined for it.
     assert 'id="item-confirm-501"' in op.get("/orders/501").text
+
+
+def test_console_times_are_in_the_shop_timezone_to_the_second():
+    """Issue 14: every time shown to a person is in [shop] timezone; the ledger stores naive UTC."""
+    from datetime import datetime
+
+    from connector.console.app import _fmt_time
+
+    assert _fmt_time(datetime(2026, 12, 1, 10, 2, 13, 987654), "Europe/Prague") == "2026-12-01 11:02:13"
+    assert _fmt_time(datetime(2026, 7, 1, 10, 2, 13), "Europe/Prague") == "2026-07-01 12:02:13"
+    assert _fmt_time(None, "Europe/Prague") == ""
