@@ -140,6 +140,7 @@ def test_sigkill_of_the_daemon_between_shop_create_and_record_no_duplicate_and_o
     assert not (tmp_path / "shoptet-state" / "orders" / f"{oid}.json").exists()  # killed before the record
     assert len(sim.orders_for_external(f"MALL-{oid}")) == 1 and not sandbox.state.get(oid)["confirmed"]
     posts = sim.server.requests.count(("POST", "/api/orders"))
+    assert posts == 1
 
     proc = cli(config, tmp_path, "run", popen=True)
     try:

@@ -112,3 +112,54 @@ def test_woocommerce_daemon_order_life_through_its_own_shop_webhook_receiver(tmp
     assert [p.body["status"] for p in applied_status_puts(sandbox, oid)] == ["shipping", "shipped"]
     assert len(sim.orders_for_mall_id(str(oid))) == 1
     assert API_TOKEN not in out + err and HOOK_TOKEN not in err
+
+
+def test_sigkill_of_the_daemon_between_shop_create_and_record_no_duplicate_and_one_confirm(tmp_path, sandbox, sim):
+    """The daemon is killed -9 while the shop has created the order but its answer has not arrived; after
+    the restart the order is found by its MALL-id meta field, not created again."""
+    import threading
+
+    from adapters.woocommerce.simulator import PREFIX
+
+    port = free_port()
+    config = write_config(tmp_path, sandbox, sim, port)
+    [oid] = [o["id"] for o in sandbox.state.create_orders(1, status="open")]
+    created, release = threading.Event(), threading.Event()
+    create = sim._create
+
+    def create_then_hang(body, echo=True):  # the order exists in the shop; the answer waits for the kill
+        order = create(body, echo)
+        created.set()
+        release.wait(30)
+        return order
+
+    sim._create = create_then_hang
+    proc = cli(config, tmp_path, "run", popen=True)
+    try:
+        assert created.wait(30), "the daemon never created the order in the shop"
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+        release.set()
+    sim._create = create
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "woocommerce-state" / "orders" / f"{oid}.json").exists()  # killed before the record
+    assert len(sim.orders_for_mall_id(str(oid))) == 1 and not sandbox.state.get(oid)["confirmed"]
+    posts = sim.server.requests.count(("POST", f"{PREFIX}/orders"))
+    assert posts == 1
+
+    proc = cli(config, tmp_path, "run", popen=True)
+    try:
+        _wait(lambda: (tmp_path / "woocommerce-state" / "orders" / f"{oid}.json").exists(), timeout=30,
+              what="the shop order recorded after the restart")
+        [order] = sim.orders_for_mall_id(str(oid))
+        sim.admin_update(order["id"], status="on-hold")  # no webhook registered: the modified_after poll reads it
+        _wait(lambda: sandbox.state.get(oid)["status"] == "shipping", timeout=30, what="shipping on MALL")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=45)
+    assert proc.returncode == 0, err
+    assert len(sim.orders_for_mall_id(str(oid))) == 1
+    assert sim.server.requests.count(("POST", f"{PREFIX}/orders")) == posts  # found again, not created again
+    confirms = [p for p in sandbox.request_log.puts(oid) if p.applied and (p.body or {}).get("confirmed") is True]
+    assert len(confirms) == 1 and sandbox.state.get(oid)["confirmed"]
