@@ -28,10 +28,16 @@ MALL_TOKEN = "daemon-token-" + "Zq8rT2wXc5Vb9NmK4pLs"
 @pytest.fixture
 def sim():
     with ShoptetSimulator(token=API_TOKEN) as s:
+        s.statuses.append((88, "Doručena"))  # the shop's own "the customer has it" status
         yield s
 
 
 def write_config(tmp_path, sandbox, sim, port: int) -> str:
+    from mappings import default_mapping_path
+
+    shipped = default_mapping_path("shoptet").read_text(encoding="utf-8")
+    (tmp_path / "mapping.toml").write_text(shipped.replace("[to_mall]\n", '[to_mall]\n"Doručena" = "delivered"\n', 1),
+                                           encoding="utf-8")
     path = tmp_path / "config.toml"
     path.write_text(f"""[mall]
 base_url = "{sandbox.url}"
@@ -49,11 +55,13 @@ sweep_interval_s = 30
 retry_base_s = 0.05
 retry_max_s = 0.2
 [shop]
+mapping = "mapping.toml"
 adapter = "shoptet"
 [shop.shoptet]
 base_url = "{sim.url}"
 webhook_key = "{sim.signature_key}"
 webhook_token = "{HOOK_TOKEN}"
+delivered_statuses = ["Doručena"]
 """, encoding="utf-8")
     return str(path)
 
@@ -99,13 +107,17 @@ def test_daemon_order_life_through_its_own_shop_webhook_receiver(tmp_path, sandb
         sim.flush_webhooks()
         _wait(lambda: sandbox.state.get(oid)["status"] == "shipped", timeout=30, what="shipped on MALL")
         assert sandbox.state.get(oid)["tracking_number"] == "DR11223344CZ"
+        sim.admin_update(order["code"], status_name="Doručena")
+        sim.flush_webhooks()
+        _wait(lambda: sandbox.state.get(oid)["status"] == "delivered", timeout=30, what="delivered on MALL")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=45)
     assert proc.returncode == 0, err
-    assert err.count("shop webhook shoptet: 1 order(s) noted for the next poll") == 2  # both updates, by webhook
+    assert sandbox.state.get(oid)["delivered_at"]
+    assert err.count("shop webhook shoptet: 1 order(s) noted for the next poll") == 3  # all three updates, by webhook
     assert "signature does not match any configured key; refused (401)" in err
-    assert [p.body["status"] for p in applied_status_puts(sandbox, oid)] == ["shipping", "shipped"]
+    assert [p.body["status"] for p in applied_status_puts(sandbox, oid)] == ["shipping", "shipped", "delivered"]
     assert len(sim.orders_for_external(f"MALL-{oid}")) == 1
     assert API_TOKEN not in out + err and HOOK_TOKEN not in err
 
