@@ -7,9 +7,11 @@ nothing is spooled."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
@@ -68,13 +70,11 @@ delivered_statuses = ["delivered"]
 
 
 def cli(config: str, cwd, *args: str, popen: bool = False):
-    env_cmd = [sys.executable, "-m", "connector", "--config", config, *args]
-    import os
-
+    cmd = [sys.executable, "-m", "connector", "--config", config, *args]
     env = {**os.environ, "MALL_CONNECTOR_WOOCOMMERCE_CONSUMER_SECRET": API_TOKEN}
     if popen:
-        return subprocess.Popen(env_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
-    return subprocess.run(env_cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=60)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=60)
 
 
 def spooled(tmp_path) -> list:
@@ -128,8 +128,6 @@ def test_woocommerce_daemon_order_life_through_its_own_shop_webhook_receiver(tmp
 def test_sigkill_of_the_daemon_between_shop_create_and_record_no_duplicate_and_one_confirm(tmp_path, sandbox, sim):
     """The daemon is killed -9 while the shop has created the order but its answer has not arrived; after
     the restart the order is found by its MALL-id meta field, not created again."""
-    import threading
-
     from adapters.woocommerce.simulator import PREFIX
 
     port = free_port()
