@@ -74,6 +74,8 @@ SYSTEM_TESTS = (
     # issue 16: the daemon as a subprocess, real nginx, the unit file under systemd-analyze
     "tests/security/test_daemon_receiver_limits.py", "tests/security/test_nginx_e2e.py",
     "tests/security/test_unit_hardening.py",
+    # issue 19: the daemon as a subprocess with the Shoptet / WooCommerce simulators
+    "tests/shops/test_daemon_",
 )
 
 

@@ -1,6 +1,8 @@
 """Shoptet adapter: MALL orders created through the Shoptet API (MALL id in externalCode), statuses and
 tracking back by ``GET /api/orders/changes`` polling and the ``order:update`` webhook."""
 
+from pathlib import Path
+
 from adapters.base import AdapterContext, AdapterSpec, Secret
 from adapters.shoptet.adapter import ShoptetAdapter, init_mapping
 from adapters.shoptet.config import ShoptetConfig
@@ -11,6 +13,14 @@ def _build(section: ShoptetConfig, context: AdapterContext) -> ShoptetAdapter:
     if not root.is_absolute() and context.config_path is not None:
         root = context.config_path.parent / root
     return ShoptetAdapter(section, root)
+
+
+def _init_mapping(section: ShoptetConfig) -> str:
+    """``init --adapter shoptet``: the mapping with this shop's own status names (GET /api/orders/statuses)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="shoptet-init-") as root:  # init records nothing
+        return init_mapping(ShoptetAdapter(section, Path(root)))
 
 
 def _default_mapping():
@@ -29,6 +39,7 @@ ADAPTER = AdapterSpec(
     paths=("state_dir",),
     default_mapping=_default_mapping(),
     contract_kit="adapters.shoptet.contract_kit:ShoptetKit",
+    init_mapping=_init_mapping,
 )
 
 __all__ = ["ADAPTER", "ShoptetAdapter", "ShoptetConfig", "init_mapping"]

@@ -134,10 +134,16 @@ class ShoptetAdapter:
             raise ValueError(f"order {o.get('code')}: no status")
         notes = o.get("notes") if isinstance(o.get("notes"), dict) else {}
         sd = o.get("shippingDetails") if isinstance(o.get("shippingDetails"), dict) else {}
+        delivered_at = None
+        if status["name"] in self.cfg.delivered_statuses:
+            try:
+                delivered_at = datetime.strptime(str(o.get("changeTime")), "%Y-%m-%dT%H:%M:%S%z")
+            except ValueError:
+                raise ValueError(f"order {o.get('code')}: changeTime {str(o.get('changeTime'))[:40]!r} is not a time") from None
         return ShopOrderState(mall_order_id=int(mall), status=status["name"], shop_order_id=str(o.get("code")),
                               tracking_number=notes.get("trackingNumber") or None,
                               tracking_url=notes.get("trackingUrl") or None,
-                              carrier=sd.get("shippingCompanyCode") or None, line=pos)
+                              carrier=sd.get("shippingCompanyCode") or None, line=pos, delivered_at=delivered_at)
 
     # -- MALL -> shop --------------------------------------------------------------------------
     def stage_handoff(self, name: str, kind: str, records: Sequence[NewOrder] | Sequence[MallChange]) -> None:

@@ -32,3 +32,6 @@ class ShoptetConfig(AdapterSection):
     max_retry_wait_s: float = Field(30.0, ge=0, le=600)
     initial_lookback_h: float = Field(24.0, gt=0, le=24 * 30)
     max_pages: int = Field(50, ge=1, le=10_000)
+    #: Shop statuses meaning "the customer has it" (map them to "delivered" in the mapping): their orders
+    #: carry the order's last change time as delivered_at, which MALL requires with delivered.
+    delivered_statuses: list[str] = []

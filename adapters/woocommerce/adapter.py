@@ -102,8 +102,16 @@ class WooCommerceAdapter:
         if not str(mall).isdigit():
             raise ValueError(f"order {o['id']}: {self.cfg.mall_id_meta} {str(mall)[:40]!r} is not a MALL order id")
         number, carrier, url = self._tracking(o, meta)
+        delivered_at = None
+        if o["status"] in self.cfg.delivered_statuses:
+            try:
+                delivered_at = datetime.strptime(str(o.get("date_modified_gmt")), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+            except ValueError:
+                raise ValueError(f"order {o['id']}: date_modified_gmt {str(o.get('date_modified_gmt'))[:40]!r} "
+                                 "is not a time") from None
         return ShopOrderState(mall_order_id=int(mall), status=o["status"], shop_order_id=str(o.get("number") or o["id"]),
-                              tracking_number=number, tracking_url=url, carrier=carrier, line=pos)
+                              tracking_number=number, tracking_url=url, carrier=carrier, line=pos,
+                              delivered_at=delivered_at)
 
     def _tracking(self, o: dict, meta: list) -> tuple[str | None, str | None, str | None]:
         """Shipment-tracking plugin meta first (the last item), then Packeta's plugin data."""

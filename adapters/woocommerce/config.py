@@ -37,3 +37,6 @@ class WooCommerceConfig(AdapterSection):
     #: On the very first poll, read orders changed in the last N hours (never the whole history).
     initial_lookback_h: float = Field(24.0, gt=0, le=24 * 30)
     max_pages: int = Field(50, ge=1, le=10_000)
+    #: Order status slugs meaning "the customer has it" (e.g. a plugin's "delivered"; map them to "delivered"
+    #: in the mapping): their orders carry date_modified_gmt as delivered_at, which MALL requires with delivered.
+    delivered_statuses: list[str] = []
