@@ -85,7 +85,7 @@ def _account(app, ledger) -> dict:
 
     app.wsgi_app = wsgi
     if ledger is not None:
-        enqueue, write_batch = ledger.enqueue_inbox, ledger._write_inbox
+        enqueue, write_batch = ledger.inbox.enqueue, ledger.inbox._write
 
         def timed_enqueue(ids, source="webhook"):
             t = time.thread_time()
@@ -102,7 +102,7 @@ def _account(app, ledger) -> dict:
                 stats["grouped_requests"] += len(batch)
             return write_batch(batch)
 
-        ledger.enqueue_inbox, ledger._write_inbox = timed_enqueue, counted_batch
+        ledger.inbox.enqueue, ledger.inbox._write = timed_enqueue, counted_batch
     return stats
 
 
