@@ -59,6 +59,8 @@ class SandboxServer:
         if orders:
             self.state.seed_orders(orders)
         self.request_log = RequestLog()
+        self._arrivals: dict[tuple[str, str], int] = {}
+        self._arrivals_lock = threading.Lock()
         self.webhook_log = WebhookLog()
         self._faults = faults if faults is not None else Faults(seed=seed)
         self._webhooks = WebhookSender(self.state, lambda: self._faults, self.webhook_log,
@@ -148,6 +150,16 @@ class SandboxServer:
         """Send the pending webhook batch now; the ids sent."""
         return self._webhooks.flush()
 
+    def arrived(self, method: str, path: str) -> int:
+        """How many ``method path`` API requests have been read in full, answered or not yet: the request log
+        records a request only when it is answered, so a test that kills a client mid-request waits on this."""
+        with self._arrivals_lock:
+            return self._arrivals.get((method.upper(), path), 0)
+
+    def note_arrival(self, method: str, path: str) -> None:
+        with self._arrivals_lock:
+            self._arrivals[(method, path)] = self._arrivals.get((method, path), 0) + 1
+
     def check_client_id(self, value: str | None) -> bool:
         return value is not None and hmac.compare_digest(value.encode(), self._client_id)
 
@@ -230,6 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         entry = {"method": self.command, "path": path, "query": query, "body": body, "order_id": api.order_id_of(path)}
+        sandbox.note_arrival(self.command, path)
         if not sandbox.check_client_id(client_id):
             return self._answer(api.error(401, "UNAUTHORIZED", "missing or invalid client_id"), entry)
 

@@ -413,6 +413,12 @@ def test_kill_9_while_the_labels_request_is_in_flight_makes_no_second_set(shop, 
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    # The ledger says "sending" before the request leaves; kill only once MALL has the request in hand (it then
+    # works on it for 2 s), or the kill may land before MALL ever saw it and there would be nothing to finish.
+    while sandbox.arrived("POST", "/v1/orders/labels") < 1:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
