@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
@@ -26,9 +27,12 @@ from typing import Any, Iterable, Sequence
 import httpx
 
 from adapters.base import HandoffError, MallChange, NewOrder, NewOrderItem
+from connector.files import fsync_dir
+from connector.safety import write_replacing
 
 MAX_RESPONSE_BYTES = 8 * 2**20  # one API answer; a page of 100 orders is far below
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_SPOOL_SEQ = itertools.count()
 
 
 class ShopApiError(HandoffError):
@@ -191,22 +195,20 @@ class StateDir:
 
     def _dir(self, name: str) -> Path:
         d = self.root / name
-        d.mkdir(parents=True, exist_ok=True)
+        if not d.is_dir():  # first use: the new folders' own entries must survive a crash too
+            new_root = not self.root.is_dir()
+            d.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.root)
+            if new_root:
+                fsync_dir(self.root.parent)
         return d
 
     @staticmethod
     def write(path: Path, data: str) -> None:
-        tmp = path.with_name("." + path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """Replace ``path`` with ``data``, crash-safe: a fresh temp file (O_EXCL, 0600), fsynced, renamed
+        over ``path``, then the folder fsynced; a kill -9 at any point leaves the old file or the new one."""
+        write_replacing(path, lambda f: f.write(data.encode("utf-8")))
+        fsync_dir(path.parent)
 
     def _batch(self, name: str) -> Path:
         if not SAFE_NAME.match(name):
@@ -258,7 +260,7 @@ class StateDir:
     # orders first and removes the files once the core stored the fingerprint that covered them.
     def spool_webhook(self, refs: Sequence[str]) -> None:
         d = self._dir("webhooks")
-        name = f"{time.time_ns()}-{os.getpid()}.json"
+        name = f"{time.time_ns()}-{os.getpid()}-{next(_SPOOL_SEQ)}.json"  # unique across the receiver's threads
         self.write(d / name, json.dumps([str(r) for r in refs]))
 
     def webhook_refs(self) -> tuple[list[str], list[str]]:

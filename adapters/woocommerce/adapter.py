@@ -14,6 +14,10 @@ from adapters.shared.shopapi import JsonApi, ShopApiError, hmac_b64_sha256, mone
 
 API = "/wp-json/wc/v3"
 WEBHOOK_TOPIC = "order.updated"
+#: How far before a create attempt the lookup reads: WooCommerce has no unique key to refuse a second
+#: create, so the lookup must not miss the order when the shop's clock is off (the search by the MALL id
+#: keeps the answer small however wide the window).
+CLOCK_SLACK_S = 86400
 
 
 def _gmt(ts: float) -> str:
@@ -117,11 +121,11 @@ class WooCommerceAdapter(ApiShopAdapter):
         return self._products[sku]
 
     def find_order(self, mall_order_id: int, since: float) -> dict | None:
-        """The shop's order carrying this MALL id in its meta, created since ``since`` (no unique key:
-        search, then compare the meta)."""
+        """The shop's order carrying this MALL id in its meta, created since ``since`` (less the clock
+        slack): search by the id, then compare the meta."""
         for page in range(1, self.cfg.max_pages + 1):
             body, headers = self.api.request("GET", f"{API}/orders", params={
-                "after": _gmt(since - 600), "dates_are_gmt": "true", "search": str(mall_order_id),
+                "after": _gmt(since - CLOCK_SLACK_S), "dates_are_gmt": "true", "search": str(mall_order_id),
                 "per_page": 100, "page": page, "orderby": "date", "order": "asc"})
             for o in body or []:
                 for m in o.get("meta_data") or []:
