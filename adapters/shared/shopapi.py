@@ -1,6 +1,7 @@
-"""What the two API shop adapters (shoptet, woocommerce) share: a bounded JSON client with typed errors,
-the adapter's local state folder (staged batches, the MALL id -> shop order map, create attempts), and
-webhook signature checks.
+"""The wire and the disk of the API shop adapters (shoptet, woocommerce; their base is
+adapters/shared/api_shop.py): a bounded JSON client with typed errors, the adapter's local state folder
+(staged batches, the MALL id -> shop order map, create attempts, the webhook spool), and webhook
+signature checks.
 
 Why a state folder: the core's hand-off is "stage, then publish" (adapters/base.py). For a shop with an
 API, *stage* writes the batch to disk (fsynced) and *publish* makes the API calls, recording the shop's
