@@ -134,14 +134,19 @@ class ApiShopAdapter:
         self.state.stage(name, kind, records)
 
     def publish_handoff(self, name: str) -> bool:
+        """Each staged record into the shop, in order. After each one the count done is written down, so
+        a publish killed halfway goes on from there: a MALL change's note is not added twice (an order
+        would be found in the map anyway)."""
         records = self.state.staged(name)
         if records is None:
             return False
-        for r in records:
+        start = self.state.progress(name)
+        for count, r in enumerate(records[start:], start + 1):
             if isinstance(r, NewOrder):
                 self.create_order(r)
             else:
                 self.apply_change(r)
+            self.state.note_progress(name, count)
         self.state.done(name)
         return True
 

@@ -187,9 +187,10 @@ def _record_from(d: dict) -> NewOrder | MallChange:
 
 
 class StateDir:
-    """Files under the adapter's ``state_dir``: ``staged/<batch>.json``, ``orders/<mall id>.json`` (the shop's
-    order for a MALL id), ``attempts/<mall id>`` (a create was tried at that time), ``missing/<mall id>.json``
-    (products the shop does not have), ``webhooks/`` (verified deliveries waiting for the next poll)."""
+    """Files under the adapter's ``state_dir``: ``staged/<batch>.json`` (and ``staged/<batch>.progress``: how
+    many of its records are in the shop), ``orders/<mall id>.json`` (the shop's order for a MALL id),
+    ``attempts/<mall id>`` (a create was tried at that time), ``missing/<mall id>.json`` (products the shop
+    does not have), ``webhooks/`` (verified deliveries waiting for the next poll)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -216,8 +217,12 @@ class StateDir:
             raise HandoffError(f"hand-off name {name!r} is not a plain file name")
         return self._dir("staged") / f"{name}.json"
 
+    def _progress(self, name: str) -> Path:
+        return self._batch(name).with_suffix(".progress")
+
     def stage(self, name: str, kind: str, records: Sequence[NewOrder | MallChange]) -> None:
         try:
+            self._progress(name).unlink(missing_ok=True)  # a (re)staged batch starts from its first record
             self.write(self._batch(name), json.dumps({"kind": kind, "records": [_record_dict(r) for r in records]}))
         except OSError as e:
             raise HandoffError(f"{self.root}: cannot stage {name}: {e.strerror}") from None
@@ -228,8 +233,17 @@ class StateDir:
             return None
         return [_record_from(d) for d in json.loads(path.read_text(encoding="utf-8"))["records"]]
 
+    def progress(self, name: str) -> int:
+        """How many records of the staged batch are in the shop already (a publish killed halfway)."""
+        path = self._progress(name)
+        return int(path.read_text(encoding="utf-8")) if path.exists() else 0
+
+    def note_progress(self, name: str, count: int) -> None:
+        self.write(self._progress(name), str(int(count)))
+
     def done(self, name: str) -> None:
         self._batch(name).unlink(missing_ok=True)
+        self._progress(name).unlink(missing_ok=True)
 
     def shop_order(self, mall_id: int) -> dict | None:
         path = self._dir("orders") / f"{int(mall_id)}.json"

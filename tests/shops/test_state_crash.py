@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import NewOrder, NewOrderItem
+from adapters.base import MallChange, NewOrder, NewOrderItem
 from adapters.shared import shopapi
 from adapters.shared.shopapi import StateDir
 from adapters.shoptet import ShoptetAdapter, ShoptetConfig
@@ -168,3 +168,44 @@ def test_woocommerce_kill_after_create_with_the_shops_clock_behind_creates_no_se
     # The product the shop lacks was noted before the kill, so the person still hears of it.
     steps = adapter.manual_steps(lacking)
     assert "NOT-IN-SHOP" in steps and o["number"] in steps
+
+
+WOO_CHANGES_CRASH = """
+from adapters.woocommerce import WooCommerceAdapter, WooCommerceConfig
+notes = []
+add_note = WooCommerceAdapter.add_note
+
+def add_note_then_die(self, code, text):  # killed -9 as the second change's note is about to go out
+    if notes:
+        os.kill(os.getpid(), signal.SIGKILL)
+    notes.append(text)
+    add_note(self, code, text)
+
+WooCommerceAdapter.add_note = add_note_then_die
+cfg = WooCommerceConfig(base_url=sys.argv[1], consumer_key=sys.argv[3], consumer_secret=sys.argv[4],
+                        state_dir=sys.argv[2])
+WooCommerceAdapter(cfg, cfg.state_dir).publish_handoff("changes-1")
+"""
+
+
+@pytest.mark.e2e
+def test_a_publish_killed_halfway_goes_on_from_the_next_record_no_note_twice(woo, tmp_path):
+    first, second = (woo.admin_create_order(str(m), status="processing") for m in (2300001, 2300002))
+    changes = [MallChange(2300001, "cancelled", "cancelled", "2026-11-30 11:00:00", None, "cancelled on MALL"),
+               MallChange(2300002, "cancelled", "cancelled", "2026-11-30 11:00:00", None, "cancelled on MALL")]
+    cfg = WooCommerceConfig(base_url=woo.url, consumer_key=KEY, consumer_secret=SECRET, state_dir=tmp_path / "state",
+                            max_retry_wait_s=0.05)
+    WooCommerceAdapter(cfg, tmp_path / "state").stage_handoff("changes-1", "changes", changes)
+    run_killed(WOO_CHANGES_CRASH, woo.url, str(tmp_path / "state"), KEY, SECRET)
+
+    def mall_notes(order):
+        return [n["note"] for n in woo.notes.get(order["id"], []) if n["note"].startswith("MALL: ")]
+
+    assert mall_notes(first) == ["MALL: cancelled on MALL"] and mall_notes(second) == []
+    assert woo.orders[second["id"]]["status"] == "cancelled"  # its status went out, its note did not
+    adapter = WooCommerceAdapter(cfg, tmp_path / "state")  # the restarted connector
+    assert adapter.publish_handoff("changes-1") is True
+    assert mall_notes(first) == ["MALL: cancelled on MALL"]  # not again
+    assert mall_notes(second) == ["MALL: cancelled on MALL"]
+    assert adapter.publish_handoff("changes-1") is False
+    assert sorted(p.name for p in (tmp_path / "state" / "staged").iterdir()) == []  # batch and progress gone
