@@ -60,9 +60,14 @@ class ApiShopAdapter:
             self._api = self.connect()
         return self._api
 
-    # -- what a subclass gives ----------------------------------------------------------------
     def connect(self) -> JsonApi:
-        """The shop's JSON client (base URL, auth)."""
+        """The shop's JSON client: ``base_url``, this shop's credentials, the section's bounds."""
+        return JsonApi(self.cfg.base_url, timeout_s=self.cfg.timeout_s, retries=self.cfg.retries,
+                       max_wait_s=self.cfg.max_retry_wait_s, label=self.name, **self.credentials())
+
+    # -- what a subclass gives ----------------------------------------------------------------
+    def credentials(self) -> dict[str, Any]:
+        """How the shop knows the connector: ``headers`` and/or ``auth`` for the JSON client."""
         raise NotImplementedError
 
     def first_cursor(self, since: float) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from adapters.base import NewOrder, ShopOrderState
 from adapters.shared.api_shop import ApiShopAdapter, secret
-from adapters.shared.shopapi import JsonApi, ShopApiError, hmac_hex_sha1, money
+from adapters.shared.shopapi import ShopApiError, hmac_hex_sha1, money
 
 WEBHOOK_EVENT = "order:update"
 
@@ -27,11 +27,8 @@ class ShoptetAdapter(ApiShopAdapter):
     lookup_days = 30
     _statuses: dict[str, int] | None = None
 
-    def connect(self) -> JsonApi:
-        return JsonApi(self.cfg.base_url, headers={"Shoptet-Private-API-Token": secret(self.cfg.api_token),
-                                                   "Content-Type": "application/json"},
-                       timeout_s=self.cfg.timeout_s, retries=self.cfg.retries,
-                       max_wait_s=self.cfg.max_retry_wait_s, label="shoptet")
+    def credentials(self) -> dict:
+        return {"headers": {"Shoptet-Private-API-Token": secret(self.cfg.api_token), "Content-Type": "application/json"}}
 
     @property
     def source(self) -> str:

@@ -10,7 +10,7 @@ import httpx
 
 from adapters.base import NewOrder, ShopOrderState
 from adapters.shared.api_shop import ApiShopAdapter, secret
-from adapters.shared.shopapi import JsonApi, ShopApiError, hmac_b64_sha256, money, split_name
+from adapters.shared.shopapi import ShopApiError, hmac_b64_sha256, money, split_name
 
 API = "/wp-json/wc/v3"
 WEBHOOK_TOPIC = "order.updated"
@@ -31,10 +31,8 @@ class WooCommerceAdapter(ApiShopAdapter):
     webhook_key_fields = ("webhook_secret", "webhook_secret_previous")
     lookup_days = 90
 
-    def connect(self) -> JsonApi:
-        auth = httpx.BasicAuth(secret(self.cfg.consumer_key), secret(self.cfg.consumer_secret))
-        return JsonApi(self.cfg.base_url, auth=auth, timeout_s=self.cfg.timeout_s, retries=self.cfg.retries,
-                       max_wait_s=self.cfg.max_retry_wait_s, label="woocommerce")
+    def credentials(self) -> dict:
+        return {"auth": httpx.BasicAuth(secret(self.cfg.consumer_key), secret(self.cfg.consumer_secret))}
 
     @property
     def source(self) -> str:
