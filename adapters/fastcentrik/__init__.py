@@ -1,19 +1,10 @@
 """FastCentrik adapter: its XML (or CSV/XLSX) order export in, outbox files and instructions out."""
 
-from adapters.base import AdapterContext, AdapterSpec, Secret
+from adapters.base import AdapterSpec, Secret
 from adapters.fastcentrik.adapter import FastCentrikAdapter, detect_format
 from adapters.fastcentrik.config import FastCentrikConfig, FastCentrikFields
 from adapters.fastcentrik.feed import ParsedFeed, column_map, parse_orders_table, parse_orders_xml
-
-
-def _build(section: FastCentrikConfig, context: AdapterContext) -> FastCentrikAdapter:
-    return FastCentrikAdapter(section, context.tz)
-
-
-def _default_mapping():
-    from mappings import default_mapping_path
-
-    return default_mapping_path("fastcentrik")
+from mappings import default_mapping_path
 
 
 #: The registry entry (pyproject.toml: [project.entry-points."mall_connector.adapters"]).
@@ -21,10 +12,10 @@ ADAPTER = AdapterSpec(
     name="fastcentrik",
     description="FastCentrik: its order export (XML, CSV or XLSX) in, outbox files and instructions out",
     config_model=FastCentrikConfig,
-    build=_build,
+    build=FastCentrikAdapter.build,
     secrets=(Secret("auth_password"),),
     paths=("source", "outbox"),
-    default_mapping=_default_mapping(),
+    default_mapping=default_mapping_path("fastcentrik"),
     contract_kit="adapters.fastcentrik.contract_kit:FastCentrikKit",
 )
 

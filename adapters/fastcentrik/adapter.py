@@ -15,7 +15,7 @@ from typing import Sequence
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from adapters.base import FeedRead, HandoffKind, MallChange, NewOrder
+from adapters.base import AdapterContext, FeedRead, HandoffKind, MallChange, NewOrder
 from adapters.fastcentrik.feed import ParsedFeed, parse_orders_table, parse_orders_xml, peek
 from adapters.fastcentrik.config import FastCentrikConfig
 from adapters.shared.outbox import Outbox
@@ -65,6 +65,11 @@ class FastCentrikAdapter:
     """ShopAdapter for FastCentrik (see adapters/base.py). Decides nothing."""
 
     name = "fastcentrik"
+
+    @classmethod
+    def build(cls, section: FastCentrikConfig, context: AdapterContext) -> "FastCentrikAdapter":
+        """The registry's ``AdapterSpec.build``: dates without an offset are in ``[shop] timezone``."""
+        return cls(section, context.tz)
 
     def __init__(self, config: FastCentrikConfig, tz: ZoneInfo, *, timeout_s: float = 30.0):
         if not config.source:

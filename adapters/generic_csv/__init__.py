@@ -9,22 +9,13 @@ Reusable pieces (import from here):
   adapters/shared/outbox.py now and are re-exported here.
 """
 
-from adapters.base import AdapterContext, AdapterSpec, Secret
+from adapters.base import AdapterSpec, Secret
 from adapters.generic_csv.adapter import GenericCsvAdapter
 from adapters.generic_csv.config import GenericCsvConfig
 from adapters.shared.outbox import CHANGE_COLUMNS, ORDER_COLUMNS, Outbox, safe_cell
 from adapters.generic_csv.records import ColumnMap, Records, csv_records, parse_shop_datetime, records_to_feed, xlsx_records
 from adapters.shared.source import FeedSource, Fetched, redact_url
-
-
-def _build(section: GenericCsvConfig, context: AdapterContext) -> GenericCsvAdapter:
-    return GenericCsvAdapter(section, context.tz)
-
-
-def _default_mapping():
-    from mappings import default_mapping_path
-
-    return default_mapping_path("generic_csv")
+from mappings import default_mapping_path
 
 
 #: The registry entry (pyproject.toml: [project.entry-points."mall_connector.adapters"]).
@@ -32,10 +23,10 @@ ADAPTER = AdapterSpec(
     name="generic_csv",
     description="any shop that exports a CSV of order states and imports CSV files from a folder",
     config_model=GenericCsvConfig,
-    build=_build,
+    build=GenericCsvAdapter.build,
     secrets=(Secret("auth_password"),),
     paths=("source", "outbox", "serials"),
-    default_mapping=_default_mapping(),
+    default_mapping=default_mapping_path("generic_csv"),
     contract_kit="adapters.generic_csv.contract_kit:GenericCsvKit",
 )
 

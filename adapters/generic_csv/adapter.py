@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import Sequence
 
-from adapters.base import FeedRead, HandoffKind, MallChange, NewOrder
+from adapters.base import AdapterContext, FeedRead, HandoffKind, MallChange, NewOrder
 from adapters.shared.outbox import Outbox
 from adapters.generic_csv.config import GenericCsvConfig
 from adapters.generic_csv.records import ColumnMap, records_to_feed
@@ -25,6 +25,11 @@ class GenericCsvAdapter:
     """ShopAdapter for a shop that speaks plain CSV files. Decides nothing; see adapters/base.py."""
 
     name = "generic_csv"
+
+    @classmethod
+    def build(cls, section: GenericCsvConfig, context: AdapterContext) -> "GenericCsvAdapter":
+        """The registry's ``AdapterSpec.build``: dates without an offset are in ``[shop] timezone``."""
+        return cls(section, context.tz)
 
     def __init__(self, config: GenericCsvConfig, tz: tzinfo, *, timeout_s: float = 30.0,
                  columns: ColumnMap = ColumnMap()):

@@ -9,8 +9,9 @@ so the suite can also write bad values.
 from __future__ import annotations
 
 import csv
+import socket
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 
 class ContractKit(Protocol):
@@ -39,3 +40,38 @@ def read_outbox(folder: Path) -> list[dict[str, str]]:
             kind = "changes" if "mall_status" in (reader.fieldnames or ()) else "orders"
             out.extend({"kind": kind, "file": path.name, **row} for row in reader)
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SimulatorKit:
+    """A kit whose shop is a simulator (adapters/shared/simhttp.py) on a loopback port, one per section.
+    Until the kit writes the feed, ``feed_path`` answers 503 with an HTML maintenance page (a host's
+    error page): that is an API shop's "missing feed", which the contract wants named. The suite sets
+    the secrets through env or credentials itself, so the section holds none and the simulator accepts
+    the empty ones (auth is proven in tests/shops/)."""
+
+    name: ClassVar[str]  # the adapter's, as its messages name the feed
+    feed_path: ClassVar[str]
+    _running: ClassVar[dict[tuple[str, int], Any]] = {}
+
+    def new_simulator(self, port: int) -> Any:
+        raise NotImplementedError
+
+    def section(self, root: Path) -> dict:
+        base_url = f"http://127.0.0.1:{free_port()}"
+        self.sim({"base_url": base_url}).server.down_paths.add(self.feed_path)
+        return {"base_url": base_url, "state_dir": str(root / "state"), "retries": 0}
+
+    def sim(self, section: dict) -> Any:
+        key = (self.name, int(section["base_url"].rsplit(":", 1)[1]))
+        if key not in self._running:
+            self._running[key] = self.new_simulator(key[1]).start()
+        return self._running[key]
+
+    def feed_source(self, section: dict) -> str:
+        return f"{self.name} {section['base_url']}{self.feed_path}"

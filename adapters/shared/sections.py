@@ -1,7 +1,8 @@
 """Base models for an adapter's own ``[shop.<name>]`` section.
 
 ``AdapterSection`` is the base of every adapter's config model: unknown keys are an error and the
-model is frozen, like every core section. ``FeedSection`` adds the keys of a shop that exports a
+model is frozen, like every core section. ``ApiShopSection`` adds what every shop spoken to over its
+API has (timeouts, retries, the first poll's look-back, the webhook token). ``FeedSection`` adds the keys of a shop that exports a
 feed (file path or http(s) URL) and imports files from an outbox folder, with the feed limits
 (issue 16: everything from outside has a bound).
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -20,6 +23,24 @@ class AdapterSection(BaseModel):
     """Base of an adapter's config model: unknown keys are refused (the error names file, line, key)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiShopSection(AdapterSection):
+    """The keys every API shop section has (adapters/shared/api_shop.py): the client's and the poll's bounds."""
+
+    #: The last part of /webhooks/shop/<adapter>/<token> on the receiver.
+    webhook_token: SecretStr | None = None
+    #: Which MALL value is the shop's product code or SKU.
+    product_key: Literal["item_id", "article_id"] = "item_id"
+    timeout_s: float = Field(30.0, gt=0, le=300)
+    retries: int = Field(3, ge=0, le=10)
+    max_retry_wait_s: float = Field(30.0, ge=0, le=600)
+    #: On the very first poll, read orders changed in the last N hours (never the whole history).
+    initial_lookback_h: float = Field(24.0, gt=0, le=24 * 30)
+    max_pages: int = Field(50, ge=1, le=10_000)
+    #: Shop statuses meaning "the customer has it" (map them to "delivered" in the mapping): their orders
+    #: carry the order's last change time as delivered_at, which MALL requires with delivered.
+    delivered_statuses: list[str] = []
 
 
 class FeedLimits(AdapterSection):

@@ -1,6 +1,7 @@
-"""What the two API shop adapters (shoptet, woocommerce) share: a bounded JSON client with typed errors,
-the adapter's local state folder (staged batches, the MALL id -> shop order map, create attempts), and
-webhook signature checks.
+"""The wire and the disk of the API shop adapters (shoptet, woocommerce; their base is
+adapters/shared/api_shop.py): a bounded JSON client with typed errors, the adapter's local state folder
+(staged batches, the MALL id -> shop order map, create attempts, the webhook spool), and webhook
+signature checks.
 
 Why a state folder: the core's hand-off is "stage, then publish" (adapters/base.py). For a shop with an
 API, *stage* writes the batch to disk (fsynced) and *publish* makes the API calls, recording the shop's
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
@@ -26,9 +28,12 @@ from typing import Any, Iterable, Sequence
 import httpx
 
 from adapters.base import HandoffError, MallChange, NewOrder, NewOrderItem
+from connector.files import fsync_dir
+from connector.safety import write_replacing
 
 MAX_RESPONSE_BYTES = 8 * 2**20  # one API answer; a page of 100 orders is far below
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_SPOOL_SEQ = itertools.count()
 
 
 class ShopApiError(HandoffError):
@@ -182,39 +187,42 @@ def _record_from(d: dict) -> NewOrder | MallChange:
 
 
 class StateDir:
-    """Files under the adapter's ``state_dir``: ``staged/<batch>.json``, ``orders/<mall id>.json`` (the shop's
-    order for a MALL id), ``attempts/<mall id>`` (a create was tried at that time), ``missing/<mall id>.json``
-    (products the shop does not have), ``webhooks/`` (verified deliveries waiting for the next poll)."""
+    """Files under the adapter's ``state_dir``: ``staged/<batch>.json`` (and ``staged/<batch>.progress``: how
+    many of its records are in the shop), ``orders/<mall id>.json`` (the shop's order for a MALL id),
+    ``attempts/<mall id>`` (a create was tried at that time), ``missing/<mall id>.json`` (products the shop
+    does not have), ``webhooks/`` (verified deliveries waiting for the next poll)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
 
     def _dir(self, name: str) -> Path:
         d = self.root / name
-        d.mkdir(parents=True, exist_ok=True)
+        if not d.is_dir():  # first use: the new folders' own entries must survive a crash too
+            new_root = not self.root.is_dir()
+            d.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.root)
+            if new_root:
+                fsync_dir(self.root.parent)
         return d
 
     @staticmethod
     def write(path: Path, data: str) -> None:
-        tmp = path.with_name("." + path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """Replace ``path`` with ``data``, crash-safe: a fresh temp file (O_EXCL, 0600), fsynced, renamed
+        over ``path``, then the folder fsynced; a kill -9 at any point leaves the old file or the new one."""
+        write_replacing(path, lambda f: f.write(data.encode("utf-8")))
+        fsync_dir(path.parent)
 
     def _batch(self, name: str) -> Path:
         if not SAFE_NAME.match(name):
             raise HandoffError(f"hand-off name {name!r} is not a plain file name")
         return self._dir("staged") / f"{name}.json"
 
+    def _progress(self, name: str) -> Path:
+        return self._batch(name).with_suffix(".progress")
+
     def stage(self, name: str, kind: str, records: Sequence[NewOrder | MallChange]) -> None:
         try:
+            self._progress(name).unlink(missing_ok=True)  # a (re)staged batch starts from its first record
             self.write(self._batch(name), json.dumps({"kind": kind, "records": [_record_dict(r) for r in records]}))
         except OSError as e:
             raise HandoffError(f"{self.root}: cannot stage {name}: {e.strerror}") from None
@@ -225,8 +233,17 @@ class StateDir:
             return None
         return [_record_from(d) for d in json.loads(path.read_text(encoding="utf-8"))["records"]]
 
+    def progress(self, name: str) -> int:
+        """How many records of the staged batch are in the shop already (a publish killed halfway)."""
+        path = self._progress(name)
+        return int(path.read_text(encoding="utf-8")) if path.exists() else 0
+
+    def note_progress(self, name: str, count: int) -> None:
+        self.write(self._progress(name), str(int(count)))
+
     def done(self, name: str) -> None:
         self._batch(name).unlink(missing_ok=True)
+        self._progress(name).unlink(missing_ok=True)
 
     def shop_order(self, mall_id: int) -> dict | None:
         path = self._dir("orders") / f"{int(mall_id)}.json"
@@ -258,7 +275,7 @@ class StateDir:
     # orders first and removes the files once the core stored the fingerprint that covered them.
     def spool_webhook(self, refs: Sequence[str]) -> None:
         d = self._dir("webhooks")
-        name = f"{time.time_ns()}-{os.getpid()}.json"
+        name = f"{time.time_ns()}-{os.getpid()}-{next(_SPOOL_SEQ)}.json"  # unique across the receiver's threads
         self.write(d / name, json.dumps([str(r) for r in refs]))
 
     def webhook_refs(self) -> tuple[list[str], list[str]]:

@@ -3,13 +3,15 @@ like the MALL sandbox: a real socket, real HTTP, a request log the tests count, 
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import threading
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Self
 from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 4 * 2**20
@@ -190,3 +192,53 @@ class SimServer:
                 status = 0
             self.deliveries.append({"url": url, "status": status, "headers": headers, "body": body})
             done(status)
+
+
+def page_of(rows: list, page: int, per_page: int) -> tuple[list, int, int]:
+    """One page of ``rows`` (pages count from 1): the page, the total, the number of pages (at least 1)."""
+    total = len(rows)
+    return rows[(page - 1) * per_page: page * per_page], total, max(1, -(-total // per_page))
+
+
+class ShopSimulator:
+    """What the shop simulators share around their SimServer: start/stop (also ``with``), the URL, the
+    fault knobs, the shop's clock (``clock_offset`` moves it), the registered webhooks and their flush.
+    A subclass answers ``handle(Request) -> Response`` under ``lock``."""
+
+    def __init__(self, *, port: int = 0):
+        self.webhooks: dict[int, dict] = {}
+        self.lock = threading.RLock()
+        self._hook_ids = itertools.count(1)
+        self.clock_offset = timedelta(0)
+        self.server = SimServer(self.handle, port=port)
+
+    def handle(self, req: Request) -> Response:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def faults(self) -> Faults:
+        return self.server.faults
+
+    def now(self) -> datetime:
+        """The shop's clock: UTC, whole seconds, plus ``clock_offset``."""
+        return datetime.now(timezone.utc).replace(microsecond=0) + self.clock_offset
+
+    def flush_webhooks(self) -> None:
+        self.server.flush_webhooks()

@@ -1,32 +1,19 @@
 """Shoptet adapter: MALL orders created through the Shoptet API (MALL id in externalCode), statuses and
 tracking back by ``GET /api/orders/changes`` polling and the ``order:update`` webhook."""
 
+import tempfile
 from pathlib import Path
 
-from adapters.base import AdapterContext, AdapterSpec, Secret
+from adapters.base import AdapterSpec, Secret
 from adapters.shoptet.adapter import ShoptetAdapter, init_mapping
 from adapters.shoptet.config import ShoptetConfig
-
-
-def _build(section: ShoptetConfig, context: AdapterContext) -> ShoptetAdapter:
-    root = section.state_dir
-    if not root.is_absolute() and context.config_path is not None:
-        root = context.config_path.parent / root
-    return ShoptetAdapter(section, root)
+from mappings import default_mapping_path
 
 
 def _init_mapping(section: ShoptetConfig) -> str:
     """``init --adapter shoptet``: the mapping with this shop's own status names (GET /api/orders/statuses)."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="shoptet-init-") as root:  # init records nothing
         return init_mapping(ShoptetAdapter(section, Path(root)))
-
-
-def _default_mapping():
-    from mappings import default_mapping_path
-
-    return default_mapping_path("shoptet")
 
 
 #: The registry entry (pyproject.toml: [project.entry-points."mall_connector.adapters"]).
@@ -34,10 +21,10 @@ ADAPTER = AdapterSpec(
     name="shoptet",
     description="Shoptet: orders created through its API, statuses and tracking read back",
     config_model=ShoptetConfig,
-    build=_build,
+    build=ShoptetAdapter.build,
     secrets=(Secret("api_token"), Secret("webhook_key"), Secret("webhook_key_previous"), Secret("webhook_token")),
     paths=("state_dir",),
-    default_mapping=_default_mapping(),
+    default_mapping=default_mapping_path("shoptet"),
     contract_kit="adapters.shoptet.contract_kit:ShoptetKit",
     init_mapping=_init_mapping,
 )

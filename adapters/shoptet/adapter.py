@@ -7,42 +7,28 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Sequence
 
-from adapters.base import FeedProblem, FeedRead, FeedUnavailable, MallChange, NewOrder, ShopOrderState
-from adapters.shared.shopapi import JsonApi, ShopApiError, StateDir, hmac_hex_sha1, money, signature_ok
-from adapters.shoptet.config import ShoptetConfig
+from adapters.base import NewOrder, ShopOrderState
+from adapters.shared.api_shop import ApiShopAdapter, secret
+from adapters.shared.shopapi import ShopApiError, hmac_hex_sha1, money
 
 WEBHOOK_EVENT = "order:update"
-
-
-def _secret(v) -> str:
-    return v.get_secret_value() if v is not None else ""
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
-class ShoptetAdapter:
+class ShoptetAdapter(ApiShopAdapter):
     name = "shoptet"
+    signature_header = "Shoptet-Webhook-Signature"
+    sign = staticmethod(hmac_hex_sha1)
+    webhook_key_fields = ("webhook_key", "webhook_key_previous")
+    lookup_days = 30
+    _statuses: dict[str, int] | None = None
 
-    def __init__(self, section: ShoptetConfig, state_root: Path):
-        self.cfg = section
-        self.state = StateDir(state_root)
-        self._api: JsonApi | None = None
-        self._statuses: dict[str, int] | None = None
-        self._products: dict[str, bool] = {}
-
-    @property
-    def api(self) -> JsonApi:
-        if self._api is None:
-            self._api = JsonApi(self.cfg.base_url, headers={"Shoptet-Private-API-Token": _secret(self.cfg.api_token),
-                                                            "Content-Type": "application/json"},
-                                timeout_s=self.cfg.timeout_s, retries=self.cfg.retries,
-                                max_wait_s=self.cfg.max_retry_wait_s, label="shoptet")
-        return self._api
+    def credentials(self) -> dict:
+        return {"headers": {"Shoptet-Private-API-Token": secret(self.cfg.api_token), "Content-Type": "application/json"}}
 
     @property
     def source(self) -> str:
@@ -76,51 +62,36 @@ class ShoptetAdapter:
                            f"the shop has no order status {name_or_id!r} (mapping [from_mall])")
 
     # -- shop -> MALL --------------------------------------------------------------------------
-    def read_feed(self, *, previous_fingerprint: str | None = None, wait_for_settle: bool = False) -> FeedRead:
-        prev = json.loads(previous_fingerprint) if previous_fingerprint else {}
-        self.state.drop_webhooks(prev.get("spool", []))
-        cursor = prev.get("cursor") or _iso(time.time() - self.cfg.initial_lookback_h * 3600)
+    def first_cursor(self, since: float) -> str:
+        return _iso(since)
+
+    def changed_orders(self, cursor: str, refs: list[str]) -> tuple[list[dict], str]:
+        """GET /api/orders/changes since the cursor (5 s of overlap), then each order's detail."""
         since = (datetime.strptime(cursor, "%Y-%m-%dT%H:%M:%S%z") - timedelta(seconds=5)).isoformat()
-        refs, files = self.state.webhook_refs()
         codes: list[str] = []
         newest = datetime.strptime(cursor, "%Y-%m-%dT%H:%M:%S%z")
+        for page in range(1, self.cfg.max_pages + 1):
+            data = self.call("GET", "/api/orders/changes", params={"from": since, "page": page, "itemsPerPage": 1000})
+            changes, pag = data.get("changes"), data.get("paginator") or {}
+            if not isinstance(changes, list):
+                raise ShopApiError(self.api.endpoint("GET", "/api/orders/changes"), "answer has no list 'changes'")
+            for ch in changes:
+                if isinstance(ch, dict) and ch.get("changeType") != "delete" and isinstance(ch.get("code"), str):
+                    codes.append(ch["code"])
+                    try:
+                        newest = max(newest, datetime.strptime(ch["changeTime"], "%Y-%m-%dT%H:%M:%S%z"))
+                    except (KeyError, TypeError, ValueError):
+                        pass
+            if page >= int(pag.get("pageCount") or 1):
+                break
         details: list[dict] = []
-        try:
-            for page in range(1, self.cfg.max_pages + 1):
-                data = self.call("GET", "/api/orders/changes", params={"from": since, "page": page, "itemsPerPage": 1000})
-                changes, pag = data.get("changes"), data.get("paginator") or {}
-                if not isinstance(changes, list):
-                    raise ShopApiError(self.api.endpoint("GET", "/api/orders/changes"), "answer has no list 'changes'")
-                for ch in changes:
-                    if isinstance(ch, dict) and ch.get("changeType") != "delete" and isinstance(ch.get("code"), str):
-                        codes.append(ch["code"])
-                        try:
-                            newest = max(newest, datetime.strptime(ch["changeTime"], "%Y-%m-%dT%H:%M:%S%z"))
-                        except (KeyError, TypeError, ValueError):
-                            pass
-                if page >= int(pag.get("pageCount") or 1):
-                    break
-            for code in dict.fromkeys(codes + [r for r in refs if r not in codes]):
-                body, _ = self.api.request("GET", f"/api/orders/{code}", params={"include": "notes,shippingDetails"},
-                                           ok=(200, 404))
-                order = ((body or {}).get("data") or {}).get("order") if isinstance(body, dict) else None
-                if isinstance(order, dict):
-                    details.append(order)
-        except ShopApiError as e:
-            raise FeedUnavailable(f"{self.source}: {e}") from None
-        feed = FeedRead()
-        for pos, o in enumerate(details, 1):
-            try:
-                row = self._row(o, pos)
-            except ValueError as e:
-                feed.problems.append(FeedProblem(self.source, pos, str(e)))
-                continue
-            if row is not None:
-                feed.rows.append(row)
-        new_cursor = newest.strftime("%Y-%m-%dT%H:%M:%S%z")
-        feed.fingerprint = json.dumps({"cursor": new_cursor, "spool": files}, sort_keys=True)
-        feed.unchanged = previous_fingerprint is not None and new_cursor == prev.get("cursor") and not files
-        return feed
+        for code in dict.fromkeys(codes + [r for r in refs if r not in codes]):
+            body, _ = self.api.request("GET", f"/api/orders/{code}", params={"include": "notes,shippingDetails"},
+                                       ok=(200, 404))
+            order = ((body or {}).get("data") or {}).get("order") if isinstance(body, dict) else None
+            if isinstance(order, dict):
+                details.append(order)
+        return details, newest.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     def _row(self, o: dict, pos: int) -> ShopOrderState | None:
         ext = o.get("externalCode")
@@ -146,28 +117,8 @@ class ShoptetAdapter:
                               carrier=sd.get("shippingCompanyCode") or None, line=pos, delivered_at=delivered_at)
 
     # -- MALL -> shop --------------------------------------------------------------------------
-    def stage_handoff(self, name: str, kind: str, records: Sequence[NewOrder] | Sequence[MallChange]) -> None:
-        self.state.stage(name, kind, records)
-
-    def publish_handoff(self, name: str) -> bool:
-        records = self.state.staged(name)
-        if records is None:
-            return False
-        for r in records:
-            if isinstance(r, NewOrder):
-                self.create_order(r)
-            else:
-                self.apply_change(r)
-        self.state.done(name)
-        return True
-
-    def manual_steps(self, record: NewOrder | MallChange) -> str | None:
-        missing = self.state.missing(record.mall_order_id) if isinstance(record, NewOrder) else []
-        if not missing:
-            return None
-        shop = self.state.shop_order(record.mall_order_id) or {}
-        what = ", ".join(f"{m['title']} ({self.cfg.product_key} {m['key']})" for m in missing)
-        return (f"Order {record.mall_order_id} (Shoptet order {shop.get('code', '?')}): no product with code for "
+    def manual_text(self, mall_order_id: int, shop: dict, what: str) -> str:
+        return (f"Order {mall_order_id} (Shoptet order {shop.get('code', '?')}): no product with code for "
                 f"{what}; the line was added without a product code, with MALL's price. Pair it by hand.")
 
     def _has_product(self, code: str) -> bool:
@@ -179,8 +130,8 @@ class ShoptetAdapter:
     def external_code(self, mall_order_id: int) -> str:
         return f"{self.cfg.external_code_prefix}{mall_order_id}"
 
-    def find_order(self, mall_order_id: int, since: float) -> str | None:
-        """The code of the order created since ``since`` whose externalCode is this MALL id (no filter by
+    def find_order(self, mall_order_id: int, since: float) -> dict | None:
+        """The order created since ``since`` whose externalCode is this MALL id (no filter by
         externalCode exists: list by creation time, then read each detail)."""
         want = self.external_code(mall_order_id)
         for page in range(1, self.cfg.max_pages + 1):
@@ -189,26 +140,20 @@ class ShoptetAdapter:
             for item in data.get("orders") or []:
                 detail = self.call("GET", f"/api/orders/{item['code']}")
                 if (detail.get("order") or {}).get("externalCode") == want:
-                    return item["code"]
+                    return {"code": item["code"]}
             if page >= int((data.get("paginator") or {}).get("pageCount") or 1):
                 return None
         return None
 
-    def create_order(self, r: NewOrder) -> str:
-        known = self.state.shop_order(r.mall_order_id)
-        if known:
-            return known["code"]
-        attempt = self.state.attempt(r.mall_order_id)
-        if attempt is not None:
-            code = self.find_order(r.mall_order_id, attempt)
-            if code:
-                self.state.record_shop_order(r.mall_order_id, code)
-                return code
+    def not_found(self, mall_order_id: int) -> str:
+        return f"no Shoptet order has externalCode {self.external_code(mall_order_id)}"
+
+    def order_body(self, r: NewOrder) -> tuple[dict, list[dict]]:
         address = {"fullName": r.customer_name, "company": r.company or None, "streetWithNr": r.street,
                    "city": r.city, "zip": r.zip, "countryCode": r.country}
         items, missing = [], []
         for it in r.items:
-            key = it.item_id if self.cfg.product_key == "item_id" else str(it.article_id or "")
+            key = self.product_key(it)
             item = {"itemType": "product", "name": it.title, "amount": f"{it.quantity:.3f}", "vatRate": f"{it.vat:.2f}",
                     "unitPriceWithVat": money(it.price)}
             if key and self._has_product(key):
@@ -231,53 +176,34 @@ class ShoptetAdapter:
             data["shippingDetails"] = {"branchId": str(r.branch_id)}
         if r.shop_status:
             data["statusId"] = self.status_id(r.shop_status)
-        self.state.note_attempt(r.mall_order_id, time.time())
+        return {"data": data}, missing
+
+    def post_order(self, r: NewOrder, body: dict) -> dict:
+        """POST /api/orders. externalCode is unique in the shop: a 409 means an earlier try created it (the
+        attempt marker was lost, or the shop's clock is off), so the order is looked up, not created."""
         try:
-            created = self.call("POST", "/api/orders", json_body={"data": data},
-                                params={"suppressEmailSending": "true"}, ok=(201,))
+            created = self.call("POST", "/api/orders", json_body=body, params={"suppressEmailSending": "true"},
+                                ok=(201,))
         except ShopApiError as e:
             if e.status != 409:
                 raise
-            code = self.find_order(r.mall_order_id, time.time() - 30 * 86400)  # the unique externalCode says it exists
-            if not code:
+            found = self.find_order(r.mall_order_id, time.time() - self.lookup_days * 86400)
+            if not found:
                 raise
-            created = {"order": {"code": code}}
+            return found
         code = (created.get("order") or {}).get("code")
         if not isinstance(code, str):
             raise ShopApiError(self.api.endpoint("POST", "/api/orders"), "answer has no order code")
-        self.state.record_shop_order(r.mall_order_id, code)
-        self.state.note_missing(r.mall_order_id, missing)
-        return code
+        return {"code": code}
 
-    def _code(self, mall_order_id: int) -> str:
-        known = self.state.shop_order(mall_order_id)
-        if known:
-            return known["code"]
-        code = self.find_order(mall_order_id, time.time() - 30 * 86400)
-        if not code:
-            raise ShopApiError(self.source, f"no Shoptet order has externalCode {self.external_code(mall_order_id)}")
-        self.state.record_shop_order(mall_order_id, code)
-        return code
+    def set_status(self, code: str, shop_status: str) -> None:
+        self.call("PATCH", f"/api/orders/{code}/status", json_body={"data": {"statusId": self.status_id(shop_status)}},
+                  params={"suppressEmailSending": "true"})
 
-    def apply_change(self, c: MallChange) -> None:
-        code = self._code(c.mall_order_id)
-        if c.shop_status:
-            self.call("PATCH", f"/api/orders/{code}/status", json_body={"data": {"statusId": self.status_id(c.shop_status)}},
-                      params={"suppressEmailSending": "true"})
-        text = f"MALL: {c.note or c.mall_status}" + (f" (branch {c.branch_id})" if c.branch_id else "")
+    def add_note(self, code: str, text: str) -> None:
         self.call("POST", f"/api/orders/{code}/history", json_body={"data": {"text": text, "type": "comment"}}, ok=(201,))
 
     # -- webhooks ------------------------------------------------------------------------------
-    def webhook_keys(self) -> list[str]:
-        return [k for k in (_secret(self.cfg.webhook_key), _secret(self.cfg.webhook_key_previous)) if k]
-
-    def verify_webhook(self, headers, body: bytes) -> bool:
-        return signature_ok(headers.get("Shoptet-Webhook-Signature"), body, self.webhook_keys(), hmac_hex_sha1)
-
-    @staticmethod
-    def is_ping(headers, body: bytes) -> bool:
-        return False
-
     @staticmethod
     def parse_webhook(headers, body: bytes) -> list[str]:
         data = json.loads(body)
@@ -287,11 +213,8 @@ class ShoptetAdapter:
             return []
         return [data["eventInstance"]]
 
-    def webhook_token(self) -> str:
-        return _secret(self.cfg.webhook_token)
-
     def check_webhooks(self, public_url: str, *, fix: bool = False) -> list[str]:
-        url = f"{public_url.rstrip('/')}/webhooks/shop/shoptet/{self.webhook_token()}"
+        url = self.webhook_url(public_url)
         hooks = self.call("GET", "/api/webhooks").get("webhooks") or []
         mine = [h for h in hooks if h.get("event") == WEBHOOK_EVENT]
         if mine and mine[0].get("url") == url:

@@ -1,39 +1,21 @@
-"""The Shoptet adapter's kit for the shared contract suite: a real ShoptetSimulator on loopback.
-
-Until the kit writes the feed, the changes endpoint answers 503 with an HTML maintenance page: that is
-this adapter's "missing feed", which the contract wants named. The suite sets the API token through env
-or credentials itself, so the section holds none and this shop accepts the empty token."""
+"""The Shoptet adapter's kit for the shared contract suite: a real ShoptetSimulator on loopback
+(adapters/shared/contract.py::SimulatorKit: its changes endpoint is the feed)."""
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
 from typing import Sequence
 
+from adapters.shared.contract import SimulatorKit
 from adapters.shoptet.simulator import ShoptetSimulator
 
-_SIMS: dict[int, ShoptetSimulator] = {}
-CHANGES = "/api/orders/changes"
 
+class ShoptetKit(SimulatorKit):
+    name = "shoptet"
+    feed_path = "/api/orders/changes"
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ShoptetKit:
-    def section(self, root: Path) -> dict:
-        port = _free_port()
-        self.sim({"base_url": f"http://127.0.0.1:{port}"}).server.down_paths.add(CHANGES)
-        return {"base_url": f"http://127.0.0.1:{port}", "state_dir": str(root / "state"), "retries": 0}
-
-    def sim(self, section: dict) -> ShoptetSimulator:
-        port = int(section["base_url"].rsplit(":", 1)[1])
-        if port not in _SIMS:
-            _SIMS[port] = ShoptetSimulator(token="", port=port, statuses=[
-                (-1, "new"), (-2, "packing"), (-3, "shipped"), (-4, "cancelled")]).start()
-        return _SIMS[port]
+    def new_simulator(self, port: int) -> ShoptetSimulator:
+        return ShoptetSimulator(token="", port=port, statuses=[(-1, "new"), (-2, "packing"), (-3, "shipped"),
+                                                               (-4, "cancelled")])
 
     def write_feed(self, section: dict, rows: Sequence[dict[str, str]]) -> list[int]:
         sim = self.sim(section)
@@ -43,9 +25,6 @@ class ShoptetKit:
             if row.get("tracking_number"):
                 sim.admin_update(o["code"], tracking=row["tracking_number"])
         return [i + 1 for i in range(len(rows))]  # position in the /changes listing
-
-    def feed_source(self, section: dict) -> str:
-        return f"shoptet {section['base_url']}{CHANGES}"
 
     def received(self, section: dict) -> list[dict[str, str]]:
         sim = self.sim(section)

@@ -21,7 +21,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from adapters.shared.shopapi import hmac_hex_sha1
-from adapters.shared.simhttp import Request, Response, SimServer
+from adapters.shared.simhttp import Request, Response, ShopSimulator, page_of
 
 TZ = timezone(timedelta(hours=1))  # the shop's local time, sent with its offset
 STATUSES = [(-1, "Nevyřízená"), (-2, "Vyřizuje se"), (-3, "Vyřízena"), (-4, "Stornována"), (26, "Balí se"),
@@ -47,50 +47,22 @@ def err(status: int, code: str, message: str, instance: str = "") -> Response:
     return envelope(None, [{"errorCode": code, "message": message, "instance": instance}], status)
 
 
-class ShoptetSimulator:
+class ShoptetSimulator(ShopSimulator):
     def __init__(self, *, token: str = "shoptet-token", statuses: list[tuple[int, str]] | None = None,
                  products: set[str] | None = None, eshop_id: int = 222651, port: int = 0):
+        super().__init__(port=port)
         self.token = token
         self.statuses = list(statuses or STATUSES)
         self.products = set(products if products is not None else {"SKU-1", "SKU-2", "5"})
         self.eshop_id = eshop_id
         self.orders: dict[str, dict] = {}
         self.history: dict[str, list[dict]] = {}
-        self.webhooks: dict[int, dict] = {}
         self.signature_key = "61d1175f54c47dd67df14c17002a17b2"
-        self.lock = threading.RLock()
         self._codes = itertools.count(2026000001)
-        self._hook_ids = itertools.count(1)
-        self.clock_offset = timedelta(0)
         self.hold = threading.Event()  # a test sets it cleared to hold requests open (parallel limit)
         self.hold.set()
         self._active = 0
         self._active_lock = threading.Lock()
-        self.server = SimServer(self.handle, port=port)
-
-    def start(self) -> "ShoptetSimulator":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def faults(self):
-        return self.server.faults
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc).replace(microsecond=0) + self.clock_offset
 
     def status_name(self, sid: int) -> str:
         return dict(self.statuses).get(sid, "")
@@ -155,9 +127,6 @@ class ShoptetSimulator:
                            "Shoptet-Webhook-Signature": hmac_hex_sha1(self.signature_key, body)}
                 self.server.queue_delivery(hook["url"], body, headers, lambda s: None)
 
-    def flush_webhooks(self) -> None:
-        self.server.flush_webhooks()
-
     def _list_item(self, o: dict) -> dict:
         return {k: o[k] for k in ("code", "guid", "creationTime", "changeTime", "email", "phone", "status", "adminUrl")}
 
@@ -165,9 +134,7 @@ class ShoptetSimulator:
     def _page(rows: list, req: Request, cap: int, default: int) -> tuple[list, dict]:
         page = int(req.q("page", "1") or 1)
         per = min(int(req.q("itemsPerPage", str(default)) or default), cap)  # over the cap silently gives the cap
-        total = len(rows)
-        pages = max(1, -(-total // per))
-        chunk = rows[(page - 1) * per: page * per]
+        chunk, total, pages = page_of(rows, page, per)
         return chunk, {"totalCount": total, "page": page, "pageCount": pages, "itemsOnPage": len(chunk),
                        "itemsPerPage": per}
 

@@ -4,93 +4,69 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Sequence
 
 import httpx
 
-from adapters.base import FeedProblem, FeedRead, FeedUnavailable, MallChange, NewOrder, ShopOrderState
-from adapters.shared.shopapi import JsonApi, ShopApiError, StateDir, hmac_b64_sha256, money, signature_ok, split_name
-from adapters.woocommerce.config import WooCommerceConfig
+from adapters.base import NewOrder, ShopOrderState
+from adapters.shared.api_shop import ApiShopAdapter, secret
+from adapters.shared.shopapi import ShopApiError, hmac_b64_sha256, money, split_name
 
 API = "/wp-json/wc/v3"
 WEBHOOK_TOPIC = "order.updated"
-
-
-def _secret(v) -> str:
-    return v.get_secret_value() if v is not None else ""
+#: How far before a create attempt the lookup reads: WooCommerce has no unique key to refuse a second
+#: create, so the lookup must not miss the order when the shop's clock is off (the search by the MALL id
+#: keeps the answer small however wide the window).
+CLOCK_SLACK_S = 86400
 
 
 def _gmt(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-class WooCommerceAdapter:
+class WooCommerceAdapter(ApiShopAdapter):
     name = "woocommerce"
+    signature_header = "X-WC-Webhook-Signature"
+    sign = staticmethod(hmac_b64_sha256)
+    webhook_key_fields = ("webhook_secret", "webhook_secret_previous")
+    lookup_days = 90
 
-    def __init__(self, section: WooCommerceConfig, state_root: Path):
-        self.cfg = section
-        self.state = StateDir(state_root)
-        self._api: JsonApi | None = None
-        self._products: dict[str, int | None] = {}
-
-    @property
-    def api(self) -> JsonApi:
-        if self._api is None:
-            auth = httpx.BasicAuth(_secret(self.cfg.consumer_key), _secret(self.cfg.consumer_secret))
-            self._api = JsonApi(self.cfg.base_url, auth=auth, timeout_s=self.cfg.timeout_s, retries=self.cfg.retries,
-                                max_wait_s=self.cfg.max_retry_wait_s, label="woocommerce")
-        return self._api
+    def credentials(self) -> dict:
+        return {"auth": httpx.BasicAuth(secret(self.cfg.consumer_key), secret(self.cfg.consumer_secret))}
 
     @property
     def source(self) -> str:
         return f"woocommerce {self.cfg.base_url.rstrip('/')}{API}/orders"
 
     # -- shop -> MALL --------------------------------------------------------------------------
-    def read_feed(self, *, previous_fingerprint: str | None = None, wait_for_settle: bool = False) -> FeedRead:
-        prev = json.loads(previous_fingerprint) if previous_fingerprint else {}
-        self.state.drop_webhooks(prev.get("spool", []))  # the core stored that read: those deliveries are in
-        cursor = prev.get("cursor") or _gmt(time.time() - self.cfg.initial_lookback_h * 3600)
+    def first_cursor(self, since: float) -> str:
+        return _gmt(since)
+
+    def changed_orders(self, cursor: str, refs: list[str]) -> tuple[list[dict], str]:
+        """Orders modified since the cursor (5 s of overlap, oldest first), then those a verified webhook
+        named that the list did not bring. The cursor moves in ``later_cursor``."""
         since = (datetime.fromisoformat(cursor) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
-        refs, files = self.state.webhook_refs()
         orders: list[dict] = []
-        try:
-            for page in range(1, self.cfg.max_pages + 1):
-                body, headers = self.api.request("GET", f"{API}/orders", params={
-                    "modified_after": since, "dates_are_gmt": "true", "orderby": "modified", "order": "asc",
-                    "per_page": 100, "page": page})
-                if not isinstance(body, list):
-                    raise ShopApiError(self.api.endpoint("GET", f"{API}/orders"), "answer is not a list of orders")
-                orders += body
-                if page >= int(headers.get("x-wp-totalpages") or 1):
-                    break
-            seen = {str(o.get("id")) for o in orders if isinstance(o, dict)}
-            for ref in dict.fromkeys(refs):  # orders a verified webhook named that the list did not bring
-                if ref.isdigit() and ref not in seen:
-                    body, _ = self.api.request("GET", f"{API}/orders/{ref}", ok=(200, 404))
-                    if isinstance(body, dict) and "id" in body:
-                        orders.append(body)
-        except ShopApiError as e:
-            raise FeedUnavailable(f"{self.source}: {e}") from None
-        feed = FeedRead()
-        newest = cursor
-        for pos, o in enumerate(orders, 1):
-            try:
-                row = self._row(o, pos)
-            except ValueError as e:
-                feed.problems.append(FeedProblem(self.source, pos, str(e)))
-                continue
-            modified = o.get("date_modified_gmt")
-            if isinstance(modified, str) and modified > newest:
-                newest = modified
-            if row is not None:
-                feed.rows.append(row)
-        fp = json.dumps({"cursor": newest, "spool": files}, sort_keys=True)
-        feed.fingerprint = fp
-        feed.unchanged = previous_fingerprint is not None and newest == prev.get("cursor") and not files
-        return feed
+        for page in range(1, self.cfg.max_pages + 1):
+            body, headers = self.api.request("GET", f"{API}/orders", params={
+                "modified_after": since, "dates_are_gmt": "true", "orderby": "modified", "order": "asc",
+                "per_page": 100, "page": page})
+            if not isinstance(body, list):
+                raise ShopApiError(self.api.endpoint("GET", f"{API}/orders"), "answer is not a list of orders")
+            orders += body
+            if page >= int(headers.get("x-wp-totalpages") or 1):
+                break
+        seen = {str(o.get("id")) for o in orders if isinstance(o, dict)}
+        for ref in dict.fromkeys(refs):
+            if ref.isdigit() and ref not in seen:
+                body, _ = self.api.request("GET", f"{API}/orders/{ref}", ok=(200, 404))
+                if isinstance(body, dict) and "id" in body:
+                    orders.append(body)
+        return orders, cursor
+
+    def later_cursor(self, cursor: str, order: dict) -> str:
+        modified = order.get("date_modified_gmt")
+        return modified if isinstance(modified, str) and modified > cursor else cursor
 
     def _row(self, o: dict, pos: int) -> ShopOrderState | None:
         if not isinstance(o, dict) or not isinstance(o.get("id"), int) or not isinstance(o.get("status"), str):
@@ -131,28 +107,8 @@ class WooCommerceAdapter:
         return None, None, None
 
     # -- MALL -> shop --------------------------------------------------------------------------
-    def stage_handoff(self, name: str, kind: str, records: Sequence[NewOrder] | Sequence[MallChange]) -> None:
-        self.state.stage(name, kind, records)
-
-    def publish_handoff(self, name: str) -> bool:
-        records = self.state.staged(name)
-        if records is None:
-            return False
-        for r in records:
-            if isinstance(r, NewOrder):
-                self.create_order(r)
-            else:
-                self.apply_change(r)
-        self.state.done(name)
-        return True
-
-    def manual_steps(self, record: NewOrder | MallChange) -> str | None:
-        missing = self.state.missing(record.mall_order_id) if isinstance(record, NewOrder) else []
-        if not missing:
-            return None
-        shop = self.state.shop_order(record.mall_order_id) or {}
-        what = ", ".join(f"{m['title']} ({self.cfg.product_key} {m['key']})" for m in missing)
-        return (f"Order {record.mall_order_id} (WooCommerce order {shop.get('number', '?')}): no product with SKU "
+    def manual_text(self, mall_order_id: int, shop: dict, what: str) -> str:
+        return (f"Order {mall_order_id} (WooCommerce order {shop.get('number', '?')}): no product with SKU "
                 f"for {what}; the line was added as a fee with MALL's price. Add the product to the order by hand.")
 
     def _product(self, sku: str) -> int | None:
@@ -163,35 +119,30 @@ class WooCommerceAdapter:
         return self._products[sku]
 
     def find_order(self, mall_order_id: int, since: float) -> dict | None:
-        """The shop's order carrying this MALL id, created since ``since`` (after a crash before recording)."""
+        """The shop's order carrying this MALL id in its meta, created since ``since`` (less the clock
+        slack): search by the id, then compare the meta."""
         for page in range(1, self.cfg.max_pages + 1):
             body, headers = self.api.request("GET", f"{API}/orders", params={
-                "after": _gmt(since - 600), "dates_are_gmt": "true", "search": str(mall_order_id),
+                "after": _gmt(since - CLOCK_SLACK_S), "dates_are_gmt": "true", "search": str(mall_order_id),
                 "per_page": 100, "page": page, "orderby": "date", "order": "asc"})
             for o in body or []:
                 for m in o.get("meta_data") or []:
                     if m.get("key") == self.cfg.mall_id_meta and str(m.get("value")) == str(mall_order_id):
-                        return o
+                        return {"code": str(o["id"]), "number": str(o.get("number"))}
             if page >= int(headers.get("x-wp-totalpages") or 1):
                 return None
         return None
 
-    def create_order(self, r: NewOrder) -> str:
-        known = self.state.shop_order(r.mall_order_id)
-        if known:
-            return known["code"]
-        attempt = self.state.attempt(r.mall_order_id)
-        if attempt is not None:
-            found = self.find_order(r.mall_order_id, attempt)
-            if found:
-                self.state.record_shop_order(r.mall_order_id, str(found["id"]), number=str(found.get("number")))
-                return str(found["id"])
+    def not_found(self, mall_order_id: int) -> str:
+        return f"no WooCommerce order carries {self.cfg.mall_id_meta} = {mall_order_id}"
+
+    def order_body(self, r: NewOrder) -> tuple[dict, list[dict]]:
         first, last = split_name(r.customer_name)
         address = {"first_name": first, "last_name": last, "company": r.company, "address_1": r.street,
                    "city": r.city, "postcode": r.zip, "country": r.country}
         lines, fees, missing = [], [], []
         for it in r.items:
-            key = it.item_id if self.cfg.product_key == "item_id" else str(it.article_id or "")
+            key = self.product_key(it)
             pid = self._product(key) if key else None
             meta = [{"key": "_mall_vat", "value": f"{it.vat:g}"}, {"key": "_mall_unit_price", "value": money(it.price)}]
             if pid:
@@ -214,38 +165,21 @@ class WooCommerceAdapter:
                           {"key": "_mall_purchase_id", "value": str(r.purchase_id or "")},
                           {"key": "_mall_cod", "value": money(r.cod)}],
         }
-        self.state.note_attempt(r.mall_order_id, time.time())
+        return body, missing
+
+    def post_order(self, r: NewOrder, body: dict) -> dict:
         created, _ = self.api.request("POST", f"{API}/orders", json_body=body, ok=(201,))
         if not isinstance(created, dict) or not isinstance(created.get("id"), int):
             raise ShopApiError(self.api.endpoint("POST", f"{API}/orders"), "answer has no integer order id")
-        self.state.record_shop_order(r.mall_order_id, str(created["id"]), number=str(created.get("number")))
-        self.state.note_missing(r.mall_order_id, missing)
-        return str(created["id"])
+        return {"code": str(created["id"]), "number": str(created.get("number"))}
 
-    def _shop_id(self, mall_order_id: int) -> str:
-        known = self.state.shop_order(mall_order_id)
-        if known:
-            return known["code"]
-        found = self.find_order(mall_order_id, time.time() - 90 * 86400)
-        if not found:
-            raise ShopApiError(self.source, f"no WooCommerce order carries {self.cfg.mall_id_meta} = {mall_order_id}")
-        self.state.record_shop_order(mall_order_id, str(found["id"]), number=str(found.get("number")))
-        return str(found["id"])
+    def set_status(self, code: str, shop_status: str) -> None:
+        self.api.request("PUT", f"{API}/orders/{code}", json_body={"status": shop_status})
 
-    def apply_change(self, c: MallChange) -> None:
-        oid = self._shop_id(c.mall_order_id)
-        if c.shop_status:
-            self.api.request("PUT", f"{API}/orders/{oid}", json_body={"status": c.shop_status})
-        note = f"MALL: {c.note or c.mall_status}" + (f" (branch {c.branch_id})" if c.branch_id else "")
-        self.api.request("POST", f"{API}/orders/{oid}/notes", json_body={"note": note, "customer_note": False}, ok=(201,))
+    def add_note(self, code: str, text: str) -> None:
+        self.api.request("POST", f"{API}/orders/{code}/notes", json_body={"note": text, "customer_note": False}, ok=(201,))
 
     # -- webhooks ------------------------------------------------------------------------------
-    def webhook_keys(self) -> list[str]:
-        return [k for k in (_secret(self.cfg.webhook_secret), _secret(self.cfg.webhook_secret_previous)) if k]
-
-    def verify_webhook(self, headers, body: bytes) -> bool:
-        return signature_ok(headers.get("X-WC-Webhook-Signature"), body, self.webhook_keys(), hmac_b64_sha256)
-
     @staticmethod
     def is_ping(headers, body: bytes) -> bool:
         return "X-WC-Webhook-Signature" not in headers and body.startswith(b"webhook_id=") and len(body) < 64
@@ -257,13 +191,10 @@ class WooCommerceAdapter:
             raise ValueError("body is not an order with an integer id")
         return [str(data["id"])]
 
-    def webhook_token(self) -> str:
-        return _secret(self.cfg.webhook_token)
-
     def check_webhooks(self, public_url: str, *, fix: bool = False) -> list[str]:
         """Problems with the connector's order.updated webhook (pointing at public_url, active); with fix,
         registers it or re-enables it. Returns what is (still) wrong, plus what was fixed as "fixed: …"."""
-        url = f"{public_url.rstrip('/')}/webhooks/shop/woocommerce/{self.webhook_token()}"
+        url = self.webhook_url(public_url)
         body, _ = self.api.request("GET", f"{API}/webhooks", params={"per_page": 100})
         mine = [h for h in body or [] if h.get("topic") == WEBHOOK_TOPIC and h.get("delivery_url") == url]
         out = []
@@ -272,7 +203,7 @@ class WooCommerceAdapter:
                 return [f"no {WEBHOOK_TOPIC} webhook points at the receiver ({public_url}/webhooks/shop/woocommerce/…)"]
             self.api.request("POST", f"{API}/webhooks", json_body={
                 "name": "mall-connector", "topic": WEBHOOK_TOPIC, "delivery_url": url,
-                "secret": _secret(self.cfg.webhook_secret), "status": "active"}, ok=(201,))
+                "secret": secret(self.cfg.webhook_secret), "status": "active"}, ok=(201,))
             return [f"fixed: registered the {WEBHOOK_TOPIC} webhook"]
         for h in mine:
             if h.get("status") != "active":

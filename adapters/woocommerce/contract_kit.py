@@ -1,39 +1,20 @@
-"""The WooCommerce adapter's kit for the shared contract suite: a real WooSimulator on loopback.
-
-Until the kit writes the feed, the shop's order listing answers 503 with an HTML maintenance page (a
-host's error page): that is this adapter's "missing feed", which the contract wants named."""
+"""The WooCommerce adapter's kit for the shared contract suite: a real WooSimulator on loopback
+(adapters/shared/contract.py::SimulatorKit: its order listing is the feed)."""
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
 from typing import Sequence
 
+from adapters.shared.contract import SimulatorKit
 from adapters.woocommerce.simulator import WooSimulator
 
-_SIMS: dict[int, WooSimulator] = {}
 
+class WooCommerceKit(SimulatorKit):
+    name = "woocommerce"
+    feed_path = "/wp-json/wc/v3/orders"
 
-# The suite sets the secrets through env or credentials itself, so the section holds none and this
-# shop accepts the empty key pair (key auth is proven in tests/shops/).
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class WooCommerceKit:
-    def section(self, root: Path) -> dict:
-        port = _free_port()
-        self.sim({"base_url": f"http://127.0.0.1:{port}"}).server.down_paths.add("/wp-json/wc/v3/orders")
-        return {"base_url": f"http://127.0.0.1:{port}", "state_dir": str(root / "state"), "retries": 0}
-
-    def sim(self, section: dict) -> WooSimulator:
-        port = int(section["base_url"].rsplit(":", 1)[1])
-        if port not in _SIMS:
-            _SIMS[port] = WooSimulator(key="", secret="", port=port,
-                                       statuses=["packing", "shipped", "new"]).start()
-        return _SIMS[port]
+    def new_simulator(self, port: int) -> WooSimulator:
+        return WooSimulator(key="", secret="", port=port, statuses=["packing", "shipped", "new"])
 
     def write_feed(self, section: dict, rows: Sequence[dict[str, str]]) -> list[int]:
         sim = self.sim(section)
@@ -43,9 +24,6 @@ class WooCommerceKit:
             if row.get("tracking_number"):
                 sim.admin_update(o["id"], tracking=row["tracking_number"])
         return [i + 1 for i in range(len(rows))]  # position in the modified_after listing
-
-    def feed_source(self, section: dict) -> str:
-        return f"woocommerce {section['base_url']}/wp-json/wc/v3/orders"
 
     def received(self, section: dict) -> list[dict[str, str]]:
         sim = self.sim(section)

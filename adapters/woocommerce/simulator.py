@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from adapters.shared.shopapi import hmac_b64_sha256
-from adapters.shared.simhttp import Request, Response, SimServer
+from adapters.shared.simhttp import Request, Response, ShopSimulator, page_of
 
 PREFIX = "/wp-json/wc/v3"
 CORE_STATUSES = ["pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed"]
@@ -36,9 +35,10 @@ def _error(status: int, code: str, message: str) -> Response:
     return Response(status, {"code": code, "message": message, "data": {"status": status}})
 
 
-class WooSimulator:
+class WooSimulator(ShopSimulator):
     def __init__(self, *, key: str = "ck_test", secret: str = "cs_test", read_only_key: str | None = None,
                  statuses: list[str] | None = None, products: dict[str, int] | None = None, port: int = 0):
+        super().__init__(port=port)
         self.keys = {key: (secret, "read_write")}
         if read_only_key:
             self.keys[read_only_key] = (secret, "read")
@@ -46,38 +46,12 @@ class WooSimulator:
         self.products = dict(products or {"SKU-1": 11, "SKU-2": 12, "5": 13})  # sku -> product id
         self.orders: dict[int, dict] = {}
         self.notes: dict[int, list[dict]] = {}
-        self.webhooks: dict[int, dict] = {}
-        self.lock = threading.RLock()
         self._ids = itertools.count(101)
-        self._hook_ids = itertools.count(1)
         self._note_ids = itertools.count(1)
-        self.clock_offset = timedelta(0)
-        self.server = SimServer(self.handle, port=port)
-
-    # -- life ----------------------------------------------------------------------------------
-    def start(self) -> "WooSimulator":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def faults(self):
-        return self.server.faults
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None) + self.clock_offset
+        """The shop's clock in GMT without an offset, as WooCommerce writes its ``*_gmt`` dates."""
+        return super().now().replace(tzinfo=None)
 
     # -- the shop admin's side (tests and the demo call these) ------------------------------------
     def admin_create_order(self, mall_order_id: str | None, status: str = "processing", **extra: Any) -> dict:
@@ -191,9 +165,6 @@ class WooSimulator:
                 hook["status"] = "disabled"
             else:
                 hook["failure_count"] += 1
-
-    def flush_webhooks(self) -> None:
-        self.server.flush_webhooks()
 
     # -- the REST API --------------------------------------------------------------------------
     def _auth(self, req: Request) -> tuple[str | None, Response | None]:
@@ -312,9 +283,7 @@ class WooSimulator:
             rows = [o for o in rows if search in json.dumps(o, ensure_ascii=False)]
         key = "date_modified_gmt" if req.q("orderby") == "modified" else "date_created_gmt"
         rows.sort(key=lambda o: (o[key], o["id"]), reverse=req.q("order", "desc") == "desc")
-        total = len(rows)
-        pages = max(1, -(-total // per_page))
-        chunk = rows[(page - 1) * per_page: page * per_page]
+        chunk, total, pages = page_of(rows, page, per_page)
         links = []
         if page > 1:
             links.append(f'<{self.url}{PREFIX}/orders?page={page - 1}>; rel="prev"')
