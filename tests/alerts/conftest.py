@@ -1,5 +1,6 @@
-"""A CSV shop wired to the sandbox, with a real SMTP sink and a real webhook sink on loopback, and an
-Alerter on a hand-moved clock, so digest and repeat periods pass without waiting."""
+"""A CSV shop wired to the sandbox, with a real SMTP sink and a real webhook sink on loopback (the ``smtp``
+and ``hook`` fixtures of tests/support/sinks.py), and an Alerter on a hand-moved clock, so digest and
+repeat periods pass without waiting."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from connector.alert_rules import Facts, evaluate
 from connector.alerts import Alerter
 from connector.config import AlertsConfig
 from connector.sync.runner import Services, sync_once
-from tests.service.conftest import FakeClock, SmtpSink, WebhookReceiver
+from tests.support.sinks import FakeClock, SmtpSink, WebhookReceiver
 from tests.sync.harness import CsvShop
 
 DIGEST_S = 300
@@ -53,20 +54,6 @@ class World:
 
     def close(self) -> None:
         self.services.close()
-
-
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    yield sink
-    sink.close()
-
-
-@pytest.fixture
-def hook():
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import free_port
-from tests.service.conftest import WebhookReceiver
+from tests.support.sinks import WebhookReceiver
 from tests.sync.harness import CsvShop
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ import pytest
 from connector.alerts import Alerter
 from connector.config import AlertsConfig
 from connector.ledger import open_ledger
-from tests.service.conftest import FakeClock
+from tests.support.sinks import FakeClock
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from connector.ledger import schema as s
 from connector.sync.runner import sync_once
-from tests.fastcentrik_e2e.test_fastcentrik_e2e import FcShop
+from tests.sync.harness import FcShop
 
 pytestmark = pytest.mark.e2e
 

@@ -47,7 +47,7 @@ def alerts_for(services) -> list[tuple[str, str]]:
         def send(self, title, text):
             sent.append((title, text))
 
-    from tests.service.conftest import FakeClock
+    from tests.support.sinks import FakeClock
 
     clock = FakeClock()  # issue 14: a problem that is not urgent goes out in the next digest ([alerts] digest_s)
     alerter = Alerter(services.config.alerts, services.ledger, senders=[Sink()], clock=clock)

@@ -9,8 +9,7 @@ import pytest
 from connector.ledger import schema as s
 from connector.sync.common import PRAGUE
 from connector.sync.runner import sync_once
-from tests.fastcentrik_e2e.test_fastcentrik_e2e import FcShop
-from tests.sync.harness import CsvShop
+from tests.sync.harness import CsvShop, FcShop
 
 pytestmark = pytest.mark.e2e
 

@@ -32,12 +32,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapters.shared.world import DaemonProcess
 from connector.mapping import mapping_from_text
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
 from tests.chaos.checks import LedgerView, Verdict, verify
 from carriers.packeta.simulator import PacketaSimulator
-from tests.chaos.world import (MAPPING_TOML, SENT, CarrierDriver, DaemonRunner, MallDriver, Replayer, ShopSim,
+from tests.chaos.world import (MAPPING_TOML, SENT, CarrierDriver, MallDriver, Replayer, ShopSim,
                                instrument)
 from tests.conftest import TEST_CLIENT_ID, free_port
 from tests.sync.harness import CsvShop
@@ -114,7 +115,7 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
     sandbox._httpd.handle_error = lambda request, address: None  # a killed daemon's broken pipes are expected
     (folder / "mapping.toml").write_text(MAPPING_TOML, encoding="utf-8")
     driver = MallDriver(sandbox.state, random.Random(rng.random()), spec.orders)
-    daemon = DaemonRunner(folder, folder / "config.toml")
+    daemon = DaemonProcess(folder, folder / "config.toml")
     replayer = Replayer(sandbox, hook_url, random.Random(rng.random()))
     fault_rng, kill_rng = random.Random(rng.random()), random.Random(rng.random())
     figures: dict = {}

@@ -1,5 +1,6 @@
 """The moving parts of a chaos run: an instrumented MALL sandbox, a shop that keeps working, MALL's own
-changes, and the real daemon as a subprocess that can be SIGKILLed and restarted.
+changes and MALL's webhooks replayed; the real daemon as a subprocess that is SIGKILLed and restarted is
+the shared world's ``DaemonProcess`` (adapters/shared/world.py).
 
 Everything random takes a ``random.Random`` built from the run's seed, so a seed fixes the schedule
 (which orders, which actions, which fault rates, when the kills come); thread and process timing on a
@@ -8,18 +9,15 @@ real machine still varies, so two runs of one seed agree on the schedule, not on
 
 from __future__ import annotations
 
-import csv
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from adapters.shared.world import read_csv
 from connector.sandbox.state import SandboxError
 
 PRAGUE = ZoneInfo("Europe/Prague")
@@ -144,14 +142,9 @@ class ShopSim:
     # -- the outbox ---------------------------------------------------------------------------
     def import_outbox(self) -> int:
         """Take every published ``*.csv`` (never the hidden temp files), oldest batch first; move it away."""
-        outbox = self.csv_shop.outbox
-        if not outbox.exists():
-            return 0
-        names = sorted((p for p in outbox.iterdir() if p.suffix == ".csv" and not p.name.startswith(".")),
-                       key=lambda p: OutboxFile.seq_of(p.name))
+        names = sorted(self.csv_shop.outbox_files(), key=lambda p: OutboxFile.seq_of(p.name))
         for path in names:
-            with path.open(encoding="utf-8", newline="") as fh:
-                rows = list(csv.DictReader(fh))
+            rows = read_csv(path)
             f = OutboxFile(path.name, "orders" if path.name.startswith("orders-") else "changes", rows,
                            path.stat().st_mtime, OutboxFile.seq_of(path.name), time.time())
             os.rename(path, self.imported / path.name)  # keeps the mtime
@@ -340,69 +333,7 @@ class MallDriver:
 
 
 # ---------------------------------------------------------------------------------------------
-# The daemon
-
-
-@dataclass
-class DaemonRunner:
-    """``mall-connector --config … run`` as a subprocess; stderr of every incarnation kept in ``logs/``."""
-
-    folder: Path
-    config_path: Path
-    log_level: str = "info"
-    proc: subprocess.Popen | None = None
-    incarnation: int = 0
-    kills: int = 0
-    kill_times: list[float] = field(default_factory=list)
-    exit_codes: list[int] = field(default_factory=list)
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None
-        self.incarnation += 1
-        logs = self.folder / "logs"
-        logs.mkdir(exist_ok=True)
-        self._log = open(logs / f"daemon-{self.incarnation:03d}.log", "w", encoding="utf-8")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "connector", "--config", str(self.config_path), "--log-level", self.log_level, "run"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True,
-        )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no flush, the worst a crash or an OOM killer can do."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.kills += 1
-            self.kill_times.append(time.time())
-        self._reap()
-
-    def stop(self, timeout: float = 60.0) -> int | None:
-        """SIGTERM and wait for the clean exit; its code (0 expected)."""
-        if not self.alive():
-            self._reap()
-            return self.exit_codes[-1] if self.exit_codes else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self._reap()
-
-    def _reap(self) -> int | None:
-        if self.proc is None:
-            return None
-        code = self.proc.wait()
-        self._log.close()
-        self.exit_codes.append(code)
-        self.proc = None
-        return code
-
-    def log_text(self) -> str:
-        return "".join(p.read_text(encoding="utf-8", errors="replace")
-                       for p in sorted((self.folder / "logs").glob("daemon-*.log")))
+# MALL's webhooks, replayed (the daemon itself: adapters/shared/world.py DaemonProcess)
 
 
 class Replayer:

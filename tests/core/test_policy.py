@@ -9,32 +9,13 @@ import pytest
 
 from adapters.base import FeedUnavailable, HandoffError
 from connector.ledger.db import LedgerError
-from connector.mall.errors import (
-    MallBadResponse,
-    MallError,
-    MallForbidden,
-    MallNotFound,
-    MallOutcomeUnknown,
-    MallRateLimited,
-    MallServerError,
-    MallTransportError,
-    MallUnauthorized,
-    MallValidationError,
-)
 from connector.sync.policy import Kind, Op, after_failure, outcome_for
+from tests.support.errors import mall_errors
 
 EP = "GET /v1/orders/{id}"
 ERRORS = {
-    "401": MallUnauthorized(EP, 401, "bad key"),
-    "403": MallForbidden(EP, 403, "not allowed"),
-    "404": MallNotFound(EP, 404, "no such order"),
-    "400": MallValidationError(EP, 400, "transition not allowed"),
-    "429": MallRateLimited(EP, 429, "slow down", reset_s=7),
-    "5xx": MallServerError(EP, 503, "down"),
-    "transport": MallTransportError(EP, 0, "timed out"),
-    "bad": MallBadResponse(EP, 200, "data.purchase_id: out of range"),
-    "unknown": MallOutcomeUnknown(EP, 0, "connection dropped after sending"),
-    "mall-other": MallError(EP, 418, "teapot"),
+    **mall_errors(EP, not_found="no such order", invalid="transition not allowed", transport="timed out",
+                  bad="data.purchase_id: out of range"),
     "handoff": HandoffError("outbox not writable"),
     "feed": FeedUnavailable("feed missing"),
     "ledger": LedgerError("ledger is locked"),

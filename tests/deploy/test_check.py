@@ -9,17 +9,9 @@ import pwd
 import pytest
 
 from tests.conftest import TEST_CLIENT_ID
-from tests.service.conftest import WebhookReceiver
 from tests.sync.harness import CsvShop
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def hook():
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture

@@ -3,61 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import time
-from xml.sax.saxutils import escape
 
 import pytest
 
-from connector.sync.runner import Services, sync_once
-from tests.conftest import TEST_CLIENT_ID
+from connector.sync.runner import sync_once
+from tests.sync.harness import FcShop, feed_xml
 
 pytestmark = pytest.mark.e2e
-
-
-def feed_xml(orders: list[dict], encoding: str = "UTF-8") -> bytes:
-    parts = [f'<?xml version="1.0" encoding="{encoding}"?>\n<ORDERS>']
-    for o in orders:
-        parts.append("<ORDER>" + "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in o.items()) + "</ORDER>")
-    parts.append("</ORDERS>\n")
-    return "\n".join(parts).encode("cp1250" if encoding.lower() == "windows-1250" else "utf-8")
-
-
-class FcShop:
-    def __init__(self, folder, sandbox, source: str | None = None, extra: str = ""):
-        self.folder = folder
-        self.feed = folder / "orders.xml"
-        self.config_path = folder / "config.toml"
-        self.config_path.write_text(f"""[mall]
-base_url = "{sandbox.url}"
-client_id = "{TEST_CLIENT_ID}"
-[ledger]
-url = "sqlite:///ledger.db"
-[sync]
-retry_base_s = 0.05
-retry_max_s = 0.2
-[shop]
-adapter = "fastcentrik"
-unreadable_polls_alert = 2
-[shop.fastcentrik]
-source = "{source or 'orders.xml'}"
-outbox = "outbox"
-settle_s = 0
-{extra}""", encoding="utf-8")
-        self._n = 0
-
-    def write(self, orders, encoding="UTF-8"):
-        tmp = self.folder / "orders.xml.tmp"
-        tmp.write_bytes(feed_xml(orders, encoding))
-        os.replace(tmp, self.feed)
-        self._n += 1
-        t = time.time() - 5 + self._n * 0.001
-        os.utime(self.feed, (t, t))
-
-    def services(self):
-        from connector.config import load_config
-
-        return Services(load_config(self.config_path))
 
 
 @pytest.fixture

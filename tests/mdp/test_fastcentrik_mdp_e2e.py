@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fastcentrik_e2e.test_fastcentrik_e2e import FcShop
+from tests.sync.harness import FcShop
 
 pytestmark = pytest.mark.e2e
 

@@ -4,32 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from connector.mall.errors import (
-    MallBadResponse,
-    MallError,
-    MallForbidden,
-    MallNotFound,
-    MallOutcomeUnknown,
-    MallRateLimited,
-    MallServerError,
-    MallTransportError,
-    MallUnauthorized,
-    MallValidationError,
-)
 from connector.sync.policy import Kind, Op, outcome_for
+from tests.support.errors import mall_errors
 
 EP = "POST /v1/orders/labels"
 ERRORS = {
-    "401": MallUnauthorized(EP, 401, "bad key"),
-    "403": MallForbidden(EP, 403, "not allowed"),
-    "404": MallNotFound(EP, 404, "no such item"),
-    "400": MallValidationError(EP, 400, "order not in shipping"),
-    "429": MallRateLimited(EP, 429, "slow down", reset_s=7),
-    "5xx": MallServerError(EP, 503, "down"),
-    "transport": MallTransportError(EP, 0, "connection refused"),
-    "bad": MallBadResponse(EP, 200, "labels_raw: not base64"),
-    "unknown": MallOutcomeUnknown(EP, 0, "connection dropped after sending"),
-    "mall-other": MallError(EP, 418, "teapot"),
+    **mall_errors(EP, not_found="no such item", invalid="order not in shipping", transport="connection refused",
+                  bad="labels_raw: not base64"),
     "value": ValueError("bad value"),
 }
 OPS = [Op.LABELS, Op.LABELS_READ, Op.SERIALS]

@@ -11,7 +11,7 @@ from connector.alerts import Alerter, EmailSender, WebhookSender
 from connector.config import AlertsConfig
 from connector.ledger import schema as s
 from connector.logs import register_secret
-from tests.service.conftest import free_port
+from tests.conftest import free_port
 
 HOUR = 3600
 

@@ -1,32 +1,21 @@
-"""A CSV shop in a temp folder wired to a sandbox: config file, feed writer, outbox reader, CLI runner."""
+"""The test worlds: a CSV shop and a FastCentrik shop in a temp folder wired to a sandbox (the shared
+world of adapters/shared/world.py with the tests' client_id and quick retries), and MALL-side counts."""
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from connector.config import load_config
+from adapters.fastcentrik.world import FastCentrikWorld, feed_xml  # noqa: F401 - feed_xml: for the tests
+from adapters.generic_csv.world import FEED_COLUMNS, CsvWorld  # noqa: F401
 from tests.conftest import TEST_CLIENT_ID
 
-FEED_COLUMNS = ["mall_order_id", "status", "shop_order_id", "tracking_number", "tracking_url", "carrier",
-                "delivered_at", "first_delivery_attempt"]
 
+class CsvShop(CsvWorld):
+    """``shop.csv``, ``outbox/``, ``ledger.db`` and ``config.toml`` in ``folder``; retries in tenths of a second."""
 
-class CsvShop:
     def __init__(self, folder: Path, sandbox, *, extra: str = "", mapping: str | None = None,
                  receiver_listen: str | None = None, tokens: list[str] | None = None, sync: str = ""):
-        self.folder = folder
         self.sandbox = sandbox
-        self.feed = folder / "shop.csv"
-        self.outbox = folder / "outbox"
-        self.outbox.mkdir(exist_ok=True)  # `run` exits 78 without it (the folder is shared with the shop)
-        self.config_path = folder / "config.toml"
-        mapping_line = f'mapping = "{mapping}"\n' if mapping else ""
         receiver = ""
         if receiver_listen or tokens:
             receiver = "[receiver]\n"
@@ -34,63 +23,25 @@ class CsvShop:
                 receiver += f'listen = "{receiver_listen}"\n'
             if tokens:
                 receiver += "tokens = [" + ", ".join(f'"{t}"' for t in tokens) + "]\n"
-        self.config_path.write_text(
-            f"""[mall]
-base_url = "{sandbox.url}"
-client_id = "{TEST_CLIENT_ID}"
-timeout_s = 5
-[ledger]
-url = "sqlite:///ledger.db"
-[sync]
-retry_base_s = 0.05
-retry_max_s = 0.2
-max_attempts = 12
-{sync}{receiver}[shop]
-adapter = "generic_csv"
-{mapping_line}[shop.generic_csv]
-source = "shop.csv"
-outbox = "outbox"
-settle_s = 0
-{extra}""",
-            encoding="utf-8",
-        )
-        self.write_feed([])
+        super().__init__(folder, sandbox.url, TEST_CLIENT_ID, timeout_s=5, mapping=mapping, extra=extra,
+                         sync="retry_base_s = 0.05\nretry_max_s = 0.2\nmax_attempts = 12\n" + sync, sections=receiver)
 
-    def config(self):
-        return load_config(self.config_path)
 
-    def write_feed(self, rows: list[dict], *, encoding: str = "utf-8", delimiter: str = ",") -> None:
-        """Write the feed the way the README tells shops to: a temp file, then a rename."""
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=FEED_COLUMNS, delimiter=delimiter, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
-        tmp = self.feed.with_suffix(".tmp")
-        tmp.write_bytes(buf.getvalue().encode(encoding))
-        os.replace(tmp, self.feed)
-        # Settled (in the past) and distinct per write, even within one clock tick, so the fingerprint changes.
-        self._bump = getattr(self, "_bump", 0) + 1
-        t = time.time() - 5 + self._bump * 0.001
-        os.utime(self.feed, (t, t))
+class FcShop(FastCentrikWorld):
+    """``orders.xml`` (or ``source``, a URL), ``outbox/``, ``ledger.db`` and ``config.toml`` in ``folder``."""
 
-    def outbox_rows(self, prefix: str) -> list[dict]:
-        rows = []
-        if not self.outbox.exists():
-            return rows
-        for f in sorted(self.outbox.iterdir()):
-            if f.name.startswith(prefix) and f.suffix == ".csv":
-                with f.open(encoding="utf-8", newline="") as fh:
-                    rows.extend(csv.DictReader(fh))
-        return rows
+    def __init__(self, folder: Path, sandbox, source: str | None = None, extra: str = ""):
+        self.sandbox = sandbox
+        super().__init__(folder, sandbox.url, TEST_CLIENT_ID, source=source, extra=extra,
+                         sync="retry_base_s = 0.05\nretry_max_s = 0.2\n", shop="unreadable_polls_alert = 2\n")
 
-    def cli(self, *args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "connector", "--config", str(self.config_path), *args],
-                              capture_output=True, text=True, timeout=timeout, cwd=self.folder, **kw)
+    def write(self, orders: list[dict], encoding: str = "UTF-8") -> None:
+        self.write_orders(orders, encoding)
 
-    def popen(self, *args: str, **kw) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "connector", "--config", str(self.config_path), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.folder, **kw)
+    def services(self):
+        from connector.sync.runner import Services
+
+        return Services(self.config())
 
 
 def status_puts(sandbox, order_id: int | None = None) -> list:

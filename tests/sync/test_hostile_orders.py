@@ -17,7 +17,7 @@ from connector.daemon import evaluate_alerts
 from connector.ledger.types import ChangeState, InboxState
 from connector.sync.runner import Services, sync_once
 from tests.conftest import TEST_CLIENT_ID
-from tests.service.conftest import FakeClock
+from tests.support.sinks import FakeClock
 from tests.sync.harness import CsvShop, applied_status_puts
 from tests.sync.hostile import DATA_NULL, DEEP_JSON, HostileMall, order_with
 
