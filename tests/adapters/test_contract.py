@@ -25,8 +25,8 @@ from connector.config import ConfigError, load_config
 from connector.mapping import load_mapping
 from tests.adapters.conftest import TOY
 from tests.adapters.records import cancelled, new_order
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 INSTALLED = sorted(registry.adapters())  # what the installed packages register, at collection time
 
 

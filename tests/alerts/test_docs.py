@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from connector.alert_rules import RULES
+from tests.support.paths import ROOT
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"
+DOC = ROOT / "docs" / "alerts.md"
 
 
 def doc_rows() -> list[list[str]]:

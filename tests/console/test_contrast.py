@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-CSS = Path(__file__).resolve().parents[2] / "connector" / "console" / "static" / "console.css"
+from tests.support.paths import ROOT
+
+CSS = ROOT / "connector" / "console" / "static" / "console.css"
 WHITE = "#ffffff"
 
 

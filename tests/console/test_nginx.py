@@ -18,9 +18,10 @@ from connector.console.users import add_user
 from connector.ledger import open_ledger
 from connector.ledger.audit import recent
 from tests.conftest import free_port
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.e2e
-SNIPPET = Path(__file__).resolve().parents[2] / "packaging" / "nginx" / "console.location.conf"
+SNIPPET = ROOT / "packaging" / "nginx" / "console.location.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 

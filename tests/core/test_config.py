@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from connector.cli import main
 from connector.config import Config, ConfigError, load_config
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path, text: str) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -11,6 +10,7 @@ from adapters.base import FeedUnavailable, HandoffError
 from connector.ledger.db import LedgerError
 from connector.sync.policy import Kind, Op, after_failure, outcome_for
 from tests.support.errors import mall_errors
+from tests.support.paths import ROOT
 
 EP = "GET /v1/orders/{id}"
 ERRORS = {
@@ -104,7 +104,7 @@ def test_fail_outcome_quarantines_at_once():
 
 
 def test_no_except_mall_in_the_sync_layer_outside_the_policy():
-    root = Path(__file__).resolve().parents[2]
+    root = ROOT
     out = subprocess.run(["grep", "-rn", "except Mall", str(root / "connector" / "sync")],
                          capture_output=True, text=True)
     hits = [line for line in out.stdout.splitlines() if "/policy.py:" not in line]

@@ -8,11 +8,11 @@ import sys
 import tomllib
 import zipfile
 from email.parser import Parser
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 pytestmark = pytest.mark.e2e
 
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.config import ConfigError, load_config
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 VALUES = {"credential": "from-credential-111", "env": "from-env-222", "file": "from-file-333", "inline": "inline-444"}
 WHERE = {"credential": "the systemd credential `mall_client_id`", "env": "the environment variable MALL_CLIENT_ID",
          "file": "client_id_file", "inline": "the config file ([mall] client_id)"}

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import click
 
 from connector.cli import main
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "service.md"
 
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.service.test_unit_file import parse_unit
+from tests.support.paths import ROOT
 
-UNIT = Path(__file__).resolve().parents[2] / "packaging" / "systemd" / "mall-connector.service"
+UNIT = ROOT / "packaging" / "systemd" / "mall-connector.service"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

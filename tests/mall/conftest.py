@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from connector.mall.client import MallClient, RetryPolicy
+from tests.support.paths import FIXTURES as SHARED_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mall"
+FIXTURES = SHARED_FIXTURES / "mall"
 CLIENT_ID = "cid-S3cr3t-4711_ZGV2fDEyMw=="
 BASE_URL = "https://mpapi.test"
 

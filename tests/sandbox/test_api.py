@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
 
 from connector.sandbox import SandboxServer
 from tests.conftest import TEST_CLIENT_ID
+from tests.support.paths import FIXTURES as SHARED_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mall" / "orchesty-nodejs-connectors"
+FIXTURES = SHARED_FIXTURES / "mall" / "orchesty-nodejs-connectors"
 OK = {"result": {"code": 200, "status": "OK"}}
 DELIVERED_AT = "2024-05-14 10:00:00"
 

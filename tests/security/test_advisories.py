@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 PYPROJECT = ROOT / "pyproject.toml"
 ADVISORIES = ROOT / "docs" / "advisories.toml"
 

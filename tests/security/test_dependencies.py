@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+from tests.support.paths import ROOT
+
+PYPROJECT = ROOT / "pyproject.toml"
 #: Pinned on purpose without a ceiling, with the reason.
 UNCAPPED = {
     "tzdata": "time-zone rules: a newer release is always the right one, a cap would only freeze stale rules",

@@ -28,10 +28,11 @@ from connector.metrics import Metrics
 from receiver.app import create_app
 from receiver.server import ReceiverServer
 from tests.conftest import free_port
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.e2e  # needs Debian's nginx and openssl (.ci/run installs both); never skipped
 
-SHIPPED = Path(__file__).resolve().parents[2] / "packaging" / "nginx" / "mall-connector.conf"
+SHIPPED = ROOT / "packaging" / "nginx" / "mall-connector.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TOKEN = "nginx-e2e-Vw3Lq9Zt5Rk2Hb7Nc4Xp"
 HOOK = "/webhooks/mall/" + TOKEN

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from connector.config import CREDENTIAL_CLIENT_ID, EXIT_CONFIG
+from tests.support.paths import ROOT
 
-UNIT = Path(__file__).resolve().parents[2] / "packaging" / "systemd" / "mall-connector.service"
+UNIT = ROOT / "packaging" / "systemd" / "mall-connector.service"
 
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:

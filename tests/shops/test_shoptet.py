@@ -25,8 +25,8 @@ from connector.sync.runner import Services, sync_once
 from tests.adapters import records
 from tests.conftest import TEST_CLIENT_ID
 from tests.shops.test_woocommerce import Receiver
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN, HOOK_TOKEN = "shoptet-private-token-1", "shop-token-2"
 
 

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,12 +23,12 @@ from dataclasses import replace
 
 from tests.adapters import records
 from tests.adapters.records import cancelled
+from tests.support.paths import ROOT
 
 
 def new_order(oid: int):
     return replace(records.new_order(oid), shop_status="processing")  # [from_mall] open of mappings/woocommerce.toml
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY, SECRET, HOOK_SECRET, TOKEN = "ck_live_1", "cs_live_1", "hook-secret-1", "shop-token-1"
 
 
