@@ -1,5 +1,5 @@
-"""One error of every MALL client class, for the error-policy tables (tests/core/test_policy.py and the
-MALL Delivery rows in tests/mdp/test_mdp_policy.py); the messages say what the endpoint would say."""
+"""One error of every MALL client class, for the error-policy tables (tests/unit/connector/test_policy.py and the
+MALL Delivery rows in tests/integration/mdp/test_mdp_policy.py); the messages say what the endpoint would say."""
 
 from __future__ import annotations
 

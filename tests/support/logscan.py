@@ -2,16 +2,16 @@
 
 Enable it from the top-level conftest (tests/conftest.py)::
 
-    pytest_plugins = ["tests.security.logscan"]
+    pytest_plugins = ["tests.support.logscan"]
 
-or for one run: ``pytest -p tests.security.logscan``.
+or for one run: ``pytest -p tests.support.logscan``.
 
 What it watches:
 
 * **this process**: a handler on the root logger sees every record any logger emits during the session (at
   whatever level the code and the tests set), and checks its message, its exception and its stack text;
 * **subprocesses** the tests start (``mall-connector run``, ``sync-once``, the CLI ...): the plugin puts
-  ``tests/security/_tee`` on ``PYTHONPATH``; its ``sitecustomize`` copies everything such a Python process
+  ``tests/support/_tee`` on ``PYTHONPATH``; its ``sitecustomize`` copies everything such a Python process
   writes to stdout and stderr (logs, tracebacks, CLI error lines) into a file per process, which is scanned
   when the test that started the process ends, and again when the session ends (daemons outlive their test).
 
@@ -138,7 +138,7 @@ class LogScan:
             leaks += self._scan_files(item.nodeid)
         if leaks and report.outcome != "failed":
             report.outcome = "failed"
-            report.longrepr = ("a secret reached a log line or a subprocess's output (tests/security/logscan.py):\n  "
+            report.longrepr = ("a secret reached a log line or a subprocess's output (tests/support/logscan.py):\n  "
                                + "\n  ".join(leaks[:20]))
 
     def pytest_sessionfinish(self, session, exitstatus):
@@ -154,7 +154,7 @@ class LogScan:
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.session_leaks:
-            terminalreporter.section("secrets in log lines (tests/security/logscan.py)", red=True)
+            terminalreporter.section("secrets in log lines (tests/support/logscan.py)", red=True)
             for line in self.session_leaks[:50]:
                 terminalreporter.line(line)
         shutil.rmtree(self.dir, ignore_errors=True)

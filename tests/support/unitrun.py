@@ -8,7 +8,7 @@ ExecStart=/ExecReload= command lines with $MAINPID. Paths under /opt/mall-connec
 /etc/mall-connector and /var/lib/mall-connector are mapped into a test folder, so nothing on the
 machine outside that folder is touched except the users and groups. Not applied: the sandboxing
 directives (ProtectSystem=, ReadWritePaths=, SystemCallFilter= ...), which need systemd itself;
-`systemd-analyze verify` checks those (tests/service/test_unit_file.py).
+`systemd-analyze verify` checks those (tests/system/service/test_unit_file.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.service.test_unit_file import parse_unit
+from tests.system.service.test_unit_file import parse_unit
 from tests.support.paths import ROOT
 
 UNIT = ROOT / "packaging" / "systemd" / "mall-connector.service"

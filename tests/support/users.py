@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import runtime
+from tests.support import runtime
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def open_tmp():
 
 @pytest.fixture(scope="session")
 def world_bin():
-    """bin/ of a venv any user can run (python, mall-connector); see tests/deploy/runtime.py."""
+    """bin/ of a venv any user can run (python, mall-connector); see tests/support/runtime.py."""
     path = Path(tempfile.mkdtemp(prefix="mall-connector-rt-"))
     try:
         yield runtime.build(path)

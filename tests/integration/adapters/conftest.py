@@ -1,4 +1,4 @@
-"""Registering the test-only adapter (tests/adapters/toy_shop) through a real entry point.
+"""Registering the test-only adapter (tests/integration/adapters/toy_shop) through a real entry point.
 
 An installed package's entry points live in its ``*.dist-info/entry_points.txt`` on ``sys.path``;
 this writes such a folder under tmp and puts it on ``sys.path``, exactly as ``pip install`` of a
@@ -22,7 +22,7 @@ def install_toy(site: Path) -> Path:
     dist.mkdir(parents=True, exist_ok=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-shop-adapter\nVersion: 0.1\n", encoding="utf-8")
     (dist / "entry_points.txt").write_text(
-        f"[{registry.ENTRY_POINT_GROUP}]\n{TOY} = tests.adapters.toy_shop:ADAPTER\n", encoding="utf-8")
+        f"[{registry.ENTRY_POINT_GROUP}]\n{TOY} = tests.integration.adapters.toy_shop:ADAPTER\n", encoding="utf-8")
     return site
 
 

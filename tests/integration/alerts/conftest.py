@@ -11,7 +11,7 @@ from connector.alerts import Alerter
 from connector.config import AlertsConfig
 from connector.sync.runner import Services, sync_once
 from tests.support.sinks import FakeClock, SmtpSink, WebhookReceiver
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 DIGEST_S = 300
 REPEAT_S = 3600

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.support.sinks import WebhookReceiver
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 TOKEN = "digest-token-Pk3Wq8Zm5Rt2Xv7Ln4Hc"  # >= 128 bits, not repetitive (issue 16 item 7)

@@ -12,7 +12,7 @@ import pytest
 
 from connector.mapping import load_mapping
 from connector.sync.deadlines import check_deadlines
-from tests.alerts.conftest import DIGEST_S, REPEAT_S
+from tests.integration.alerts.conftest import DIGEST_S, REPEAT_S
 
 pytestmark = pytest.mark.e2e
 
@@ -280,7 +280,7 @@ def test_open_problem_is_repeated_at_most_once_per_repeat_after(world):
 
 
 def test_orders_held_by_an_unmapped_status_move_once_the_mapping_maps_it(world):
-    from tests.sync.harness import applied_status_puts
+    from tests.support.worlds import applied_status_puts
 
     a, b = open_orders(world.sandbox, 2)
     world.shop.write_feed([{"mall_order_id": a, "status": "Balíme"}, {"mall_order_id": b, "status": "Balíme"}])
@@ -306,7 +306,7 @@ def test_alert_evaluation_never_scans_a_table_that_grows_with_the_ledger(world):
     """The rules run after every job: each query must SEARCH by an index, never SCAN a growing table."""
     import re as _re
 
-    from tests.perf.conftest import count_sql, fill_ledger
+    from tests.integration.perf.conftest import count_sql, fill_ledger
 
     fill_ledger(world.ledger, 1, 2_000)
     (a,) = open_orders(world.sandbox, 1)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from connector.ledger import schema as s
 from connector.sync.runner import sync_once
-from tests.sync.harness import FcShop
+from tests.support.worlds import FcShop
 
 pytestmark = pytest.mark.e2e
 

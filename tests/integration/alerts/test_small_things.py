@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from connector.ledger import schema as s
 from connector.ledger import open_ledger
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 

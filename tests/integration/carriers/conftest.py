@@ -11,7 +11,7 @@ from carriers.packeta.simulator import PacketaSimulator
 from carriers.ppl.simulator import PplSimulator
 from connector.sync.common import PRAGUE
 
-# Module-level *SECRET* strings are watched by the log scan (tests/security/logscan.py): a log line with one fails.
+# Module-level *SECRET* strings are watched by the log scan (tests/support/logscan.py): a log line with one fails.
 PACKETA_API_SECRET = "packeta-test-password-9876"
 PPL_CLIENT_SECRET = "ppl-sim-secret-0001-abcdef"
 PPL_CLIENT_ID_SECRET = "ppl-sim-client-0001-abcdef"

@@ -14,8 +14,8 @@ import pytest
 from connector.ledger import schema as s
 from connector.sync.common import PRAGUE
 from connector.sync.runner import Services, sync_once
-from tests.carriers.conftest import FMT, PACKETA_API_SECRET, PPL_CLIENT_SECRET, after, carriers_toml, shipped_order
-from tests.sync.harness import CsvShop
+from tests.integration.carriers.conftest import FMT, PACKETA_API_SECRET, PPL_CLIENT_SECRET, after, carriers_toml, shipped_order
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from connector.sync.runner import Services, sync_once
-from tests.carriers.conftest import carriers_toml, shipped_order
-from tests.perf.conftest import count_sql, feed_rows
-from tests.sync.harness import CsvShop
+from tests.integration.carriers.conftest import carriers_toml, shipped_order
+from tests.integration.perf.conftest import count_sql, feed_rows
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_CLIENT_ID, free_port
-from tests.sandbox.test_cli import Reader
+from tests.unit.connector.sandbox.test_cli import Reader
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import pytest
 from connector.ledger import schema as s
 from connector.sync.common import PRAGUE
 from connector.sync.runner import sync_once
-from tests.sync.harness import CsvShop, FcShop
+from tests.support.worlds import CsvShop, FcShop
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 TOKEN = "backup-token-Jm5Qw8Zr3Tx7Lp2Vn6Kd"  # >= 128 bits, not repetitive (issue 16 item 7)

@@ -9,7 +9,7 @@ import pwd
 import pytest
 
 from tests.conftest import TEST_CLIENT_ID
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from connector.sync.runner import Services
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.config import load_config
 from mappings import default_mapping_path
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 
 @pytest.mark.parametrize("adapter,other", [("generic_csv", "fastcentrik"), ("fastcentrik", "generic_csv")])

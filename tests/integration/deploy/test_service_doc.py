@@ -71,7 +71,7 @@ def test_every_command_in_the_doc_exists_with_its_options():
 
 def test_the_doc_uses_the_names_the_service_test_and_init_use():
     from connector.commands import init_cmd
-    from tests.deploy import test_service_e2e
+    from tests.system.deploy import test_service_e2e
 
     text = DOC.read_text(encoding="utf-8")
     assert f"addgroup --system {test_service_e2e.OUTBOX_GROUP}" in text

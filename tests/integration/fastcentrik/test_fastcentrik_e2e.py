@@ -7,7 +7,7 @@ import json
 import pytest
 
 from connector.sync.runner import sync_once
-from tests.sync.harness import FcShop, feed_xml
+from tests.support.worlds import FcShop, feed_xml
 
 pytestmark = pytest.mark.e2e
 

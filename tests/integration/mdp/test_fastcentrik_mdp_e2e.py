@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sync.harness import FcShop
+from tests.support.worlds import FcShop
 
 pytestmark = pytest.mark.e2e
 

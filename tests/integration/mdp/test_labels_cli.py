@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.mdp.test_labels_e2e import MdpShop, label_posts, mdp_orders, run
+from tests.integration.mdp.test_labels_e2e import MdpShop, label_posts, mdp_orders, run
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ import pytest
 from connector.sandbox.faults import Faults
 from connector.sync import labels as labels_mod
 from connector.sync.runner import Services, sync_once
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import pytest
 from openpyxl import load_workbook
 
 from connector.exports.billing import build_billing
-from tests.ops.conftest import dec
+from tests.integration.ops.conftest import dec
 
 HEADER = ["Order ID", "COD amount", "Purchase ID", "Delivered at", "Currency", "Item ID", "Article ID", "Title",
           "Quantity", "Unit price", "VAT %", "Commission %", "Line total", "Delivery price", "COD fee", "Discount",

@@ -105,7 +105,7 @@ def test_table_and_csv(mall, cli):
     assert {r["confirmed"] for r in rows} == {"yes", "no"}
 
 
-def test_empty_ledger_says_so(cli, ledger):  # an empty ledger; a missing one is an error (tests/deploy)
+def test_empty_ledger_says_so(cli, ledger):  # an empty ledger; a missing one is an error (tests/integration/deploy)
     result = cli("orders", "list")
     assert result.exit_code == 0
     assert "no orders in the ledger match" in result.stdout

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 from sqlalchemy import event
 
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 
 @dataclass

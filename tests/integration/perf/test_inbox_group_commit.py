@@ -8,7 +8,7 @@ import time
 import pytest
 
 from connector.ledger import open_ledger
-from tests.perf.conftest import count_sql
+from tests.integration.perf.conftest import count_sql
 
 
 @pytest.fixture

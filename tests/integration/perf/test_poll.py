@@ -6,7 +6,7 @@ import os
 import time
 
 from connector.sync.runner import Services
-from tests.perf.conftest import count_sql, feed_rows
+from tests.integration.perf.conftest import count_sql, feed_rows
 
 N = 10_000
 

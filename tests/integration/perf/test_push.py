@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from connector.ledger.repo import utcnow
 from connector.sync.runner import Services, sync_once
-from tests.perf.conftest import count_sql, feed_rows, gets_of_orders, list_calls
-from tests.sync.harness import applied_status_puts
+from tests.integration.perf.conftest import count_sql, feed_rows, gets_of_orders, list_calls
+from tests.support.worlds import applied_status_puts
 
 
 def _known(services, ids, *, read_ago: timedelta, status: str = "open") -> None:

@@ -7,7 +7,7 @@ import httpx
 from connector.sandbox.faults import Faults
 from connector.sync.ratelimit import RateLimitPacer
 from connector.sync.runner import Services, sync_once
-from tests.perf.conftest import feed_rows
+from tests.integration.perf.conftest import feed_rows
 
 
 class Clock:

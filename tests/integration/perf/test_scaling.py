@@ -8,8 +8,8 @@ from datetime import timedelta
 from connector.ledger.repo import utcnow
 from connector.sync.deadlines import check_deadlines
 from connector.sync.runner import Services, sync_once
-from tests.perf.conftest import count_sql, feed_rows, fill_ledger
-from tests.sync.harness import CsvShop
+from tests.integration.perf.conftest import count_sql, feed_rows, fill_ledger
+from tests.support.worlds import CsvShop
 
 # Tables that grow with the ledger's age. A query may SEARCH them (by an index) but never SCAN them.
 GROWING = ("orders", "changes", "events", "actions", "handoffs")

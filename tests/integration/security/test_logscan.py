@@ -1,4 +1,4 @@
-"""The log scanner itself (tests/security/logscan.py) finds what it must, and is switched on."""
+"""The log scanner itself (tests/support/logscan.py) finds what it must, and is switched on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import TEST_CLIENT_ID
-from tests.security.logscan import ENV_DIR, LeakHandler, SecretScanner
+from tests.support.logscan import ENV_DIR, LeakHandler, SecretScanner
 
 
 @pytest.fixture
@@ -52,12 +52,12 @@ def test_module_constants_named_like_secrets_are_learned():
 
 
 def test_the_plugin_is_on_for_this_session(pytestconfig):
-    """The plugin must be enabled from tests/conftest.py: pytest_plugins = ["tests.security.logscan"]."""
+    """The plugin must be enabled from tests/conftest.py: pytest_plugins = ["tests.support.logscan"]."""
     if not pytestconfig.pluginmanager.has_plugin("mall-connector-logscan"):
-        pytest.skip('log scan is off: add `pytest_plugins = ["tests.security.logscan"]` to tests/conftest.py '
-                    "(or run pytest -p tests.security.logscan)")
+        pytest.skip('log scan is off: add `pytest_plugins = ["tests.support.logscan"]` to tests/conftest.py '
+                    "(or run pytest -p tests.support.logscan)")
     assert any(isinstance(h, LeakHandler) for h in logging.getLogger().handlers)
     assert os.environ.get(ENV_DIR), "subprocess output is not being collected"
     out = subprocess.run([sys.executable, "-c", "import sys; print(type(sys.stderr).__name__)"],
                          capture_output=True, text=True).stdout.strip()
-    assert out == "_Tee", "subprocesses do not load tests/security/_tee/sitecustomize.py"
+    assert out == "_Tee", "subprocesses do not load tests/support/_tee/sitecustomize.py"

@@ -18,8 +18,8 @@ from connector.ledger.types import ChangeState, InboxState
 from connector.sync.runner import Services, sync_once
 from tests.conftest import TEST_CLIENT_ID
 from tests.support.sinks import FakeClock
-from tests.sync.harness import CsvShop, applied_status_puts
-from tests.sync.hostile import DATA_NULL, DEEP_JSON, HostileMall, order_with
+from tests.support.worlds import CsvShop, applied_status_puts
+from tests.integration.sync.hostile import DATA_NULL, DEEP_JSON, HostileMall, order_with
 
 pytestmark = pytest.mark.e2e
 MAX_ATTEMPTS = 12  # the harness's [sync] max_attempts

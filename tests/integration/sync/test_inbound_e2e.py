@@ -15,7 +15,7 @@ from connector.sandbox.faults import Faults
 from connector.sync.runner import Services, sync_once
 from receiver.app import create_app
 from receiver.server import ReceiverServer
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 TOKEN = "tok-" + "Hy7Ud3Kp9Wm2Qx6Rb4Tn8Vc5Ze1Ls0Ag"  # >= 128 bits, not repetitive (issue 16 item 7)

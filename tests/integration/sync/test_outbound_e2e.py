@@ -8,7 +8,7 @@ import pytest
 
 from connector.sandbox.faults import Faults
 from connector.sync.runner import Services, sync_once
-from tests.sync.harness import CsvShop, applied_status_puts, status_puts
+from tests.support.worlds import CsvShop, applied_status_puts, status_puts
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Loaded by every Python subprocess the test suite starts (tests/security/logscan.py puts this folder on
+"""Loaded by every Python subprocess the test suite starts (tests/support/logscan.py puts this folder on
 PYTHONPATH): copies what the process writes to stdout and stderr into ``$MALL_CONNECTOR_LOGSCAN_DIR`` so the
 plugin can check that no secret reached a log line, a traceback or a CLI message. Standard library only;
 does nothing when the variable is not set."""

@@ -1,6 +1,6 @@
 """Chaos run: the real daemon against a misbehaving MALL, killed at random, while both sides keep changing.
 
-    python -m tests.chaos.run --size small|full --seed N [--report FILE] [--keep DIR] [-v]
+    python -m tests.system.chaos.run --size small|full --seed N [--report FILE] [--keep DIR] [-v]
 
 * MALL (the sandbox, in this process) answers 5xx before and after applying, 429 with reset headers,
   slowly, or drops the connection, at rates that change every few seconds; its webhooks are dropped,
@@ -36,12 +36,12 @@ from adapters.shared.world import DaemonProcess
 from connector.mapping import mapping_from_text
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
-from tests.chaos.checks import LedgerView, Verdict, verify
+from tests.system.chaos.checks import LedgerView, Verdict, verify
 from carriers.packeta.simulator import PacketaSimulator
-from tests.chaos.world import (MAPPING_TOML, SENT, CarrierDriver, MallDriver, Replayer, ShopSim,
+from tests.system.chaos.world import (MAPPING_TOML, SENT, CarrierDriver, MallDriver, Replayer, ShopSim,
                                instrument)
 from tests.conftest import TEST_CLIENT_ID, free_port
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 TOKEN = "chaos-token-" + "Q7mB4xN9pL2vR8kT5wZ3cH6j"  # >= 128 bits, not repetitive (issue 16 item 7)
 TICK_S = 0.25
@@ -319,7 +319,7 @@ def _report(result: ChaosResult, path: Path, command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tests.system.chaos.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--seed", type=int, default=20261126)
     p.add_argument("--report", type=Path, default=None,
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  work folder kept: {result.folder}")
     print(result.summary())
     if args.report:
-        _report(result, args.report, f"python -m tests.chaos.run --size {args.size} --seed {args.seed}")
+        _report(result, args.report, f"python -m tests.system.chaos.run --size {args.size} --seed {args.seed}")
     return 0 if result.ok else 1
 
 

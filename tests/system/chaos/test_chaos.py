@@ -1,11 +1,11 @@
 """The small seeded chaos run inside `make test` (about 40 s): the real daemon, SIGKILLed and restarted
-while MALL misbehaves and both sides keep changing; see tests/chaos/run.py and docs/reliability.md."""
+while MALL misbehaves and both sides keep changing; see tests/system/chaos/run.py and docs/reliability.md."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.chaos.run import run_chaos
+from tests.system.chaos.run import run_chaos
 
 pytestmark = pytest.mark.e2e
 

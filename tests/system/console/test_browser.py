@@ -20,7 +20,7 @@ import pytest
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
 from tests.conftest import TEST_CLIENT_ID, free_port
-from tests.sync.harness import CsvShop, applied_status_puts, status_puts
+from tests.support.worlds import CsvShop, applied_status_puts, status_puts
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import pytest
 
 from connector.sandbox.faults import Faults
 from tests.conftest import free_port
-from tests.sync.harness import CsvShop, applied_status_puts, status_puts
+from tests.support.worlds import CsvShop, applied_status_puts, status_puts
 
 pytestmark = pytest.mark.e2e
 TOKEN = "daemon-token-" + "Zq8rT2wXc5Vb9NmK4pLs"  # >= 128 bits, not repetitive (issue 16 item 7)

@@ -1,4 +1,4 @@
-"""The service, run the way the unit runs it (tests/deploy/unitrun.py): the unit's user, umask,
+"""The service, run the way the unit runs it (tests/support/unitrun.py): the unit's user, umask,
 credentials and state folder, with a separate unprivileged shop user on the other side of the outbox.
 
 Story: a webhook brings an order; the outbox folder is not writable yet, so the hand-off fails with
@@ -24,7 +24,7 @@ import pytest
 
 from mappings import default_mapping_path
 from tests.conftest import TEST_CLIENT_ID, free_port
-from tests.sync.harness import applied_status_puts
+from tests.support.worlds import applied_status_puts
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ def _install_root_file(path: Path, text: str, gid: int, mode: int) -> None:
 
 def test_the_service_as_the_unit_runs_it(open_tmp, world_bin, make_sandbox):
     _require_root()
-    from tests.deploy.unitrun import ServiceRun
+    from tests.support.unitrun import ServiceRun
 
     svc = ServiceRun(open_tmp, world_bin.parent)
     try:
@@ -118,7 +118,7 @@ def test_the_service_as_the_unit_runs_it(open_tmp, world_bin, make_sandbox):
 
 
 def _story(svc, root: Path, make_sandbox) -> None:
-    from tests.deploy.unitrun import add_to_group, ensure_group, ensure_user
+    from tests.support.unitrun import add_to_group, ensure_group, ensure_user
 
     # -- set-up, as docs/service.md does it ---------------------------------------------------------
     shop = ensure_user(SHOP_USER, system=False)

@@ -13,9 +13,9 @@ import pytest
 
 from connector.sandbox.server import SandboxServer
 from tests.conftest import TEST_CLIENT_ID, free_port
-from tests.receiver.test_slow_clients import SlowClients
-from tests.security.test_daemon_security import _wait
-from tests.sync.harness import CsvShop
+from tests.unit.receiver.test_slow_clients import SlowClients
+from tests.system.security.test_daemon_security import _wait
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.test_unit_file import UNIT, one, parse_unit
+from tests.system.service.test_unit_file import UNIT, one, parse_unit
 
 
 @pytest.fixture(scope="module")

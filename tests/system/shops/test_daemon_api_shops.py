@@ -18,8 +18,8 @@ import pytest
 from adapters.shared.shopapi import hmac_b64_sha256, hmac_hex_sha1
 from adapters.shared.world import ShopWorld, config_text
 from tests.conftest import TEST_CLIENT_ID, free_port
-from tests.daemon.test_daemon_e2e import _wait
-from tests.sync.harness import applied_status_puts
+from tests.system.daemon.test_daemon_e2e import _wait
+from tests.support.worlds import applied_status_puts
 
 pytestmark = pytest.mark.e2e
 MALL_TOKEN = "daemon-token-" + "Zq8rT2wXc5Vb9NmK4pLs"

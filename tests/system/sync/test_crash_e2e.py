@@ -10,7 +10,7 @@ import time
 import pytest
 
 from connector.sandbox.faults import Faults
-from tests.sync.harness import CsvShop, applied_status_puts, status_puts
+from tests.support.worlds import CsvShop, applied_status_puts, status_puts
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from connector.ledger import open_ledger
 from connector.ledger.rows import HandoffRow
 from connector.ledger.transitions import IllegalTransition, check
 from connector.ledger.types import ChangeState as C, HandoffState, InboxState
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 
 class Nowhere:

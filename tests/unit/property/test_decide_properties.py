@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from connector.mall.statuses import Status
 from connector.sandbox.state import OrderStore, SandboxError
 from connector.sync.decide import decide_outbound
-from tests.property import PROFILE
+from tests.unit.property import PROFILE
 
 # README, "How a shop status reaches MALL": what a partner may do, written out by hand.
 LEGAL = {

@@ -23,9 +23,9 @@ from connector.sandbox.server import SandboxServer
 from connector.sandbox.state import SandboxError
 from connector.sync.runner import Services, sync_once
 from tests.conftest import TEST_CLIENT_ID
-from tests.property import PROFILE
-from tests.property.test_decide_properties import TRACKING, legal
-from tests.sync.harness import CsvShop, status_puts
+from tests.unit.property import PROFILE
+from tests.unit.property.test_decide_properties import TRACKING, legal
+from tests.support.worlds import CsvShop, status_puts
 
 SHOP_STATUSES = ["new", "packing", "shipped", "delivered", "returned", "cancelled", "on hold"]  # on hold: unmapped
 MALL_ACTIONS = ["customer_cancel", "mdp_ship", "mdp_deliver", "mdp_return", "change_branch"]

@@ -20,7 +20,7 @@ from connector.ledger import open_ledger
 from connector.mapping import Mapping, MappingError, mapping_from_text
 from connector.metrics import Metrics
 from receiver.app import MAX_ORDER_ID, BadBody, create_app, parse_order_ids
-from tests.property import PROFILE
+from tests.unit.property import PROFILE
 
 PRAGUE = ZoneInfo("Europe/Prague")
 TOKEN = "fuzz-token-" + "k" * 16

@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from tests.receiver.conftest import HOOK, inbox
+from tests.unit.receiver.conftest import HOOK, inbox
 
 pytestmark = pytest.mark.e2e
 

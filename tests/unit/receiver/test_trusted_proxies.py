@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from receiver.app import client_address, parse_networks
-from tests.receiver.conftest import HOOK, inbox
+from tests.unit.receiver.conftest import HOOK, inbox
 
 PROXY = "127.0.0.1"
 

@@ -1,4 +1,4 @@
-"""A test-only shop adapter, registered only by tests/adapters/conftest.py (never installed).
+"""A test-only shop adapter, registered only by tests/integration/adapters/conftest.py (never installed).
 
 It proves the contract: an adapter is one package with its name, config model, secrets and default
 mapping, found through the entry-point group, and no core file names it. Its shop speaks JSON lines:
@@ -116,5 +116,5 @@ ADAPTER = AdapterSpec(
     secrets=(Secret("api_key"),),
     paths=("feed", "inbox"),
     default_mapping=HERE / "mapping.toml",
-    contract_kit="tests.adapters.toy_shop:ToyShopKit",
+    contract_kit="tests.integration.adapters.toy_shop:ToyShopKit",
 )

@@ -15,7 +15,7 @@ from adapters import make_adapter as make_configured_adapter
 from adapters.base import FeedUnavailable, MallChange, NewOrder, NewOrderItem
 from adapters.fastcentrik import FastCentrikAdapter, detect_format
 from connector.config import ConfigError, FastCentrikConfig, FastCentrikFields, config_from_dict
-from tests.fastcentrik.conftest import FIXTURES, PRAGUE, make_adapter
+from tests.unit.adapters.fastcentrik.conftest import FIXTURES, PRAGUE, make_adapter
 
 
 def ids(feed) -> list[int]:

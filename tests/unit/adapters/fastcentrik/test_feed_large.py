@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 from adapters.fastcentrik import parse_orders_xml
 from connector.config import FastCentrikFields
-from tests.fastcentrik.conftest import PRAGUE
+from tests.unit.adapters.fastcentrik.conftest import PRAGUE
 
 ORDERS = 100_000
 MALL_EVERY = 3  # one order in three came from MALL; the rest are the shop's own

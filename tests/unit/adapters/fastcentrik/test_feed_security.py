@@ -11,7 +11,7 @@ import pytest
 from adapters.base import FeedUnavailable
 from adapters.fastcentrik import parse_orders_xml
 from connector.config import FastCentrikFields
-from tests.fastcentrik.conftest import PRAGUE
+from tests.unit.adapters.fastcentrik.conftest import PRAGUE
 
 _opened: list[str] = []
 _watch: list[str] = []

@@ -10,7 +10,7 @@ import pytest
 from adapters.base import FeedUnavailable, ShopOrderState
 from adapters.fastcentrik import parse_orders_xml
 from connector.config import FastCentrikFields
-from tests.fastcentrik.conftest import BRATISLAVA, FIXTURES, PRAGUE
+from tests.unit.adapters.fastcentrik.conftest import BRATISLAVA, FIXTURES, PRAGUE
 
 
 def parse(data: bytes | str, *, fields: FastCentrikFields = FastCentrikFields(), tz=PRAGUE, encoding=None):

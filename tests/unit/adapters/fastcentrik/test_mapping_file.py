@@ -11,7 +11,7 @@ from connector.config import FastCentrikFields, config_from_dict
 from connector.mall.statuses import Status
 from connector.mapping import load_mapping, mapping_from_text
 from mappings import default_mapping_path
-from tests.fastcentrik.conftest import FIXTURES, PRAGUE
+from tests.unit.adapters.fastcentrik.conftest import FIXTURES, PRAGUE
 
 PATH = default_mapping_path("fastcentrik")
 

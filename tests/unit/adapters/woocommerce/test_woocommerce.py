@@ -21,8 +21,8 @@ from adapters.woocommerce.simulator import WooSimulator
 from receiver.app import create_app
 from dataclasses import replace
 
-from tests.adapters import records
-from tests.adapters.records import cancelled
+from tests.integration.adapters import records
+from tests.integration.adapters.records import cancelled
 from tests.support.paths import ROOT
 
 
@@ -91,7 +91,7 @@ CRASH_AFTER_CREATE = """
 import os, signal, sys
 from adapters.shared import shopapi
 from adapters.woocommerce import WooCommerceAdapter, WooCommerceConfig
-from tests.shops.test_woocommerce import new_order
+from tests.unit.adapters.woocommerce.test_woocommerce import new_order
 # kill -9 right after the shop accepted the POST, before the shop's order id is recorded
 shopapi.StateDir.record_shop_order = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 cfg = WooCommerceConfig(base_url=sys.argv[1], consumer_key="%s", consumer_secret="%s", state_dir=sys.argv[2])

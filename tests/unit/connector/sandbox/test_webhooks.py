@@ -8,7 +8,7 @@ import httpx
 
 from connector.sandbox.faults import Faults
 from tests.conftest import free_port
-from tests.sandbox.conftest import TLS
+from tests.unit.connector.sandbox.conftest import TLS
 
 
 def test_changes_arrive_batched_and_deduplicated(make_sandbox, receiver):
