@@ -24,7 +24,7 @@ from adapters.base import AdapterSpec, FeedUnavailable
 from connector.config import ConfigError, load_config
 from connector.mapping import load_mapping
 from tests.integration.adapters.conftest import TOY
-from tests.integration.adapters.records import cancelled, new_order
+from tests.support.records import cancelled, new_order
 from tests.support.paths import ROOT
 
 INSTALLED = sorted(registry.adapters())  # what the installed packages register, at collection time
@@ -120,7 +120,7 @@ CRASH_AFTER_STAGE = """
 import os, signal, sys
 from adapters import make_adapter
 from connector.config import load_config
-from tests.integration.adapters.records import new_order
+from tests.support.records import new_order
 adapter = make_adapter(load_config(sys.argv[1], environ={}))
 adapter.stage_handoff(sys.argv[2], "orders", [new_order(int(sys.argv[3]))])
 os.kill(os.getpid(), signal.SIGKILL)

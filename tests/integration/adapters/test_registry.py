@@ -33,7 +33,7 @@ def site_with(tmp_path):
 
 def test_a_broken_adapter_stops_no_other_and_choosing_it_says_why(tmp_path, site_with):
     site_with("broken_shop", "no_such_module_anywhere:ADAPTER")
-    site_with("wrong_shop", "tests.integration.adapters.records:new_order")  # not an AdapterSpec
+    site_with("wrong_shop", "tests.support.records:new_order")  # not an AdapterSpec
     assert {"generic_csv", "fastcentrik"} <= set(registry.adapters())
     assert "broken_shop" not in registry.adapters() and "wrong_shop" not in registry.adapters()
     path = tmp_path / "config.toml"

@@ -22,7 +22,7 @@ from adapters.shoptet import ShoptetAdapter, ShoptetConfig, init_mapping
 from adapters.shoptet.simulator import ShoptetSimulator
 from connector.mapping import load_mapping
 from connector.sync.runner import Services, sync_once
-from tests.integration.adapters import records
+from tests.support import records
 from tests.conftest import TEST_CLIENT_ID
 from tests.unit.adapters.woocommerce.test_woocommerce import Receiver
 from tests.support.paths import ROOT
@@ -70,7 +70,7 @@ import os, signal, sys
 from dataclasses import replace
 from adapters.shared import shopapi
 from adapters.shoptet import ShoptetAdapter, ShoptetConfig
-from tests.integration.adapters.records import new_order
+from tests.support.records import new_order
 shopapi.StateDir.record_shop_order = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 cfg = ShoptetConfig(base_url=sys.argv[1], api_token="%s", state_dir=sys.argv[2])
 a = ShoptetAdapter(cfg, cfg.state_dir)

@@ -21,8 +21,8 @@ from adapters.woocommerce.simulator import WooSimulator
 from receiver.app import create_app
 from dataclasses import replace
 
-from tests.integration.adapters import records
-from tests.integration.adapters.records import cancelled
+from tests.support import records
+from tests.support.records import cancelled
 from tests.support.paths import ROOT
 
 
