@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 
 ## make chaos: the full-size seeded chaos run (kills, faults, duplicate/lost webhooks); writes figures
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos.run --size full --seed 20261126 --report docs/reliability.md
+	$(BIN)/python -m tests.system.chaos.run --size full --seed 20261126 --report docs/reliability.md
 
 ## make bench: benchmarks against the bare stack; writes docs/performance.md
 bench: $(STAMP)
@@ -43,7 +43,7 @@ audit: $(STAMP)
 .PHONY: console-screenshots
 ## make console-screenshots: re-take the screenshots in docs/console.md (headless Chromium, the real daemon)
 console-screenshots: $(STAMP)
-	CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/console/test_browser.py
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/system/console/test_browser.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

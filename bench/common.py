@@ -4,7 +4,6 @@ and SQL statement counting."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import platform
 import socket
@@ -13,12 +12,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
 import httpx
+
+from adapters.generic_csv.world import FEED_COLUMNS as BASE_FEED_COLUMNS
+from adapters.generic_csv.world import CsvWorld, csv_bytes
+from adapters.shared.world import publish_file
 
 CLIENT_ID = "bench-client-id-0123456789"
 TOKEN = "bench-webhook-token-7f3a9c1e5b8d2046"  # >= 128 bits, not sequential (issue 16 item 7)
@@ -190,59 +192,22 @@ def http_counts(requests: list[dict]) -> dict[str, int]:
 
 # -- a generic-CSV shop in a folder ----------------------------------------------------------------------
 
-FEED_COLUMNS = ["mall_order_id", "status", "shop_order_id", "tracking_number", "tracking_url", "carrier",
-                "delivered_at", "first_delivery_attempt", "location"]
+FEED_COLUMNS = (*BASE_FEED_COLUMNS, "location")
 
 
-@dataclass
-class Shop:
-    folder: Path
-    mall_url: str
-    sync: str = ""
-    receiver: str = ""
+class Shop(CsvWorld):
+    """The shared generic-CSV world (adapters/generic_csv/world.py) with the benchmarks' client_id, a 30 s
+    MALL timeout and the picking ``location`` column; ``sync``: [sync] lines, ``receiver``: a [receiver]."""
 
-    def __post_init__(self) -> None:
-        self.feed = self.folder / "shop.csv"
-        self.config_path = self.folder / "config.toml"
-        self.config_path.write_text(
-            f"""[mall]
-base_url = "{self.mall_url}"
-client_id = "{CLIENT_ID}"
-timeout_s = 30
-[ledger]
-url = "sqlite:///{self.folder / 'ledger.db'}"
-[sync]
-{self.sync}
-{self.receiver}
-[shop]
-adapter = "generic_csv"
-[shop.generic_csv]
-source = "{self.feed}"
-outbox = "{self.folder / 'outbox'}"
-settle_s = 0
-""", encoding="utf-8")
-        self.write_feed([])
-
-    def config(self):
-        from connector.config import load_config
-
-        return load_config(self.config_path)
-
-    def write_feed(self, rows: list[dict]) -> None:
-        write_feed(self.feed, rows)
+    def __init__(self, folder: Path, mall_url: str, sync: str = "", receiver: str = ""):
+        super().__init__(folder, mall_url, CLIENT_ID, columns=FEED_COLUMNS, timeout_s=30, sync=sync,
+                         sections=receiver)
 
 
 def write_feed(path: Path, rows: list[dict]) -> None:
     """Write a generic CSV feed atomically, with an mtime in the past (settled) that changes on every write."""
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FEED_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
     write_feed.bump = getattr(write_feed, "bump", 0) + 1
-    t = time.time() - 10 + write_feed.bump * 0.001
-    os.utime(path, (t, t))
+    publish_file(path, csv_bytes(rows, FEED_COLUMNS), write_feed.bump)
 
 
 def shop_rows(ids: list[int], status: str, offset: int = 0) -> list[dict]:

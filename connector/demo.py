@@ -9,6 +9,9 @@ What runs:
   ``ledger.db`` and ``daemon.log``; nothing is written anywhere else;
 * the real daemon, ``mall-connector --config <tmp>/config.toml run``, as a subprocess.
 
+The shop's folder and the daemon are the shared test world (adapters/generic_csv/world.py on
+adapters/shared/world.py) that the tests and the benchmarks use too; the demo is a story told over it.
+
 Then a short story plays (new orders by webhook, packing and shipping, a customer cancel, a mapping
 mistake) and every step is checked by polling what an outsider can see: the sandbox's webhook and
 request logs, the outbox files and the ledger (read only). A timeline and a final table are printed;
@@ -17,8 +20,6 @@ the daemon is stopped with SIGTERM and must exit 0. Any failure is one line on s
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -135,8 +136,8 @@ class Demo:
         self.packeta = None  # the Packeta simulator (issue 15: the money path)
         self.folder: Path | None = None
         self.sandbox = None
-        self.proc: subprocess.Popen | None = None
-        self.daemon_log = None
+        self.world = None  # the shop's folder: adapters/generic_csv/world.py, shared with the tests and benchmarks
+        self.daemon = None  # the real daemon: adapters/shared/world.py DaemonProcess
         self.receiver_port: int | None = None
         self.console_port: int | None = None
         self.console_password = secrets.token_urlsafe(12)  # one-time: this run's console login
@@ -216,6 +217,10 @@ class Demo:
         except OSError as e:
             raise DemoError(f"cannot start the MALL sandbox on 127.0.0.1: {e.strerror or e}") from None
         self.line(f"MALL sandbox on {self.sandbox.url}  (client_id {_mask(self.client_id)})")
+        from adapters.generic_csv.world import CsvWorld
+
+        self.world = CsvWorld(self.folder, self.sandbox.url, self.client_id, feed="shop-orders.csv",
+                              columns=FEED_COLUMNS, write_config=False)
         from carriers.packeta.simulator import PacketaSimulator
 
         try:
@@ -330,34 +335,29 @@ users_file = "console-users.toml"
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def _connector_cmd(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "connector", "--config", str(self.config_path), *args]
-
     def start_daemon(self) -> None:
         """Start `mall-connector run` on a free port; a port taken meanwhile gets one more try."""
         for attempt in (1, 2):
             self.receiver_port = _free_port()
-            (self.folder / "outbox").mkdir(exist_ok=True)  # `run` wants the folder it shares with the shop
             self.console_port = _free_port()
-            self.config_path.write_text(self._config_text(), encoding="utf-8")
-            os.chmod(self.config_path, 0o600)  # it holds a client_id and a token
+            self.world.write_config(self._config_text(), private=True)  # it holds a client_id and a token
             self.sandbox.webhook_url = f"http://127.0.0.1:{self.receiver_port}/webhooks/mall/{self.token}"
-            if self.daemon_log is not None:
-                self.daemon_log.close()
-            self.daemon_log = open(self.folder / "daemon.log", "ab")
-            self.proc = subprocess.Popen(self._connector_cmd("run"), stdin=subprocess.DEVNULL, stdout=self.daemon_log,
-                                         stderr=subprocess.STDOUT, cwd=self.folder, env=self._child_env())
+            if self.daemon is None:
+                from adapters.shared.world import DaemonProcess
+
+                self.daemon = DaemonProcess(self.folder, self.config_path, log_level=None, log="daemon.log",
+                                            env=self._child_env(), new_session=False)
+            self.daemon.start()
             self.line(f"$ mall-connector --config {self.config_path} run")
-            self.detail(f"the real daemon (pid {self.proc.pid}): receiver on 127.0.0.1:{self.receiver_port}, shop "
+            self.detail(f"the real daemon (pid {self.daemon.pid}): receiver on 127.0.0.1:{self.receiver_port}, shop "
                         "poll every 1 s, webhook inbox drained every 1 s")
             try:
                 self._wait("the daemon's receiver to answer /healthz", self._healthy, timeout=DAEMON_START_S,
                            died="at start")
                 break
             except DemoError:
-                port_taken = self.proc.poll() == EXIT_CONFIG and b"[receiver] listen" in (
-                    self.folder / "daemon.log").read_bytes()
-                if attempt == 2 or (self.proc.poll() in (None, EXIT_CONFIG) and not port_taken):
+                port_taken = self.daemon.returncode() == EXIT_CONFIG and b"[receiver] listen" in self.daemon.log_bytes()
+                if attempt == 2 or (self.daemon.returncode() in (None, EXIT_CONFIG) and not port_taken):
                     raise
                 self.line(f"the daemon {self._daemon_exit('at start')}; trying another port")
         from connector.ledger import open_ledger
@@ -599,21 +599,12 @@ users_file = "console-users.toml"
 
     def stop_daemon(self) -> None:
         """SIGTERM, then the daemon must finish its work in flight and exit 0."""
-        proc = self.proc
-        if proc is None:
+        if self.daemon is None or self.daemon.proc is None:
             return
         started = time.monotonic()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=DAEMON_STOP_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-            raise DemoError(f"the daemon did not stop within {DAEMON_STOP_S:.0f} s of SIGTERM (killed it)") from None
-        finally:
-            if proc.poll() is not None:
-                self.proc = None
+        rc = self.daemon.stop(timeout=DAEMON_STOP_S)
+        if self.daemon.timed_out:
+            raise DemoError(f"the daemon did not stop within {DAEMON_STOP_S:.0f} s of SIGTERM (killed it)")
         if rc != 0:
             raise DemoError(f"the daemon {_exit_text(rc)} after SIGTERM, expected status 0{self._daemon_problem()}")
         self.line(f"daemon stopped: SIGTERM → finished its work in flight → exit 0 "
@@ -651,7 +642,7 @@ users_file = "console-users.toml"
             self._out(text)
         try:
             while True:
-                if self.proc is not None and self.proc.poll() is not None:
+                if self._daemon_ended():
                     raise DemoError(f"the daemon {self._daemon_exit('unexpectedly')}")
                 self.sandbox.flush_webhooks()  # MALL's webhook for whatever changed (e.g. by curl), every second
                 time.sleep(1.0)
@@ -665,23 +656,13 @@ users_file = "console-users.toml"
         ``hurry`` (a second Ctrl+C): kill the daemon instead of letting it finish its work in flight.
         """
         problems: list[str] = []
-        proc = self.proc
-        if proc is not None:
-            if proc.poll() is None:
-                if hurry:
-                    proc.kill()
-                else:
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10 if hurry else DAEMON_STOP_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+        if self.daemon is not None:
+            if hurry:
+                self.daemon.kill()
+            else:
+                self.daemon.stop(timeout=DAEMON_STOP_S)
+                if self.daemon.timed_out:
                     problems.append("the daemon did not stop on SIGTERM and was killed")
-            self.proc = None
-        if self.daemon_log is not None:
-            self.daemon_log.close()
-            self.daemon_log = None
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None
@@ -710,16 +691,8 @@ users_file = "console-users.toml"
 
     def write_feed(self, *, note: str | None, detail: str | None = None) -> None:
         """The shop's export of its current order states: written to a temp name, then renamed."""
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=FEED_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for o in self.orders.values():
-            if o.feed:
-                w.writerow({"mall_order_id": o.mall_order_id, "shop_order_id": o.shop_order_id, **o.feed})
-        feed = self.folder / "shop-orders.csv"
-        tmp = self.folder / "shop-orders.csv.tmp"
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, feed)
+        self.world.write_feed([{"mall_order_id": o.mall_order_id, "shop_order_id": o.shop_order_id, **o.feed}
+                               for o in self.orders.values() if o.feed], lineterminator="\n")
         if note:
             self.line(f"shop: shop-orders.csv rewritten (temp file + rename): {note}")
             if detail:
@@ -727,14 +700,12 @@ users_file = "console-users.toml"
 
     def _outbox_files(self) -> Iterator[tuple[str, float, list[dict]]]:
         """Outbox files published since the last call: (name, mtime, rows)."""
-        outbox = self.folder / "outbox"
-        if not outbox.is_dir():
-            return
-        for p in sorted(outbox.glob("*.csv")):
+        from adapters.shared.world import read_csv
+
+        for p in self.world.outbox_files():
             if p.name in self._seen_files:
                 continue
-            with p.open(encoding="utf-8", newline="") as fh:
-                rows = list(csv.DictReader(fh))
+            rows = read_csv(p)
             self._seen_files.add(p.name)
             yield p.name, p.stat().st_mtime, rows
 
@@ -859,9 +830,8 @@ users_file = "console-users.toml"
         shown = " ".join(shlex.quote(a) for a in args)
         self.line(f"$ mall-connector --config {self.config_path} {shown}")
         try:
-            return subprocess.run(self._connector_cmd(*args), stdin=subprocess.DEVNULL, capture_output=True,
-                                  encoding="utf-8", errors="replace", timeout=CLI_TIMEOUT_S, cwd=self.folder,
-                                  env=self._child_env())
+            return self.world.cli(*args, timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL, encoding="utf-8",
+                                  errors="replace", env=self._child_env())
         except subprocess.TimeoutExpired:
             raise DemoError(f"`mall-connector {shown}` did not finish within {CLI_TIMEOUT_S:.0f} s") from None
 
@@ -873,15 +843,20 @@ users_file = "console-users.toml"
             value = predicate()
             if value:
                 return value
-            if self.proc is not None and self.proc.poll() is not None:
+            if self._daemon_ended():
                 raise DemoError(f"the daemon {self._daemon_exit(died or f'while the demo waited for {what}')}")
             if time.monotonic() >= deadline:
                 raise DemoError(f"timed out after {timeout:.0f} s waiting for {what} (see daemon.log)")
             time.sleep(0.1)
 
+    def _daemon_ended(self) -> bool:
+        """The daemon was started and has exited without being stopped."""
+        return self.daemon is not None and self.daemon.proc is not None and not self.daemon.alive()
+
     def _daemon_exit(self, when: str) -> str:
         """How the daemon ended, e.g. "exited with status 78 at start: config error: ..." (one error line)."""
-        return f"{_exit_text(self.proc.returncode if self.proc is not None else None)} {when}{self._daemon_problem()}"
+        rc = self.daemon.returncode() if self.daemon is not None else None
+        return f"{_exit_text(rc)} {when}{self._daemon_problem()}"
 
     def _daemon_problem(self) -> str:
         """": <the daemon's last error line>", or "" when it logged none (INFO lines say nothing useful here)."""

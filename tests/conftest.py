@@ -20,7 +20,9 @@ from connector.sandbox.server import SandboxServer
 TEST_CLIENT_ID = "test-client-id-0123456789"
 
 # Fails any test during which a log line (ours or a subprocess's) carried the client_id or a token.
-pytest_plugins = ["tests.security.logscan"]
+pytest_plugins = ["tests.support.logscan",
+                  "tests.support.sinks",  # the smtp and hook fixtures: real loopback sinks
+                  "tests.support.users"]  # open_tmp, world_bin: parts of the connector run as other users
 
 
 @pytest.fixture(autouse=True)
@@ -65,18 +67,11 @@ def sandbox(make_sandbox) -> SandboxServer:
 
 
 # -- system tests ---------------------------------------------------------------------------------
-#: Daemon subprocesses, crashes and kill -9, database faults, chaos, the demo, packaging and the unit file:
-#: `make test-fast` leaves them out (`-m "not system"`). Mark a new one with @pytest.mark.system, or list its
-#: folder or file here.
-SYSTEM_TESTS = (
-    "tests/chaos/", "tests/daemon/", "tests/demo/", "tests/packaging/", "tests/dbfaults/",
-    "tests/security/test_daemon_security.py", "tests/sync/test_crash_e2e.py", "tests/service/test_unit_file.py",
-    # issue 16: the daemon as a subprocess, real nginx, the unit file under systemd-analyze
-    "tests/security/test_daemon_receiver_limits.py", "tests/security/test_nginx_e2e.py",
-    "tests/security/test_unit_hardening.py",
-    # issue 19: the daemon as a subprocess with the Shoptet / WooCommerce simulators
-    "tests/shops/test_daemon_",
-)
+#: The processes as they are deployed: daemon subprocesses, crashes and kill -9, database faults, chaos, the
+#: demo, packaging, the service as the unit runs it, the unit file under systemd-analyze, real nginx, a real
+#: browser. They live under tests/system/ (tests/README.md) and `make test-fast` leaves them out
+#: (`-m "not system"`); elsewhere, mark one with @pytest.mark.system.
+SYSTEM_TESTS = ("tests/system/",)
 
 
 def pytest_collection_modifyitems(config, items):
