@@ -27,6 +27,7 @@ class _InboxRequest:
     ids: list[int]
     source: str
     added: int = 0
+    account: str = s.DEFAULT_ACCOUNT  # issue 18: the account whose webhook token (or sweep) named the ids
     done: bool = False
     error: BaseException | None = field(default=None, repr=False)
 
@@ -38,7 +39,7 @@ class InboxRepo:
         self._pending_lock = threading.Lock()
         self._leader = threading.Lock()
 
-    def enqueue(self, ids: Iterable[int], source: str = "webhook") -> int:
+    def enqueue(self, ids: Iterable[int], source: str = "webhook", account: str = s.DEFAULT_ACCOUNT) -> int:
         """Queue order ids for the inbound worker; an id already in the inbox (waiting or quarantined) is not
         added twice. Returns how many ids were new.
 
@@ -50,7 +51,7 @@ class InboxRepo:
         unique = sorted(set(int(i) for i in ids))
         if not unique:
             return 0
-        mine = _InboxRequest(unique, source)
+        mine = _InboxRequest(unique, source, account=account)
         with self._pending_lock:
             self._pending.append(mine)
         with self._leader:
@@ -78,7 +79,7 @@ class InboxRepo:
                     seen.update(new)
                     r.added = len(new)
                     rows += [{"mall_order_id": i, "source": r.source, "received_at": now, "attempts": 0,
-                              "state": InboxState.WAITING.value} for i in new]
+                              "state": InboxState.WAITING.value, "account": r.account} for i in new]
                 if rows:
                     c.execute(_INBOX_INSERT, rows)
             committed = True

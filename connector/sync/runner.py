@@ -40,14 +40,15 @@ class MappingHolder:
             self._mapping = mapping
 
 
-def make_client(config: Config, on_response=None):
+def make_client(config: Config, on_response=None, *, client_id: str | None = None):
     """The MALL client for a config; ``on_response(endpoint, status_code)`` sees every call (metrics, alerts).
+    ``client_id``: one account's (issue 18, connector/accounts.py); else the config's single one.
 
     Its transport paces the calls by MALL's X-RateLimit-Remaining/Reset headers (see sync/ratelimit.py)."""
     from connector.mall.client import MallClient
     from connector.sync.ratelimit import paced_transport
 
-    return MallClient(config.mall.base_url, config.client_id, timeout_s=config.mall.timeout_s,
+    return MallClient(config.mall.base_url, client_id or config.client_id, timeout_s=config.mall.timeout_s,
                       on_response=on_response, transport=paced_transport(config.mall.base_url),
                       max_response_bytes=config.mall.max_response_bytes, deadline_s=config.mall.deadline_s,
                       max_pages=config.mall.max_pages)
@@ -57,7 +58,7 @@ class Services:
     """Everything one process needs to sync; build once, close at the end."""
 
     def __init__(self, config: Config, *, metrics=None, client=None, adapter=None, ledger: Ledger | None = None,
-                 on_response=None):
+                 on_response=None, on_account_response=None):
         from adapters import make_adapter
 
         self.config = config
@@ -66,6 +67,8 @@ class Services:
         self.ledger = ledger or open_ledger(config.ledger.url)
         if on_response is None and metrics is not None:
             on_response = metrics.mall_call
+        if client is None and config.accounts:  # issue 18: one MallClient per account, routed by order
+            client = make_router(config, self.ledger, on_response, on_account_response)
         self.client = client or make_client(config, on_response)
         self.adapter = adapter or make_adapter(config)
         common = dict(ledger=self.ledger, client=self.client, adapter=self.adapter, mapping=self.mapping,
@@ -79,12 +82,32 @@ class Services:
         if metrics is not None and hasattr(metrics, "bind_ledger"):
             metrics.bind_ledger(self.ledger)
 
+    def stamp_accounts(self) -> None:
+        """issue 18: fill in the account of rows made in this pass for orders whose account is known now."""
+        if self.config.accounts:
+            with self.ledger.write() as c:
+                self.ledger.accounts.stamp(c)
+
     def close(self) -> None:
         try:
             self.delivery.close()
             self.client.close()
         finally:
             self.ledger.close()
+
+
+def make_router(config: Config, ledger: Ledger, on_response=None, on_account_response=None):
+    """issue 18: an AccountRouter over one MallClient per ``[accounts.<name>]`` (each its own pacing and quota).
+    ``on_account_response(account, endpoint, status_code)`` sees every call with its account."""
+    from connector.accounts import AccountRouter, accounts
+
+    def hook(name: str):
+        if on_account_response is not None:
+            return lambda endpoint, code: on_account_response(name, endpoint, code)
+        return on_response
+
+    clients = {a.name: make_client(config, hook(a.name), client_id=a.client_id) for a in accounts(config)}
+    return AccountRouter(ledger, clients, include_test={a.name: a.include_test_orders for a in accounts(config)})
 
 
 @dataclass
@@ -159,6 +182,7 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
         services.inbound.sweep(summary.inbound)
     services.inbound.run(summary.inbound, retry_now=retry_now)
     _close_needs_action_by_evidence(services)
+    services.stamp_accounts()  # issue 18
     S = ChangeState
     counts = services.ledger.changes.count(states=(S.FAILED, S.RETRY, S.SENDING))  # not a count of the whole table
     summary.failed_total = counts.get(S.FAILED, 0) + services.ledger.quarantined_count()
