@@ -1,0 +1,63 @@
+"""An order the shop's feed names and the ledger never saw is asked of each account once; the answer is kept.
+
+Real sandboxes over HTTP (one per account) behind one API address (tests/accounts/world.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector.ledger.types import ChangeState
+from connector.sandbox.state import FIRST_PURCHASE_ID
+from connector.sync.runner import Services, sync_once
+from tests.accounts.world import CZ_ID, SK_FIRST_PURCHASE, SK_ID, MallFront, TwoAccountShop, gets_of, status_puts
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def world(tmp_path, make_sandbox):
+    cz, sk = make_sandbox(client_id=CZ_ID), make_sandbox(client_id=SK_ID)
+    sk.state._next_purchase = FIRST_PURCHASE_ID + SK_FIRST_PURCHASE  # SK's ids never meet CZ's
+    front = MallFront({CZ_ID: cz, SK_ID: sk})
+    shop = TwoAccountShop(tmp_path, front)
+    services = Services(shop.config())
+    yield shop, services, cz, sk
+    services.close()
+    front.close()
+
+
+def test_unknown_order_is_looked_up_once_per_account_and_the_answer_kept(world):
+    shop, services, cz, sk = world
+    (sk_order,) = [o["id"] for o in sk.state.create_orders(1, status="open")]
+    nowhere = 999_000_002  # in neither account
+    shop.write_feed([{"mall_order_id": sk_order, "status": "packing"},
+                     {"mall_order_id": nowhere, "status": "packing"}])
+    sync_once(services, sweep=False)  # no sweep: nothing but the lookup can tell whose the orders are
+
+    lookup = services.ledger.accounts.lookup
+    assert lookup(sk_order).account == "sk" and lookup(sk_order).source == "lookup"
+    assert lookup(nowhere).account is None and lookup(nowhere).asked == {"cz", "sk"}
+    # Each account was asked once about the unknown order; the SK one was not asked of CZ again.
+    assert len(gets_of(cz, nowhere)) == 1 and len(gets_of(sk, nowhere)) == 1
+    assert len(gets_of(cz, sk_order)) == 1
+    assert cz.request_log.puts() == []
+    # The order reached the shop through SK, was confirmed there, and its change goes to SK only.
+    for _ in range(3):
+        sync_once(services, sweep=False)
+    assert [e.body["status"] for e in status_puts(sk, sk_order)] == ["shipping"]
+    assert sk.state.get(sk_order)["status"] == "shipping"
+    assert len(gets_of(cz, sk_order)) == 1  # never asked again
+    # Reported: the change of the order no account has failed, with the reason and the accounts asked.
+    (failed,) = services.ledger.changes.list(states=(ChangeState.FAILED,))
+    assert failed.mall_order_id == nowhere and "MALL does not know this order" in failed.reason
+    assert "none of the MALL accounts (cz, sk)" in failed.last_error
+    # A new change of that order (the shop moves it on) does not ask the accounts again.
+    shop.write_feed([{"mall_order_id": sk_order, "status": "packing"},
+                     {"mall_order_id": nowhere, "status": "shipped", "tracking_number": "Z123",
+                      "tracking_url": "https://t.example/Z123"}])
+    sync_once(services, sweep=False)
+    assert len(gets_of(cz, nowhere)) == 1 and len(gets_of(sk, nowhere)) == 1
+    states = {c.target_status: c.state for c in services.ledger.changes.list(order_id=nowhere)}
+    assert states == {"shipping": ChangeState.FAILED, "shipped": ChangeState.FAILED}
+    # Every row of the SK order carries its account.
+    assert services.ledger.orders.get(sk_order).account == "sk"
