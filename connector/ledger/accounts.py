@@ -67,6 +67,15 @@ class AccountsRepo:
             return None
         return Lookup(row.account, row.source, frozenset(a for a in (row.asked or "").split(",") if a))
 
+    def of_orders(self, ids: Iterable[int]) -> dict[int, str]:
+        """The ``account`` column of each order row among ``ids`` ("default" until its account is known)."""
+        out: dict[int, str] = {}
+        with self._ledger.read() as c:
+            for chunk in chunks(sorted({int(i) for i in ids})):
+                out.update(c.execute(select(s.orders.c.mall_order_id, s.orders.c.account).where(
+                    s.orders.c.mall_order_id.in_(chunk))).all())
+        return out
+
     def in_use(self) -> list[str]:
         """The accounts the ledger's orders belong to (sorted)."""
         with self._ledger.read() as c:
