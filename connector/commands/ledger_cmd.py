@@ -189,9 +189,10 @@ def ledger_show(ctx: Context, order_id: int, account: str | None) -> None:
 @ledger_group.command("retry")
 @click.argument("change_id", metavar="CHANGE_ID|ITEM", required=False)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed change and quarantined item.")
+@account_option
 @pass_ctx
 @friendly_errors
-def ledger_retry(ctx: Context, change_id: str | None, all_failed: bool) -> None:
+def ledger_retry(ctx: Context, change_id: str | None, all_failed: bool, account: str | None) -> None:
     """Put a change (or every failed one) back to pending; the next pass re-reads MALL first. A quarantined
     inbox id, hand-off or confirmation is named as in `ledger list --state failed` (inbox:ID, handoff:ID,
     confirm:ID) and waits again with a fresh count of attempts.
@@ -203,7 +204,17 @@ def ledger_retry(ctx: Context, change_id: str | None, all_failed: bool) -> None:
 
     if (change_id is None) == (not all_failed):
         raise click.UsageError("give either CHANGE_ID (or ITEM) or --failed")
+    if account is not None and not all_failed:
+        raise click.UsageError("--account goes with --failed (a CHANGE_ID or ITEM names one item already)")
+    account = chosen_account(ctx.config(), account)  # issue 18
     with _ledger(ctx) as ledger:
+        if all_failed and account is not None:
+            items = ledger.failed_items()
+            owners = ledger.accounts.of_orders([o for i in items for o in i.mall_order_ids])
+            mine = [i for i in items if any(owners.get(o, "default") == account for o in i.mall_order_ids)]
+            done = [r for r in (steering.retry(ledger, i.kind, i.id, actor=Actor.cli()) for i in mine) if r.ok]
+            click.echo(f"{len(done)} item(s) of account {account!r} will be retried on the next pass")
+            return
         if all_failed:
             done = [r for r in steering.retry_all_failed(ledger, actor=Actor.cli()) if r.ok]
             click.echo(f"{len(done)} item(s) will be retried on the next pass")
