@@ -104,3 +104,21 @@ def test_cz_and_sk_share_one_csv_shop_each_push_goes_to_its_account(world):
             assert {ch.account for ch in ledger.changes.list(order_id=oid)} == {want}
     finally:
         ledger.close()
+
+
+def test_check_and_config_check_name_each_account(tmp_path, make_sandbox):
+    """`config check` says where each account's secrets came from; `check` asks MALL about each client_id."""
+    cz = make_sandbox(client_id=CZ_ID)
+    front = MallFront({CZ_ID: cz})  # SK's client_id is unknown to this MALL: its line must say so
+    try:
+        shop = TwoAccountShop(tmp_path, front)
+        r = shop.cli("config", "check")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "account cz: client_id from the config file ([accounts.cz] client_id); 1 webhook token(s)" in r.stdout
+        assert "account sk: client_id from the config file ([accounts.sk] client_id)" in r.stdout
+        r = shop.cli("check")
+        assert "✓ account cz: MALL at" in r.stdout and "accepts the client_id" in r.stdout
+        assert "✗ account sk: MALL rejects the client_id (401)" in r.stdout
+        assert CZ_ID not in r.stdout + r.stderr and SK_ID not in r.stdout + r.stderr
+    finally:
+        front.close()
