@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from connector.config import DEFAULT_ACCOUNT, Config
-from connector.mall.errors import MallError, MallNotFound
+from connector.mall.errors import MallError, MallForbidden, MallNotFound, MallUnauthorized
 
 log = logging.getLogger("mall_connector.accounts")
 
@@ -107,6 +107,7 @@ class AccountRouter:
     def _lookup(self, oid: int):
         known = self.ledger.accounts.lookup(oid)
         asked = set(known.asked) if known is not None and known.account is None else set()
+        rejected: MallError | None = None
         for name, client in self.clients.items():
             if name in asked:
                 continue
@@ -115,6 +116,9 @@ class AccountRouter:
                 order = client.get_order(oid)
             except MallNotFound:
                 asked.add(name)
+                continue
+            except (MallUnauthorized, MallForbidden) as e:  # this account cannot answer now: ask the others
+                rejected = rejected or e
                 continue
             except Exception:
                 if asked:
@@ -129,6 +133,8 @@ class AccountRouter:
         if known is None or known.asked != frozenset(asked):
             with self.ledger.write() as c:
                 self.ledger.accounts.record_not_found(c, oid, asked)
+        if rejected is not None:  # not found so far, and an account that MALL rejects is still to be asked
+            raise rejected
             log.warning("order %s is in none of the MALL accounts (asked %s)", oid, ", ".join(sorted(asked)),
                         extra={"order_id": oid})
         raise MallNotFound(f"/v1/orders/{oid}", 404,

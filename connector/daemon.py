@@ -152,17 +152,17 @@ class Daemon:
 
         replay_remapped(self.services)  # issue 14: a status mapped since the last poll moves its orders
         self.services.outbound.poll_shop()
-        self.services.outbound.push_due()
+        self.services.push_due()  # issue 18: one pass per account when there are several
         delivery = self.services.delivery.run()  # issue 15: delivered from shop dates and carriers
         if delivery.delivered or delivery.returned:
-            self.services.outbound.push_due()
+            self.services.push_due()
 
     def job_drain(self) -> None:
-        self.services.inbound.run()
+        self.services.run_inbound()  # issue 18: one pass per account when there are several
 
     def job_sweep(self) -> None:
         self.services.inbound.sweep()
-        self.services.inbound.run()
+        self.services.run_inbound()
 
     def job_housekeeping(self) -> None:
         from connector.sync.deadlines import check_deadlines

@@ -93,12 +93,15 @@ class InboxRepo:
                     r.error = r.error or LedgerError("the inbox transaction was interrupted; nothing was stored")
                 r.done = True
 
-    def due(self, limit: int, now: datetime | None = None, *, due_anyway: bool = False) -> list[int]:
+    def due(self, limit: int, now: datetime | None = None, *, due_anyway: bool = False,
+            account: str | None = None) -> list[int]:
         """Waiting ids whose next attempt is due (``due_anyway``: backing off too), oldest first; quarantined
-        ids never are."""
+        ids never are. ``account``: only that MALL account's (issue 18)."""
         now = now or utcnow()
         i = s.inbox.c
         cond = [i.state == InboxState.WAITING.value]
+        if account is not None:
+            cond.append(i.account == account)
         if not due_anyway:
             cond.append(or_(i.next_attempt_at.is_(None), i.next_attempt_at <= now))
         with self._ledger.read() as c:

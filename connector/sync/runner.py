@@ -5,6 +5,7 @@ Used by `sync-once`, the daemon's jobs and the demo, so all three do exactly the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -81,6 +82,51 @@ class Services:
                                     metrics=metrics)
         if metrics is not None and hasattr(metrics, "bind_ledger"):
             metrics.bind_ledger(self.ledger)
+
+    def push_due(self, *, include_not_due: bool = False) -> PushResult:
+        """The push pass; with several accounts one pass per account (and one for orders whose account is not
+        known yet), so an account MALL rejects (401/403) never holds up the others' pushes."""
+        if not self.config.accounts:
+            return self.outbound.push_due(include_not_due=include_not_due)
+        total = PushResult()
+        for part in self._per_account(self.outbound, lambda: self.outbound.push_due(include_not_due=include_not_due)):
+            for f in dataclasses.fields(PushResult):
+                setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+        return total
+
+    def run_inbound(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
+        """The inbound pass (inbox, hand-off, confirm); with several accounts one pass per account, like
+        ``push_due``, so an account MALL rejects never holds up the others."""
+        result = result or InboundResult()
+        if not self.config.accounts:
+            return self.inbound.run(result, retry_now=retry_now)
+        self._per_account(self.inbound, lambda: self.inbound.run(result, retry_now=retry_now))
+        return result
+
+    def _per_account(self, engine, work) -> list:
+        from connector.config import DEFAULT_ACCOUNT
+        from connector.mall.errors import MallForbidden, MallUnauthorized
+
+        # The rows of orders whose account is not known yet go last: that pass also takes the rows the accounts'
+        # passes just made (they are stamped with their account after the last pass).
+        names = [*self.config.accounts, DEFAULT_ACCOUNT]
+        done, rejected = [], []
+        self.stamp_accounts()
+        try:
+            for name in names:
+                engine.account = name
+                try:
+                    done.append(work())
+                except (MallUnauthorized, MallForbidden) as e:
+                    log.error("MALL rejects account %r (%s): its work waits; the other accounts go on", name,
+                              e.status_code)
+                    rejected.append(e)
+        finally:
+            engine.account = None
+            self.stamp_accounts()
+        if rejected and len(rejected) == len(names):
+            raise rejected[0]
+        return done
 
     def stamp_accounts(self) -> None:
         """issue 18: fill in the account of rows made in this pass for orders whose account is known now."""
@@ -172,15 +218,15 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
     replay_remapped(services)
     summary.poll = services.outbound.poll_shop(wait_for_settle=wait_for_settle)
     _feed_state_when_unchanged(services, summary.poll)
-    summary.push = services.outbound.push_due(include_not_due=retry_now)
+    summary.push = services.push_due(include_not_due=retry_now)
     summary.delivery = services.delivery.run()  # issue 15: then push the delivered changes it made
     if summary.delivery.delivered or summary.delivery.returned:
-        more = services.outbound.push_due(include_not_due=retry_now)
+        more = services.push_due(include_not_due=retry_now)
         for name in ("pushed", "skipped", "failed", "retry", "done_by_reread", "reads", "list_reads"):
             setattr(summary.push, name, getattr(summary.push, name) + getattr(more, name))
     if sweep:
         services.inbound.sweep(summary.inbound)
-    services.inbound.run(summary.inbound, retry_now=retry_now)
+    services.run_inbound(summary.inbound, retry_now=retry_now)
     _close_needs_action_by_evidence(services)
     services.stamp_accounts()  # issue 18
     S = ChangeState

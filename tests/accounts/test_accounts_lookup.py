@@ -61,3 +61,25 @@ def test_unknown_order_is_looked_up_once_per_account_and_the_answer_kept(world):
     assert states == {"shipping": ChangeState.FAILED, "shipped": ChangeState.FAILED}
     # Every row of the SK order carries its account.
     assert services.ledger.orders.get(sk_order).account == "sk"
+
+
+def test_an_account_mall_rejects_does_not_hold_up_the_others(world):
+    """CZ's client_id is revoked (MALL answers 401): SK's changes are still pushed; CZ's wait, not counted."""
+    shop, services, cz, sk = world
+    (cz_order,) = [o["id"] for o in cz.state.create_orders(1, status="open")]
+    (sk_order,) = [o["id"] for o in sk.state.create_orders(1, status="open")]
+    sync_once(services)  # the sweep: both orders reach the shop through their own account, confirmed there
+    assert cz.state.get(cz_order)["confirmed"] and sk.state.get(sk_order)["confirmed"]
+    assert services.ledger.accounts.owners([cz_order, sk_order]) == {cz_order: "cz", sk_order: "sk"}
+    front = services.client.clients["cz"]  # every call of account cz now meets MALL's 401
+    revoked = shop.front.by_client_id.pop(CZ_ID)
+    shop.write_feed([{"mall_order_id": cz_order, "status": "packing"}, {"mall_order_id": sk_order, "status": "packing"}])
+    sync_once(services, sweep=False)
+    assert [e.body["status"] for e in status_puts(sk, sk_order)] == ["shipping"]
+    assert status_puts(cz, cz_order) == []
+    (waiting,) = services.ledger.changes.list(order_id=cz_order, origin="shop")
+    assert waiting.state == ChangeState.PENDING and waiting.attempts == 0  # the 401 counts against no change
+    shop.front.by_client_id[CZ_ID] = revoked  # the partner fixed the account
+    sync_once(services, sweep=False)
+    assert [e.body["status"] for e in status_puts(cz, cz_order)] == ["shipping"]
+    assert front is services.client.clients["cz"]

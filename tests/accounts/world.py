@@ -87,6 +87,7 @@ class TwoAccountShop:
 
     def __init__(self, folder: Path, front: MallFront, *, listen: str | None = None, extra: str = ""):
         self.folder = folder
+        self.front = front
         self.feed = folder / "shop.csv"
         self.outbox = folder / "outbox"
         self.outbox.mkdir(exist_ok=True)
