@@ -94,6 +94,7 @@ class Daemon:
         elif 200 <= code < 300:
             self._account_first_429.pop(account, None)
             self._account_rejected.pop(account, None)
+            self._rejected_code = None  # a job's 403 (below): MALL answers again, the per-account alerts say who
         elif code in (401, 403):
             self._account_rejected[account] = code
         # Not ready only while MALL rejects every account.
