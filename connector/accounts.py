@@ -89,6 +89,8 @@ class AccountRouter:
         self.include_test = dict(include_test or {})
         #: Calls to MALL made by lookups (tests and the sync summary count them).
         self.lookups = 0
+        #: `sync-once --account`: the sweep lists only this account's unconfirmed orders.
+        self.sweep_only: str | None = None
 
     # -- whose order ------------------------------------------------------------------------------
     def account_of(self, order_id: int) -> str:
@@ -206,7 +208,8 @@ class AccountRouter:
         """Every account's unconfirmed orders (each with its own include_test_orders), remembered as that
         account's. One account failing does not hide the others' orders; when all fail the first error is raised."""
         out, errors = [], []
-        for name, client in self.clients.items():
+        swept = {n: c for n, c in self.clients.items() if self.sweep_only in (None, n)}
+        for name, client in swept.items():
             try:
                 basics = client.list_unconfirmed(include_test=self.include_test.get(name, include_test))
             except MallError as e:
@@ -215,7 +218,7 @@ class AccountRouter:
                 continue
             self._remember({b.id: name for b in basics}, "sweep")
             out.extend(basics)
-        if errors and len(errors) == len(self.clients):
+        if errors and len(errors) == len(swept):
             raise errors[0]
         return out
 

@@ -59,17 +59,20 @@ class Services:
     """Everything one process needs to sync; build once, close at the end."""
 
     def __init__(self, config: Config, *, metrics=None, client=None, adapter=None, ledger: Ledger | None = None,
-                 on_response=None, on_account_response=None):
+                 on_response=None, on_account_response=None, account: str | None = None):
         from adapters import make_adapter
 
         self.config = config
         self.metrics = metrics
+        #: issue 18 (`sync-once --account`): only this account's sweep, push and inbound passes.
+        self.only_account = account if config.accounts else None
         self.mapping = MappingHolder(load_mapping(config.mapping_path))
         self.ledger = ledger or open_ledger(config.ledger.url)
         if on_response is None and metrics is not None:
             on_response = metrics.mall_call
         if client is None and config.accounts:  # issue 18: one MallClient per account, routed by order
             client = make_router(config, self.ledger, on_response, on_account_response)
+            client.sweep_only = self.only_account
         self.client = client or make_client(config, on_response)
         self.adapter = adapter or make_adapter(config)
         common = dict(ledger=self.ledger, client=self.client, adapter=self.adapter, mapping=self.mapping,
@@ -109,7 +112,7 @@ class Services:
 
         # The rows of orders whose account is not known yet go last: that pass also takes the rows the accounts'
         # passes just made (they are stamped with their account after the last pass).
-        names = [*self.config.accounts, DEFAULT_ACCOUNT]
+        names = [self.only_account] if self.only_account else [*self.config.accounts, DEFAULT_ACCOUNT]
         done, rejected = [], []
         self.stamp_accounts()
         try:

@@ -83,3 +83,24 @@ def test_an_account_mall_rejects_does_not_hold_up_the_others(world):
     sync_once(services, sweep=False)
     assert [e.body["status"] for e in status_puts(cz, cz_order)] == ["shipping"]
     assert front is services.client.clients["cz"]
+
+
+def test_sync_once_account_pushes_only_that_accounts_orders(world):
+    """`mall-connector sync-once --account sk` (a subprocess): SK's change is pushed, CZ's waits for its pass."""
+    shop, services, cz, sk = world
+    (cz_order,) = [o["id"] for o in cz.state.create_orders(1, status="open")]
+    (sk_order,) = [o["id"] for o in sk.state.create_orders(1, status="open")]
+    r = shop.cli("sync-once")  # both orders arrive through the sweep and are confirmed on their own account
+    assert r.returncode == 0, r.stdout + r.stderr
+    shop.write_feed([{"mall_order_id": cz_order, "status": "packing"}, {"mall_order_id": sk_order, "status": "packing"}])
+    r = shop.cli("sync-once", "--account", "sk")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [e.body["status"] for e in status_puts(sk, sk_order)] == ["shipping"]
+    assert status_puts(cz, cz_order) == []
+    sweeps = len(cz.request_log.find("GET", "/v1/orders/unconfirmed"))
+    r = shop.cli("sync-once", "--account", "cz", "--no-sweep")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [e.body["status"] for e in status_puts(cz, cz_order)] == ["shipping"]
+    assert len(status_puts(sk, sk_order)) == 1 and len(cz.request_log.find("GET", "/v1/orders/unconfirmed")) == sweeps
+    r = shop.cli("sync-once", "--account", "hu")
+    assert r.returncode == 2 and "'hu' is not an account" in r.stderr
