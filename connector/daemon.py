@@ -225,6 +225,10 @@ class Daemon:
             if old_part != new_part:
                 log.warning("[%s] changed: restart the service to apply it (reload applies mapping, tokens, "
                             "intervals, alerts and carrier URLs)", key)
+        old_ids = {n: a.client_id for n, a in self.config.accounts.items()}
+        if old_ids != {n: a.client_id for n, a in new.accounts.items()}:  # issue 18: one client per account
+            log.warning("[accounts.*] client_ids changed: restart the service to apply them (reload applies the "
+                        "accounts' webhook tokens)")
         previous_mapping = self.services.mapping()
         self.services.mapping.replace(mapping)
         self._queue_remap(previous_mapping, mapping)

@@ -85,7 +85,7 @@ def _list_changes(ctx: Context, state, order_id, needs_action: bool, since, show
     with_account = several(ctx.config())
     with _ledger(ctx, read_only=True) as ledger:
         if needs_action:
-            list_needs_action(ledger, tz, fmt)
+            list_needs_action(ledger, tz, fmt, account=account)
             return
         states = STATE_FILTERS[state] if state else NOT_DONE
         changes, hidden = list_changes(ledger, states=states, order_id=order_id, since=since_utc,

@@ -52,6 +52,8 @@ tokens = ["{TOK_SK}"]
                 owners[order.id] = account
                 ledger.changes.insert(c, key=f"shop:{order.id}:shipping", order_id=order.id, origin="shop",
                                       kind="status", shop_status="packing", target_status="shipping")
+                ledger.actions.add(c, key=f"shop_action:{order.id}", order_id=order.id, kind="shop_action",
+                                   message=f"do something for {account}")
         ledger.accounts.record(c, owners, "webhook")
         ledger.accounts.stamp(c)
     for ch in ledger.changes.list():
@@ -74,6 +76,8 @@ def test_ledger_list_names_the_account_and_filters_by_it(folder):
     assert {(row["mall_order_id"], row["account"]) for row in rows} == set(owners.items())
     r = cli(path, "ledger", "list", "--state", "failed", "--account", "sk", "--format", "json")
     assert {row["mall_order_id"] for row in json.loads(r.output)} == {o for o, a in owners.items() if a == "sk"}
+    r = cli(path, "ledger", "list", "--needs-action", "--account", "cz", "--format", "json")
+    assert {row["mall_order_id"] for row in json.loads(r.output)} == {o for o, a in owners.items() if a == "cz"}
     r = cli(path, "ledger", "list", "--account", "cz_")
     assert r.exit_code == 2 and "'cz_' is not an account" in r.output and "did you mean 'cz'" in r.output
 
