@@ -37,6 +37,9 @@ class Facts:
     mapping: object | None = None
     mall_rejected: int | None = None
     rate_limited_for_s: float | None = None
+    #: issue 18 (several [accounts.*]): per account, 401/403 while MALL rejects it, and how long it has seen 429s.
+    account_rejected: dict[str, int] = field(default_factory=dict)
+    account_rate_limited_for_s: dict[str, float] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     open_keys: set[str] = field(default_factory=set)  # problems open before this evaluation (set by evaluate)
 
@@ -220,6 +223,26 @@ def check_rate_limited(f: Facts) -> list[Problem]:
                     "portal; the connector slows down and keeps trying.")]
 
 
+def check_account_rejected(f: Facts) -> list[Problem]:
+    """issue 18: one problem per MALL account that MALL rejects (the others go on syncing)."""
+    out = []
+    for account, code in sorted(f.account_rejected.items()):
+        what = "401 (the client_id is wrong or revoked)" if code == 401 else \
+            "403 (the account may not use this API: disabled, or not approved for it)"
+        out.append(Problem(f"mall_unauthorized:{account}", f"MALL rejects account {account!r}",
+                           f"MALL answers {what} for account {account!r}. Check [accounts.{account}] client_id and "
+                           "the account in its MALL Partner portal.", urgent=True))
+    return out
+
+
+def check_account_rate_limited(f: Facts) -> list[Problem]:
+    return [Problem(f"rate_limited:{account}", f"MALL rate limit persists for account {account!r}",
+                    f"MALL has answered 429 (rate limited) to account {account!r} for {int(s)} s. Check its API usage "
+                    "in the MALL Partner portal; the connector slows down and keeps trying.")
+            for account, s in sorted(f.account_rate_limited_for_s.items())
+            if s >= f.config.alerts.rate_limit_alert_after_s]
+
+
 def check_carrier_auth(f: Facts) -> list[Problem]:
     """Issue 15: a carrier refusing our credentials means its parcels' deliveries never reach MALL."""
     return [Problem(f"carrier_auth:{carrier}", f"carrier {carrier} refuses the credentials",
@@ -270,6 +293,13 @@ RULES: tuple[Rule, ...] = (
     Rule("rate_limited", "MALL keeps rate-limiting",
          "MALL has answered 429 for [alerts] rate_limit_alert_after_s", "a call succeeds without 429", "no",
          check_rate_limited, "MALL no longer rate-limits the connector."),
+    Rule("mall_unauthorized:", "MALL answered 401 or 403 to one account (several [accounts.*])",
+         "MALL rejects the client_id of that account", "MALL answers that account successfully again", "yes",
+         check_account_rejected, "MALL accepts the account again."),
+    Rule("rate_limited:", "MALL keeps rate-limiting one account (several [accounts.*])",
+         "MALL has answered 429 to that account for [alerts] rate_limit_alert_after_s",
+         "a call of that account succeeds without 429", "no", check_account_rate_limited,
+         "MALL no longer rate-limits the account."),
     Rule("carrier_auth:", "a carrier refuses the credentials",
          "a carrier's tracking API answers that the connector's [carriers.<name>] credentials are wrong",
          "the carrier accepts them again", "no", check_carrier_auth, "The carrier accepts the credentials again."),

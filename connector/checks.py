@@ -65,11 +65,13 @@ def check_mapping(config: Config) -> tuple[Line, Line]:
                        f"the mapping covers every status in the shop feed ({counts}){problems}")
 
 
-def check_mall(config: Config) -> tuple[Line, Line]:
+def check_mall(config: Config, account=None) -> tuple[Line, Line]:
+    """``account`` (issue 18, connector/accounts.Account): check that account's client_id instead."""
     from connector.mall.errors import MallError, MallUnauthorized
     from connector.sync.runner import make_client
 
-    client = make_client(config)
+    include_test = account.include_test_orders if account is not None else config.mall.include_test_orders
+    client = make_client(config, client_id=account.client_id if account is not None else None)
     try:
         try:
             client.stats(days=1)
@@ -79,7 +81,7 @@ def check_mall(config: Config) -> tuple[Line, Line]:
         except MallError as e:
             return Line(BAD, f"MALL at {config.mall.base_url} did not answer properly: {e}"), Line(NA, "test orders not checked")
         first = Line(OK, f"MALL at {config.mall.base_url} accepts the client_id")
-        if not config.mall.include_test_orders:
+        if not include_test:
             return first, Line(NA, "test orders are not synced ([mall] include_test_orders = false)")
         tests = [o for o in client.list_orders(include_test=True, basic=True) if getattr(o, "test", False)]
         if tests:
@@ -295,7 +297,16 @@ def run_checks(ctx, *, send_alert: bool = False, fix: bool = False) -> int:
     if config.shop.mapping is None:
         lines.append(Line(NA, f"[shop] mapping is not set: the shipped {config.mapping_path} is replaced on every "
                               "upgrade; make your own copy (mall-connector init) and set [shop] mapping"))
-    if has_client_id:
+    if config.accounts:  # issue 18: every account's client_id, each on its own lines
+        from connector.accounts import accounts
+
+        for account in accounts(config):
+            try:
+                for line in check_mall(config, account):
+                    lines.append(Line(line.mark, f"account {account.name}: {line.text}"))
+            except Exception as e:  # noqa: BLE001
+                lines.append(Line(BAD, f"MALL, account {account.name}: {redact(str(e))}"))
+    elif has_client_id:
         try:
             lines.extend(check_mall(config))
         except Exception as e:  # noqa: BLE001

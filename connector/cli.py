@@ -37,6 +37,9 @@ class Context:
                 register_secret(cfg.mall.client_id.get_secret_value())
             for t in cfg.token_values:
                 register_secret(t)
+            for account in cfg.accounts.values():  # issue 18
+                if account.client_id is not None:
+                    register_secret(account.client_id.get_secret_value())
             for secret in (*cfg.shop.adapter_secrets(), cfg.alerts.smtp_password):
                 if secret is not None:
                     register_secret(secret.get_secret_value())

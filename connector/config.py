@@ -299,6 +299,7 @@ class CoreConfig(_Section):
     carriers: "CarriersConfig" = Field(default_factory=lambda: _default_carriers())  # issue 15, connector/carrier_config.py
     mdp: MdpConfig = MdpConfig()
     console: ConsoleConfig = ConsoleConfig()
+    accounts: dict[str, "AccountConfig"] = {}  # issue 18: several MALL accounts (connector/accounts.py)
     # Where the file was read from; not a TOML key.
     source_path: Path | None = Field(None, exclude=True)
     # Where each secret came from ("mall.client_id" -> "the systemd credential `mall_client_id`"); never the value.
@@ -321,7 +322,9 @@ class CoreConfig(_Section):
 
     @property
     def token_values(self) -> tuple[str, ...]:
-        return tuple(t.get_secret_value() for t in self.receiver.tokens)
+        """Every valid webhook token: [receiver] tokens, or (issue 18) those of every [accounts.<name>]."""
+        return tuple(t.get_secret_value() for t in self.receiver.tokens) + tuple(
+            t.get_secret_value() for a in self.accounts.values() for t in a.tokens)
 
     @property
     def mapping_path(self) -> Path:
@@ -458,6 +461,7 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
             raise ConfigError(cfg_path, None, "every top-level key must be a [section] table")
 
     sources = resolve_secrets(mall, receiver, base, cfg_path, env)
+    sources.update(resolve_account_secrets(data, base, cfg_path, raw_text, env, sources))  # issue 18
 
     # Relative paths are relative to the config file's folder, for the service and for every command alike,
     # so whoever runs a command reads the service's ledger (docs/service.md uses an absolute path anyway).
@@ -517,6 +521,7 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
         if isinstance(secret, SecretStr) and is_placeholder(secret.get_secret_value()):
             raise ConfigError(cfg_path, key, f"the value of {key} is a placeholder, not a real password",
                               find_key_line(raw_text, key))
+    check_accounts(cfg, cfg_path, raw_text)  # issue 18
     cfg = cfg.model_copy(update={"source_path": cfg_path})
     cfg._secret_sources = sources
     return cfg
@@ -630,6 +635,154 @@ def _prepare_adapter_sections(shop: dict, base: Path, cfg_path: Path, env: dict[
 
 
 from connector.carrier_config import CarriersConfig, parse_carriers  # noqa: E402 - issue 15, after ConfigError
+
+
+# -- issue 18: several MALL accounts ([accounts.<name>]; docs/accounts.md) --------------------------------------
+ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+DEFAULT_ACCOUNT = "default"  # the single [mall] client_id is one account of this name
+ENV_CLIENT_ID_PREFIX = "MALL_CLIENT_ID_"  # + the account name upper-cased: MALL_CLIENT_ID_CZ
+ENV_TOKENS_PREFIX = "MALL_CONNECTOR_TOKENS_"  # MALL_CONNECTOR_TOKENS_CZ
+CREDENTIAL_CLIENT_ID_PREFIX = "client_id_"  # systemd credential client_id_cz
+CREDENTIAL_TOKENS_PREFIX = "webhook_tokens_"  # systemd credential webhook_tokens_cz
+
+
+class AccountConfig(_Section):
+    """[accounts.<name>]: one MALL account (one client_id, i.e. one country's partner portal)."""
+
+    client_id: SecretStr | None = None
+    client_id_file: Path | None = None
+    tokens: tuple[SecretStr, ...] = ()
+    include_test_orders: bool | None = None  # None: [mall] include_test_orders
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, v: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        return ReceiverConfig._tokens(v)
+
+
+def _account_name_error(name: str) -> str:
+    fixed = re.sub(r"[^a-z0-9_]", "_", name.lower())[:32] or "cz"
+    return (f"account name {name!r} must be 1-32 of a-z, 0-9 and _ (it becomes part of the environment variables "
+            f"{ENV_CLIENT_ID_PREFIX}<NAME> and {ENV_TOKENS_PREFIX}<NAME>); did you mean [accounts.{fixed}]?")
+
+
+def resolve_account_secrets(data: dict, base: Path, cfg_path: Path, raw_text: str, env, sources: dict) -> dict[str, str]:
+    """Fill each [accounts.<name>] client_id and tokens from their sources in the order of [mall] client_id and
+    [receiver] tokens: the systemd credential (``client_id_<name>``, ``webhook_tokens_<name>``), the environment
+    (``MALL_CLIENT_ID_<NAME>``, ``MALL_CONNECTOR_TOKENS_<NAME>``), ``client_id_file``, the inline value.
+    Checks the names, the keys, and that [mall] client_id / [receiver] tokens are not set besides."""
+    import difflib
+
+    raw = data.get("accounts")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(cfg_path, "accounts", "must be a table of [accounts.<name>] sections")
+    line = lambda key: find_key_line(raw_text, key) or _find_section_line(raw_text, key)  # noqa: E731
+    for key in ("mall.client_id", "receiver.tokens"):
+        if key in sources or (key == "mall.client_id" and data.get("mall", {}).get("client_id_file")):
+            where = sources.get(key, "the config file ([mall] client_id_file)")
+            raise ConfigError(cfg_path, key, "[accounts.*] is present, so [mall] client_id and [receiver] tokens must "
+                                             f"not be set (each account has its own client_id and tokens); this one "
+                                             f"comes from {where}: remove it", line(key))
+    out: dict[str, str] = {}
+    accounts = data["accounts"] = {}
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    known = list(AccountConfig.model_fields)
+    for name, section in raw.items():
+        key = f"accounts.{name}"
+        if not isinstance(name, str) or not ACCOUNT_NAME_RE.match(name):
+            raise ConfigError(cfg_path, key, _account_name_error(str(name)), _find_section_line(raw_text, key))
+        if name == DEFAULT_ACCOUNT:
+            raise ConfigError(cfg_path, key, f"{DEFAULT_ACCOUNT!r} is the name of the single [mall] client_id; name "
+                                             "the account after its portal instead, e.g. [accounts.cz]",
+                              _find_section_line(raw_text, key))
+        if not isinstance(section, dict):
+            raise ConfigError(cfg_path, key, "must be a table: [accounts.<name>] with client_id and tokens")
+        section = accounts[name] = dict(section)
+        for k in section:
+            if k not in known:
+                guess = difflib.get_close_matches(k, known, n=1, cutoff=0.6)
+                hint = f"did you mean {guess[0]!r}? " if guess else ""
+                raise ConfigError(cfg_path, f"{key}.{k}", f"unknown key; {hint}(keys: {', '.join(known)}; see "
+                                                         "docs/accounts.md)", line(f"{key}.{k}"))
+
+        def credential(cred: str) -> Path | None:
+            path = Path(cred_dir) / cred if cred_dir else None
+            return path if path is not None and path.is_file() else None
+
+        inline = section.get("client_id")
+        if isinstance(inline, str) and is_placeholder(inline):
+            raise _placeholder_error(cfg_path, f"{key}.client_id", f"of [{key}] client_id in the config file")
+        env_name = ENV_CLIENT_ID_PREFIX + name.upper()
+        cred_name = CREDENTIAL_CLIENT_ID_PREFIX + name
+        cred = credential(cred_name)
+        value = where = None
+        if cred is not None:
+            value, where = _read_secret_file(cred, f"{key}.client_id", cfg_path), f"the systemd credential `{cred_name}`"
+        elif env.get(env_name, "").strip():
+            value, where = env[env_name].strip(), f"the environment variable {env_name}"
+        elif section.get("client_id_file"):
+            file = _resolve_path(base, section["client_id_file"])
+            value = _read_secret_file(file, f"{key}.client_id_file", cfg_path)
+            where = f"the file {file} (client_id_file)"
+            section["client_id_file"] = file
+        elif inline:
+            value, where = inline, f"the config file ([{key}] client_id)"
+        if value is not None:
+            if isinstance(value, str) and is_placeholder(value):
+                raise _placeholder_error(cfg_path, f"{key}.client_id", f"from {where}")
+            section["client_id"] = value
+            out[f"{key}.client_id"] = where
+        tokens_env = ENV_TOKENS_PREFIX + name.upper()
+        tokens_cred = CREDENTIAL_TOKENS_PREFIX + name
+        raw_tokens, where = None, None
+        cred = credential(tokens_cred)
+        if cred is not None:
+            raw_tokens = _read_secret_file(cred, f"{key}.tokens", cfg_path)
+            where = f"the systemd credential `{tokens_cred}`"
+        elif env.get(tokens_env, "").strip():
+            raw_tokens, where = env[tokens_env], f"the environment variable {tokens_env}"
+        if raw_tokens:
+            section["tokens"] = [t.strip() for t in re.split(r"[,\n]", raw_tokens) if t.strip()]
+        elif section.get("tokens"):
+            where = f"the config file ([{key}] tokens)"
+        if where:
+            if isinstance(section.get("tokens"), list):
+                for t in section["tokens"]:
+                    if isinstance(t, str) and is_placeholder(t):
+                        raise _placeholder_error(cfg_path, f"{key}.tokens", f"from {where}")
+            out[f"{key}.tokens"] = where
+    return out
+
+
+def check_accounts(cfg: "CoreConfig", cfg_path: Path, raw_text: str) -> None:
+    """After validation: every account has a client_id, no two share one, no webhook token is shared
+    (the token says which account a webhook belongs to). Never prints a secret, only the account names."""
+    seen_ids: dict[str, str] = {}
+    seen_tokens: dict[str, str] = {}
+    for name, account in cfg.accounts.items():
+        key = f"accounts.{name}"
+        where = find_key_line(raw_text, f"{key}.client_id") or _find_section_line(raw_text, key)
+        if account.client_id is None:
+            raise ConfigError(cfg_path, f"{key}.client_id",
+                              f"account {name!r} has no MALL client_id: provide it as the systemd credential "
+                              f"{CREDENTIAL_CLIENT_ID_PREFIX}{name}, in env {ENV_CLIENT_ID_PREFIX}{name.upper()}, in a "
+                              f"file named by [{key}] client_id_file, or as [{key}] client_id", where)
+        value = account.client_id.get_secret_value()
+        if value in seen_ids:
+            raise ConfigError(cfg_path, f"{key}.client_id", f"accounts {seen_ids[value]!r} and {name!r} have the same "
+                                                            "client_id: each account is one MALL client_id", where)
+        seen_ids[value] = name
+        for token in account.tokens:
+            t = token.get_secret_value()
+            if t in seen_tokens:
+                raise ConfigError(cfg_path, f"{key}.tokens",
+                                  f"a webhook token of account {name!r} is also one of account {seen_tokens[t]!r}: the "
+                                  "token tells which account a webhook belongs to, so each account needs its own",
+                                  find_key_line(raw_text, f"{key}.tokens") or where)
+            seen_tokens[t] = name
+
 
 CoreConfig.model_rebuild()
 

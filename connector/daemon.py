@@ -52,7 +52,11 @@ class Daemon:
         self._first_429: float | None = None
         self._unauthorized = False
         self._rejected_code: int | None = None  # 401 or 403 while MALL rejects the account (alerts)
-        self.services = Services(config, metrics=self.metrics, on_response=self._on_mall_response)
+        #: issue 18: per account (several [accounts.*]): when its 429s began, and 401/403 while MALL rejects it.
+        self._account_first_429: dict[str, float] = {}
+        self._account_rejected: dict[str, int] = {}
+        self.services = Services(config, metrics=self.metrics, on_response=self._on_mall_response,
+                                 on_account_response=self._on_account_response)
         self.ledger = self.services.ledger
         self.alerter = Alerter(config.alerts, self.ledger, tz=config.shop.timezone)
         for engine in (self.services.outbound, self.services.inbound):
@@ -81,6 +85,21 @@ class Daemon:
             self._rejected_code = 401
         elif code == 403:
             self._rejected_code = 403
+
+    def _on_account_response(self, account: str, endpoint: str, code: int) -> None:
+        """issue 18: like ``_on_mall_response``, kept per account (alerts name the account)."""
+        self.metrics.mall_call(endpoint, code)
+        if code == 429:
+            self._account_first_429.setdefault(account, time.monotonic())
+        elif 200 <= code < 300:
+            self._account_first_429.pop(account, None)
+            self._account_rejected.pop(account, None)
+            self._rejected_code = None  # a job's 403 (below): MALL answers again, the per-account alerts say who
+        elif code in (401, 403):
+            self._account_rejected[account] = code
+        # Not ready only while MALL rejects every account.
+        self._unauthorized = bool(self.config.accounts) and len(self._account_rejected) == len(self.config.accounts) \
+            and all(c == 401 for c in self._account_rejected.values())
 
     def request_reload(self) -> None:
         """Reload config and mapping as SIGHUP does (the console's mapping save calls this)."""
@@ -123,6 +142,10 @@ class Daemon:
             self.metrics.job_ok(name)
         finally:
             self._tick()
+            try:
+                self.services.stamp_accounts()  # issue 18: the account of rows made by this job
+            except Exception:  # noqa: BLE001 - the next job stamps them
+                log.exception("could not record the accounts of new ledger rows")
             self._evaluate_alerts(seen=name == "poll")
 
     def job_poll(self) -> None:
@@ -130,17 +153,17 @@ class Daemon:
 
         replay_remapped(self.services)  # issue 14: a status mapped since the last poll moves its orders
         self.services.outbound.poll_shop()
-        self.services.outbound.push_due()
+        self.services.push_due()  # issue 18: one pass per account when there are several
         delivery = self.services.delivery.run()  # issue 15: delivered from shop dates and carriers
         if delivery.delivered or delivery.returned:
-            self.services.outbound.push_due()
+            self.services.push_due()
 
     def job_drain(self) -> None:
-        self.services.inbound.run()
+        self.services.run_inbound()  # issue 18: one pass per account when there are several
 
     def job_sweep(self) -> None:
         self.services.inbound.sweep()
-        self.services.inbound.run()
+        self.services.run_inbound()
 
     def job_housekeeping(self) -> None:
         from connector.sync.deadlines import check_deadlines
@@ -173,9 +196,11 @@ class Daemon:
     def _alerts(self, seen: bool = True) -> None:
         limited_for = time.monotonic() - self._first_429 if self._first_429 is not None else None
         rejected = self._rejected_code or (401 if self._unauthorized else None)
+        now = time.monotonic()
         evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=rejected is not None,
                         rate_limited_for_s=limited_for, mapping=self.services.mapping(), rejected_code=rejected,
-                        seen=seen)
+                        seen=seen, account_rejected=dict(self._account_rejected),
+                        account_rate_limited_for_s={a: now - t for a, t in self._account_first_429.items()})
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -188,7 +213,8 @@ class Daemon:
             log.error("reload refused, the old config and mapping stay in force: %s", e)
             notify.ready()
             return False
-        for secret in [new.mall.client_id.get_secret_value() if new.mall.client_id else None, *new.token_values]:
+        for secret in [new.mall.client_id.get_secret_value() if new.mall.client_id else None, *new.token_values,
+                       *(a.client_id.get_secret_value() for a in new.accounts.values() if a.client_id)]:
             register_secret(secret)
         for key in ("ledger", "receiver", "mall", "shop", "console"):
             old_part = getattr(self.config, key).model_dump(exclude={"tokens", "carrier_urls"})
@@ -199,6 +225,10 @@ class Daemon:
             if old_part != new_part:
                 log.warning("[%s] changed: restart the service to apply it (reload applies mapping, tokens, "
                             "intervals, alerts and carrier URLs)", key)
+        old_ids = {n: a.client_id for n, a in self.config.accounts.items()}
+        if old_ids != {n: a.client_id for n, a in new.accounts.items()}:  # issue 18: one client per account
+            log.warning("[accounts.*] client_ids changed: restart the service to apply them (reload applies the "
+                        "accounts' webhook tokens)")
         previous_mapping = self.services.mapping()
         self.services.mapping.replace(mapping)
         self._queue_remap(previous_mapping, mapping)
@@ -240,6 +270,15 @@ class Daemon:
 
         return {self.config.shop.adapter: make_adapter(self.config)}
 
+    def _token_account(self, token: str) -> str | None:
+        """issue 18: the account of a webhook token (of the config in force: a reload swaps the tokens)."""
+        from connector.accounts import token_account
+
+        config = self.config
+        if getattr(self, "_token_table_for", None) is not config:
+            self._token_table, self._token_table_for = token_account(config), config
+        return self._token_table(token)
+
     def start(self) -> None:
         from receiver.app import create_app
         from receiver.server import ReceiverServer
@@ -255,6 +294,7 @@ class Daemon:
             wrong_token_limit_per_minute=rc.wrong_token_limit_per_minute, instance_id=self.instance_id,
             trusted_proxies=rc.trusted_proxies,
             shop_adapters=self._shop_webhook_adapters,
+            token_account=self._token_account if self.config.accounts else None,
         )
         try:
             self.receiver = ReceiverServer(app, rc.host, rc.port, threads=rc.threads, max_body_bytes=rc.max_body_bytes,
@@ -352,7 +392,9 @@ def warn_if_secrets_readable(config: Config) -> None:
 
 
 def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None,
-                    mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False) -> None:
+                    mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False,
+                    account_rejected: dict[str, int] | None = None,
+                    account_rate_limited_for_s: dict[str, float] | None = None) -> None:
     """Open or resolve every alert problem from the current state (called after each job).
 
     The rules are one table in connector/alert_rules.py; ``seen`` counts this as one more poll that saw
@@ -368,4 +410,5 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
         rejected_code = 403
     rejected = rejected_code if rejected_code is not None else (401 if unauthorized else None)
     evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, mall_rejected=rejected,
-                      rate_limited_for_s=rate_limited_for_s), seen=seen)
+                      rate_limited_for_s=rate_limited_for_s, account_rejected=dict(account_rejected or {}),
+                      account_rate_limited_for_s=dict(account_rate_limited_for_s or {})), seen=seen)

@@ -147,7 +147,8 @@ def check_receiver_free(config: Config) -> None:
 
 def preflight(config: Config) -> None:
     """Everything `run` needs that a restart cannot fix. Raises ConfigError (exit 78)."""
-    config.client_id  # noqa: B018 - raises ConfigError when no source has one
+    if not config.accounts:  # issue 18: each [accounts.<name>] has its client_id (checked when loaded)
+        config.client_id  # noqa: B018 - raises ConfigError when no source has one
     check_ledger_folder(config)
     check_outbox_folder(config)
     check_receiver_free(config)

@@ -187,13 +187,15 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     trusted_proxies: Iterable[str] = (),
     shop_adapters: Callable[[], dict[str, Any]] | None = None,
+    token_account: Callable[[str], str | None] | None = None,
 ) -> Flask:
     """The receiver's WSGI app. ``tokens`` may be a zero-arg callable so a config reload can swap them.
 
     ``instance_id`` (random when None) is shown by /healthz so ``check`` can prove that the public URL
     reaches this very process. ``clock`` is injectable for the wrong-token throttle tests.
     ``trusted_proxies`` (addresses or networks): only a peer among them may name the client in
-    ``X-Forwarded-For``; the throttle then counts that client, not the proxy."""
+    ``X-Forwarded-For``; the throttle then counts that client, not the proxy. ``token_account(token)``
+    (issue 18, connector/accounts.py) names the MALL account a valid token belongs to."""
     metrics = metrics or Metrics()
     if metrics.ledger is None:
         metrics.bind_ledger(ledger)
@@ -259,7 +261,8 @@ def create_app(
             return _error(413, f"more than {max_ids} order ids")
 
         try:
-            queued = ledger.inbox.enqueue(ids, source="webhook")
+            account = token_account(token) if token_account is not None else None  # issue 18
+            queued = ledger.inbox.enqueue(ids, source="webhook", **({"account": account} if account else {}))
         except Exception as e:  # LedgerError, or anything else from the database: MALL must retry
             metrics.webhook_rejected("ledger_error")
             log.error("webhook %s: cannot store %d ids, answering 503: %s", SAFE_PATH, len(ids), scrub(str(e)))

@@ -51,12 +51,19 @@ def secret_source_lines(cfg) -> list[str]:
     """Where each secret came from, never its value (the order of precedence is in config.example.toml)."""
     sources = cfg.secret_sources
     out = []
-    if "mall.client_id" in sources:
+    if cfg.accounts:  # issue 18: each account's client_id and tokens
+        for name, account in cfg.accounts.items():
+            tokens = (f"{len(account.tokens)} webhook token(s) from {sources.get(f'accounts.{name}.tokens')}"
+                      if account.tokens else "no webhook token (only the sweep finds its new orders)")
+            out.append(f"✓ account {name}: client_id from {sources.get(f'accounts.{name}.client_id')}; {tokens}")
+    elif "mall.client_id" in sources:
         out.append(f"✓ client_id: from {sources['mall.client_id']}")
     else:
         out.append("– client_id: not found from here: provide it as the systemd credential mall_client_id (visible "
                    "only inside the service), env MALL_CLIENT_ID, [mall] client_id_file or [mall] client_id")
-    if cfg.token_values:
+    if cfg.accounts:
+        pass  # each account's line names its tokens
+    elif cfg.token_values:
         out.append(f"✓ webhook tokens: {len(cfg.token_values)} from {sources.get('receiver.tokens', 'the config file')}")
     else:
         out.append("– webhook tokens: none (set [receiver] tokens, env MALL_CONNECTOR_TOKENS or the systemd credential "

@@ -40,9 +40,10 @@ def labels(ctx: Context, order_ids: tuple[int, ...], no_print: bool) -> None:
             path = Path(done[-1].file) if done and done[-1].file else None
             if path is None or not path.is_file():
                 if client is None:
-                    from connector.sync.runner import make_client
+                    from connector.sync.runner import make_client, make_router
 
-                    client = make_client(config)
+                    # issue 18: with several accounts, each order's labels come from its own account
+                    client = make_router(config, ledger) if config.accounts else make_client(config)
                 consignments = client.get_consignments(oid)
                 content = mdp._consignment_content(consignments[-1]) if consignments else None
                 if content is None:

@@ -9,6 +9,7 @@ from typing import Iterator
 import click
 
 from connector.cli import Context, friendly_errors, pass_ctx
+from connector.commands.account_option import account_option, chosen_account, several
 from connector.commands.output import emit, render_table
 from connector.ledger.types import ChangeState, ItemKind, parse_item_ref
 from connector.safety import terminal_safe
@@ -56,10 +57,11 @@ def ledger_group() -> None:
               help="Only changes updated since DATE (YYYY-MM-DD or 'YYYY-MM-DD HH:MM[:SS]', [shop] timezone).")
 @click.option("--all", "show_all", is_flag=True, help="Also show skipped changes older than 7 days (hidden by default).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@account_option
 @pass_ctx
 @friendly_errors
 def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_action: bool, since: str | None,
-                show_all: bool, fmt: str) -> None:
+                show_all: bool, fmt: str, account: str | None) -> None:
     """List changes, one line each: change id, MALL order, shop status, target MALL status, state,
     attempts, updated (in [shop] timezone), reason. Skipped changes older than 7 days are hidden
     unless --all.
@@ -67,10 +69,11 @@ def ledger_list(ctx: Context, state: str | None, order_id: int | None, needs_act
     Examples: mall-connector ledger list; mall-connector ledger list --state failed;
     mall-connector ledger list --since 2026-12-01; mall-connector ledger list --needs-action
     """
-    _list_changes(ctx, state, order_id, needs_action, since, show_all, fmt)
+    _list_changes(ctx, state, order_id, needs_action, since, show_all, fmt, account)
 
 
-def _list_changes(ctx: Context, state, order_id, needs_action: bool, since, show_all: bool, fmt: str) -> None:
+def _list_changes(ctx: Context, state, order_id, needs_action: bool, since, show_all: bool, fmt: str,
+                  account: str | None = None) -> None:
     """issue 14: times in [shop] timezone (ISO with offset in JSON), --since, old skipped changes hidden."""
     from connector.commands.needs_action_view import list_needs_action
     from connector.ledger.listing import list_changes
@@ -78,29 +81,40 @@ def _list_changes(ctx: Context, state, order_id, needs_action: bool, since, show
 
     tz = ctx.config().shop.timezone
     since_utc = _parse_since(since, tz) if since else None
+    account = chosen_account(ctx.config(), account)  # issue 18
+    with_account = several(ctx.config())
     with _ledger(ctx, read_only=True) as ledger:
         if needs_action:
-            list_needs_action(ledger, tz, fmt)
+            list_needs_action(ledger, tz, fmt, account=account)
             return
         states = STATE_FILTERS[state] if state else NOT_DONE
         changes, hidden = list_changes(ledger, states=states, order_id=order_id, since=since_utc,
-                                       show_old_skipped=show_all)
+                                       show_old_skipped=show_all, account=account)
         when = (lambda at: iso(at, tz)) if fmt == "json" else (lambda at: local(at, tz))
         rows = [(c.id, c.mall_order_id, c.shop_status or "", c.target_status or "", c.state, c.attempts,
                  when(c.updated_at), c.reason or c.last_error or "") for c in changes]
+        accounts_of = [c.account for c in changes]
         if state in (S.FAILED, "all") or state is None:
             # Quarantined inbox ids, hand-offs and confirmations too: whatever failed, it is listed here, named by
             # the MALL order id(s), what failed and how many attempts were made. `ledger retry ITEM` takes the id.
-            for item in ledger.failed_items():
-                if item.kind == ItemKind.CHANGE:
-                    continue
+            items = [i for i in ledger.failed_items() if i.kind != ItemKind.CHANGE]
+            owners = ledger.accounts.of_orders([o for i in items for o in i.mall_order_ids]) if items else {}
+            for item in items:
                 if order_id is not None and order_id not in item.mall_order_ids:
                     continue
+                item_account = ",".join(sorted({owners.get(o, "default") for o in item.mall_order_ids})) or "default"
+                if account is not None and account not in item_account.split(","):
+                    continue
+                accounts_of.append(item_account)
                 orders = ",".join(str(o) for o in item.mall_order_ids) or "-"
                 rows.append((item.ref, orders, "", "", S.FAILED.value, item.attempts,
                              when(item.failed_at) if item.failed_at else "", f"{item.what}: {item.reason}"))
-        emit(fmt, ["change", "mall_order_id", "shop_status", "mall_status", "state", "attempts",
-                   "updated" if fmt == "json" else f"updated ({zone_name(tz)})", "reason"], rows,
+        headers = ["change", "mall_order_id", "shop_status", "mall_status", "state", "attempts",
+                   "updated" if fmt == "json" else f"updated ({zone_name(tz)})", "reason"]
+        if with_account:  # issue 18: several accounts: which one, on every line
+            headers = ["account", *headers]
+            rows = [(a, *row) for a, row in zip(accounts_of, rows)]
+        emit(fmt, headers, rows,
              empty="no changes" + ("" if state else " waiting or needing attention"))
         if hidden and fmt == "table":
             click.echo(f"\n{hidden} skipped change(s) older than 7 days not shown (--all shows them)")
@@ -122,9 +136,10 @@ def _parse_since(text: str, tz: str):
 
 @ledger_group.command("show")
 @click.argument("order_id", type=int)
+@account_option
 @pass_ctx
 @friendly_errors
-def ledger_show(ctx: Context, order_id: int) -> None:
+def ledger_show(ctx: Context, order_id: int, account: str | None) -> None:
     """Show one order's whole history: what MALL and the shop say, every change and event."""
     from connector.commands.needs_action_view import show_items
     from connector.timefmt import local, zone_name
@@ -132,8 +147,9 @@ def ledger_show(ctx: Context, order_id: int) -> None:
     tz = ctx.config().shop.timezone
     with _ledger(ctx, read_only=True) as ledger:
         o = ledger.orders.get(order_id)
-        if o is None:
-            click.echo(f"order {order_id} is not in the ledger", err=True)
+        account = chosen_account(ctx.config(), account)  # issue 18
+        if o is None or (account is not None and o.account != account):
+            click.echo(f"order {order_id} is not in the ledger" + (f" of account {account!r}" if o else ""), err=True)
             sys.exit(1)
         safe = terminal_safe  # shop and MALL text may hold escape sequences (issue 16 item 6)
         click.echo(safe(f"order {order_id}  shop order {o.shop_order_id or '-'}  (times in {zone_name(tz)})"))
@@ -141,6 +157,8 @@ def ledger_show(ctx: Context, order_id: int) -> None:
                         f"test={o.test}  read {local(o.mall_read_at, tz, empty='-')}"))
         click.echo(safe(f"  shop: {o.shop_status or '-'}  handed over: {local(o.handed_at, tz, empty='no')}  "
                         f"last status handed: {o.handed_status or '-'}"))
+        if ctx.config().accounts:  # issue 18
+            click.echo(f"  MALL account: {o.account if o.account != 'default' else 'not known yet'}")
         changes = ledger.changes.list(order_id=order_id)
         if changes:
             click.echo("\nchanges:")
@@ -171,9 +189,10 @@ def ledger_show(ctx: Context, order_id: int) -> None:
 @ledger_group.command("retry")
 @click.argument("change_id", metavar="CHANGE_ID|ITEM", required=False)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed change and quarantined item.")
+@account_option
 @pass_ctx
 @friendly_errors
-def ledger_retry(ctx: Context, change_id: str | None, all_failed: bool) -> None:
+def ledger_retry(ctx: Context, change_id: str | None, all_failed: bool, account: str | None) -> None:
     """Put a change (or every failed one) back to pending; the next pass re-reads MALL first. A quarantined
     inbox id, hand-off or confirmation is named as in `ledger list --state failed` (inbox:ID, handoff:ID,
     confirm:ID) and waits again with a fresh count of attempts.
@@ -185,7 +204,17 @@ def ledger_retry(ctx: Context, change_id: str | None, all_failed: bool) -> None:
 
     if (change_id is None) == (not all_failed):
         raise click.UsageError("give either CHANGE_ID (or ITEM) or --failed")
+    if account is not None and not all_failed:
+        raise click.UsageError("--account goes with --failed (a CHANGE_ID or ITEM names one item already)")
+    account = chosen_account(ctx.config(), account)  # issue 18
     with _ledger(ctx) as ledger:
+        if all_failed and account is not None:
+            items = ledger.failed_items()
+            owners = ledger.accounts.of_orders([o for i in items for o in i.mall_order_ids])
+            mine = [i for i in items if any(owners.get(o, "default") == account for o in i.mall_order_ids)]
+            done = [r for r in (steering.retry(ledger, i.kind, i.id, actor=Actor.cli()) for i in mine) if r.ok]
+            click.echo(f"{len(done)} item(s) of account {account!r} will be retried on the next pass")
+            return
         if all_failed:
             done = [r for r in steering.retry_all_failed(ledger, actor=Actor.cli()) if r.ok]
             click.echo(f"{len(done)} item(s) will be retried on the next pass")

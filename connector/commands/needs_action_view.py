@@ -10,8 +10,11 @@ from connector.ledger import needs_action
 from connector.timefmt import iso, local, zone_name
 
 
-def list_needs_action(ledger, tz: str, fmt: str, kind: str | None = None) -> None:
+def list_needs_action(ledger, tz: str, fmt: str, kind: str | None = None, account: str | None = None) -> None:
     items = needs_action.open_items(ledger, kind=kind)
+    if account is not None:  # issue 18: `ledger list --needs-action --account NAME`
+        owners = ledger.accounts.of_orders([i.mall_order_id for i in items if i.mall_order_id is not None])
+        items = [i for i in items if owners.get(i.mall_order_id, "default") == account]
     if fmt == "json":
         emit("json", ["id", "mall_order_id", "kind", "since", "closes", "what to do"],
              [(i.id, i.mall_order_id, i.kind, iso(i.created_at, tz), i.how_it_closes, i.message) for i in items])

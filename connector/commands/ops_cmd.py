@@ -13,6 +13,7 @@ import click
 from click.core import ParameterSource
 
 from connector.cli import Context, friendly_errors, pass_ctx
+from connector.commands.account_option import account_option, chosen_account, several
 from connector.commands.output import emit
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
@@ -95,6 +96,16 @@ MODE_OPTION = click.option("--mode", "file_mode", default=None, callback=_file_m
                                 "[default: 0600, whatever the umask: it holds customer data].")
 
 
+def _client(cfg, ledger, account: str | None):
+    """The MALL client of `orders list --refresh`: the config's one, or (issue 18) every account's behind the
+    router (each order is re-read from its own account; --account only narrows what is shown)."""
+    from connector.sync.runner import make_client, make_router
+
+    if not cfg.accounts:
+        return make_client(cfg)
+    return make_router(cfg, ledger)
+
+
 def _write(path: Path, write) -> None:
     """Run ``write()``; a file-system failure is a clear line about the output, not a traceback."""
     try:
@@ -126,10 +137,11 @@ def orders_group() -> None:
                    "open, shipping, shipped). Closed statuses (delivered, returned, cancelled, lost) are never "
                    "re-read: MALL asks partners not to list closed orders.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@account_option
 @pass_ctx
 @friendly_errors
 def orders_list(ctx: Context, statuses: list[str] | None, since: datetime | None, include_test: bool, refresh: bool,
-                fmt: str) -> None:
+                fmt: str, account: str | None) -> None:
     """List orders: id, MALL status, confirmed, ship date, delivery method and pickup branch, customer,
     total, the shop's status and what the connector last did with the order. Sorted by ship date.
 
@@ -145,10 +157,11 @@ def orders_list(ctx: Context, statuses: list[str] | None, since: datetime | None
     from connector.sync.runner import make_client
 
     cfg = ctx.config()
+    account = chosen_account(cfg, account)  # issue 18
     ledger = _ledger(ctx)
     try:
         if refresh:
-            client = make_client(cfg)
+            client = _client(cfg, ledger, account)
             try:
                 res = refresh_orders(ledger, client, statuses=statuses or list(ACTIVE_STATUSES),
                                      include_test=include_test)
@@ -157,13 +170,17 @@ def orders_list(ctx: Context, statuses: list[str] | None, since: datetime | None
                                            "to see the ledger as it is)") from None
             finally:
                 client.close()
+            if cfg.accounts:  # issue 18: the accounts learned from the lists
+                with ledger.write() as c:
+                    ledger.accounts.stamp(c)
             if res.skipped_final:
                 click.echo(f"not re-read from MALL (closed statuses): {', '.join(res.skipped_final)}", err=True)
             click.echo(f"re-read from MALL: {res.listed} listed, {res.moved} no longer listed in these statuses "
                        f"(read one by one), {res.stored} stored", err=True)
             for oid in res.not_found:
                 click.echo(f"warning: MALL does not know order {oid} (in the ledger, not on MALL)", err=True)
-        lines = overview(ledger, statuses=statuses, since=since.date() if since else None, include_test=include_test)
+        lines = overview(ledger, statuses=statuses, since=since.date() if since else None, include_test=include_test,
+                         account=account)
     finally:
         ledger.close()
     headers = ["order", "status", "confirmed", "ship_date", "delivery", "branch", "customer", "total", "currency",
@@ -173,6 +190,10 @@ def orders_list(ctx: Context, statuses: list[str] | None, since: datetime | None
         confirmed = o.confirmed if fmt == "json" else ("yes" if o.confirmed else "no" if o.confirmed is False else "")
         rows.append([o.mall_order_id, o.status or "", confirmed, o.ship_date or "", o.delivery_method or "",
                      o.branch_id, o.customer or "", o.total, o.currency or "", o.shop_status or "", o.last_sync])
+        if several(cfg):  # issue 18
+            rows[-1].insert(0, o.account)
+    if several(cfg):
+        headers = ["account", *headers]
     emit(fmt, headers, rows, empty="no orders in the ledger match (try --status all, or --refresh)")
 
 
@@ -196,10 +217,11 @@ def export_group() -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="The file to write: .xlsx (sheets Picking and Packing) or .csv (both sections, UTF-8).")
 @MODE_OPTION
+@account_option
 @click.pass_context
 @friendly_errors
 def export_picking(click_ctx: click.Context, statuses: list[str], order_ids: list[int] | None, include_test: bool,
-                   output: Path, file_mode: int) -> None:
+                   output: Path, file_mode: int, account: str | None) -> None:
     """A warehouse picking list: one line per product with the total quantity and which orders need how
     many (e.g. "10085339302×2, 10085339303×1"), sorted by the shop feed's warehouse location (else by
     item id); then a packing section per order. Orders without MALL data in the ledger are named as
@@ -216,9 +238,11 @@ def export_picking(click_ctx: click.Context, statuses: list[str], order_ids: lis
         raise click.UsageError("give --status or --orders, not both")
     kind = _output(output, ("xlsx", "csv"))
     ctx: Context = click_ctx.find_object(Context)
+    account = chosen_account(ctx.config(), account)  # issue 18
     ledger = _ledger(ctx)
     try:
-        pl = build_picking(ledger, statuses=statuses, order_ids=order_ids, include_test=include_test)
+        pl = build_picking(ledger, statuses=statuses, order_ids=order_ids, include_test=include_test,
+                           account=account, with_account=several(ctx.config()))
     finally:
         ledger.close()
     _write(output, lambda: write_picking(pl, output, kind, mode=file_mode))
@@ -235,9 +259,11 @@ def export_picking(click_ctx: click.Context, statuses: list[str], order_ids: lis
               help="Last day of the period (YYYY-MM-DD), up to 23:59:59 Prague time.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .xlsx file to write.")
 @MODE_OPTION
+@account_option
 @pass_ctx
 @friendly_errors
-def export_billing(ctx: Context, date_from: datetime, date_to: datetime, output: Path, file_mode: int) -> None:
+def export_billing(ctx: Context, date_from: datetime, date_to: datetime, output: Path, file_mode: int,
+                   account: str | None) -> None:
     """The manual-billing file for MALL: orders delivered in the period (by delivered_at), one row per
     item with unit price, VAT, commission and line total; COD amount (non-zero = a COD order),
     delivery price and order total on each order's first row; totals per currency. Sheets: Billing,
@@ -254,9 +280,10 @@ def export_billing(ctx: Context, date_from: datetime, date_to: datetime, output:
     if d_from > d_to:
         raise click.BadParameter(f"{d_to} is before --from {d_from}", param_hint="'--to'")
     _output(output, ("xlsx",))
+    account = chosen_account(ctx.config(), account)  # issue 18
     ledger = _ledger(ctx)
     try:
-        billing = build_billing(ledger, d_from, d_to)
+        billing = build_billing(ledger, d_from, d_to, account=account, with_account=several(ctx.config()))
     finally:
         ledger.close()
     _write(output, lambda: write_billing(billing, output, mode=file_mode))

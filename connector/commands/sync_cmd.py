@@ -7,14 +7,16 @@ import sys
 import click
 
 from connector.cli import Context, friendly_errors, pass_ctx
+from connector.commands.account_option import account_option
 
 
 @click.command("sync-once")
 @click.option("--retry-now", is_flag=True, help="Also take changes whose retry is not due yet.")
 @click.option("--no-sweep", is_flag=True, help="Skip listing MALL's unconfirmed orders this time.")
+@account_option
 @pass_ctx
 @friendly_errors
-def sync_once(ctx: Context, retry_now: bool, no_sweep: bool) -> None:
+def sync_once(ctx: Context, retry_now: bool, no_sweep: bool, account: str | None) -> None:
     """Run one poll of the shop feed, one push pass to MALL, and the inbound pipeline.
 
     Retries that are due are processed too. The message names the feed and the problem.
@@ -29,11 +31,15 @@ def sync_once(ctx: Context, retry_now: bool, no_sweep: bool) -> None:
        0  all well
       78  a config error
 
+    With several MALL accounts, --account NAME sweeps, pushes and confirms for that account only (the shop
+    feed is still read whole: its rows are recorded for every account and pushed by their own account's pass).
+
     Example: mall-connector --config /etc/mall-connector/config.toml sync-once
     """
+    from connector.commands.account_option import chosen_account  # issue 18
     from connector.sync.runner import Services, sync_once as run_pass
 
-    services = Services(ctx.config())
+    services = Services(ctx.config(), account=chosen_account(ctx.config(), account))
     try:
         summary = run_pass(services, retry_now=retry_now, sweep=not no_sweep)
     finally:

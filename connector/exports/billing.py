@@ -10,6 +10,7 @@ All money is Decimal and rounded to cents once per line, so the totals add up ex
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ CHECK_COLUMNS = (Column("Order ID", 14), Column("MALL status", 12), Column("Prob
 class BilledOrder:
     order: Order
     delivered_at: str  # "YYYY-MM-DD HH:MM:SS" Prague
+    account: str = "default"  # issue 18: the MALL account that bills it
 
     @property
     def cod(self) -> Decimal:
@@ -90,6 +92,7 @@ class CheckItem:
     status: str
     problem: str
     todo: str
+    account: str = "default"  # issue 18
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Billing:
     date_to: date
     orders: list[BilledOrder] = field(default_factory=list)
     check: list[CheckItem] = field(default_factory=list)
+    with_account: bool = False  # issue 18: an Account column first on Billing and Check, totals per account
 
     @property
     def totals(self) -> dict[str, CurrencyTotals]:
@@ -106,21 +110,34 @@ class Billing:
             out[b.order.currency or "?"].add(b)
         return dict(sorted(out.items()))
 
+    def totals_of(self, account: str) -> dict[str, CurrencyTotals]:
+        """issue 18: the totals of one MALL account (each account is billed by MALL on its own)."""
+        out: dict[str, CurrencyTotals] = defaultdict(CurrencyTotals)
+        for b in self.orders:
+            if b.account == account:
+                out[b.order.currency or "?"].add(b)
+        return dict(sorted(out.items()))
+
 
 def period_bounds(date_from: date, date_to: date) -> tuple[str, str]:
     """[start, end) as MALL-format Prague local times: the whole of both days is inside."""
     return f"{date_from.isoformat()} 00:00:00", f"{(date_to + timedelta(days=1)).isoformat()} 00:00:00"
 
 
-def build_billing(ledger: Ledger, date_from: date, date_to: date) -> Billing:
+def build_billing(ledger: Ledger, date_from: date, date_to: date, *, account: str | None = None,
+                  with_account: bool = False) -> Billing:
     """Delivered orders of the period, plus the delivered ones that cannot be placed (Check).
 
     Test orders are never billed. When the ledger's delivery time is missing because the shop set
     ``delivered`` through the connector (MALL sends no webhook for the partner's own change, so the
     snapshot can be from before), the delivered_at MALL accepted in that PUT is used.
+
+    ``account``: only that MALL account's orders (issue 18); ``with_account``: name the account in every row.
     """
     start, end = period_bounds(date_from, date_to)
     rows = ledger.reports.delivered_between(DELIVERED, start, end)
+    if account is not None:
+        rows = [r for r in rows if r.account == account]
     unknown = [r.mall_order_id for r in rows if r.mall_delivered_at is None]
     pushed: dict[int, str] = {}
     if unknown:
@@ -128,14 +145,14 @@ def build_billing(ledger: Ledger, date_from: date, date_to: date) -> Billing:
             at = _payload_delivered_at(payload)
             if at:
                 pushed[oid] = at
-    billing = Billing(date_from, date_to)
+    billing = Billing(date_from, date_to, with_account=with_account)
     for r in rows:
         delivered_at = r.mall_delivered_at or pushed.get(r.mall_order_id)
         if delivered_at is None:
             billing.check.append(CheckItem(
                 r.mall_order_id, DELIVERED, "delivered on MALL, but the ledger does not know when (no delivered_at)",
                 "Look the order up in the MALL portal; if it was delivered in this period, add it to the billing "
-                "file by hand."))
+                "file by hand.", r.account))
             continue
         if not start <= delivered_at < end:
             continue
@@ -143,10 +160,16 @@ def build_billing(ledger: Ledger, date_from: date, date_to: date) -> Billing:
         if order is None or not order.items:
             billing.check.append(CheckItem(
                 r.mall_order_id, DELIVERED, f"delivered {delivered_at}, but the ledger has no items for it",
-                "Look the order up in the MALL portal and add it to the billing file by hand."))
+                "Look the order up in the MALL portal and add it to the billing file by hand.", r.account))
             continue
-        billing.orders.append(BilledOrder(order, delivered_at))
-    billing.check.extend(_shipped_not_delivered(ledger, start, end))  # issue 15
+        billing.orders.append(BilledOrder(order, delivered_at, r.account))
+    shipped = _shipped_not_delivered(ledger, start, end)  # issue 15
+    if shipped:
+        owners = ledger.accounts.of_orders([x.mall_order_id for x in shipped])
+        shipped = [dataclasses.replace(x, account=owners.get(x.mall_order_id, x.account)) for x in shipped]
+        if account is not None:
+            shipped = [x for x in shipped if x.account == account]
+    billing.check.extend(shipped)
     billing.orders.sort(key=lambda b: (b.delivered_at, b.order.id))
     billing.check.sort(key=lambda x: x.mall_order_id)
     return billing
@@ -196,6 +219,8 @@ def billing_rows(b: Billing) -> list[list]:
                 money(o.delivery_price) if first else None, money(o.cod_price) if first else None,
                 money(o.discount) if first else None, bo.total if first else None,
             ])
+            if b.with_account:
+                rows[-1].insert(0, bo.account)
     return rows
 
 
@@ -210,7 +235,14 @@ def _write_xlsx(b: Billing, path: Path | BinaryIO) -> None:
     totals = b.totals
     tail = [[f"Total {cur}", t.cod, None, None, cur, None, None, f"{t.orders} order(s)", None, None, None, None,
              t.items, t.delivery, t.cod_fees, t.discounts, t.total] for cur, t in totals.items()]
-    add_sheet(wb, "Billing", BILLING_COLUMNS, billing_rows(b), tail=tail)
+    columns = BILLING_COLUMNS
+    if b.with_account:  # issue 18: the account first; a total per account and currency, then the grand totals
+        columns = (Column("Account", 10), *BILLING_COLUMNS)
+        per_account = [[acct, f"Total {cur}", t.cod, None, None, cur, None, None, f"{t.orders} order(s)", None,
+                        None, None, None, t.items, t.delivery, t.cod_fees, t.discounts, t.total]
+                       for acct in sorted({bo.account for bo in b.orders}) for cur, t in b.totals_of(acct).items()]
+        tail = per_account + [["all", *row] for row in tail]
+    add_sheet(wb, "Billing", columns, billing_rows(b), tail=tail)
 
     period = f"{b.date_from.isoformat()} to {b.date_to.isoformat()}"
     summary = [[cur, t.orders, t.cod_orders, t.items, t.delivery, t.cod_fees, t.discounts, t.total, t.cod]
@@ -221,6 +253,7 @@ def _write_xlsx(b: Billing, path: Path | BinaryIO) -> None:
         ["Delivered at", "Europe/Prague local time, both days inclusive"],
         ["To check", len(b.check)],
     ])
-    add_sheet(wb, "Check", CHECK_COLUMNS,
-              [[x.mall_order_id, x.status, x.problem, x.todo] for x in b.check])
+    add_sheet(wb, "Check", (Column("Account", 10), *CHECK_COLUMNS) if b.with_account else CHECK_COLUMNS,
+              [([x.account] if b.with_account else []) + [x.mall_order_id, x.status, x.problem, x.todo]
+               for x in b.check])
     wb.save(path)

@@ -44,6 +44,7 @@ class OrderLine:
     last_sync: str
     created: date | None
     test: bool
+    account: str = "default"  # issue 18: the MALL account of the order
 
 
 def snapshot_order(snapshot: str | None, order_id: int) -> Order | None:
@@ -75,9 +76,12 @@ def _delivery_label(order, code):
 
 
 def overview(ledger: Ledger, *, statuses: Iterable[str] | None, since: date | None = None,
-             include_test: bool = False) -> list[OrderLine]:
-    """Orders in ``statuses`` (None: all), created on/after ``since`` (Prague date), by ship date then id."""
+             include_test: bool = False, account: str | None = None) -> list[OrderLine]:
+    """Orders in ``statuses`` (None: all), created on/after ``since`` (Prague date), by ship date then id;
+    ``account``: only that MALL account's (issue 18)."""
     rows = ledger.reports.orders_in(statuses, include_test=include_test)
+    if account is not None:
+        rows = [r for r in rows if r.account == account]
     syncs = last_sync(ledger, [r.mall_order_id for r in rows])
     lines = []
     for r in rows:
@@ -94,7 +98,7 @@ def overview(ledger: Ledger, *, statuses: Iterable[str] | None, since: date | No
             delivery_method=_delivery_label(order, r.delivery_method), branch_id=r.branch_id, customer=r.customer,
             total=money(order.total) if order is not None else None,
             currency=order.currency if order is not None else None, shop_status=r.shop_status,
-            last_sync=syncs.get(r.mall_order_id, ""), created=created, test=bool(r.test),
+            last_sync=syncs.get(r.mall_order_id, ""), created=created, test=bool(r.test), account=r.account,
         ))
     lines.sort(key=lambda o: (o.ship_date is None, o.ship_date or "", o.mall_order_id))
     return lines

@@ -27,6 +27,7 @@ PICKING_COLUMNS = (
     Column("Location", 12), Column("Item ID", 16), Column("Article ID", 15), Column("Title", 48),
     Column("Quantity", 9), Column("Orders", 48),
 )
+ACCOUNT_COLUMN = Column("Account", 10)  # issue 18: first column when the config has several MALL accounts
 PACKING_COLUMNS = (
     Column("Order ID", 14), Column("Ship date", 11), Column("Customer", 26), Column("Delivery", 14),
     Column("Branch", 10), Column("Item ID", 16), Column("Title", 48), Column("Quantity", 9),
@@ -41,6 +42,7 @@ class PickLine:
     quantity: int = 0
     per_order: dict[int, int] = field(default_factory=dict)  # order id -> pieces, in order of appearance
     location: str | None = None
+    accounts: set[str] = field(default_factory=set)  # issue 18: the MALL accounts of those orders
 
     @property
     def orders_text(self) -> str:
@@ -62,6 +64,7 @@ class PackOrder:
     delivery_method: str | None
     branch_id: int | None
     items: tuple[PackItem, ...]
+    account: str = "default"  # issue 18
 
 
 @dataclass
@@ -69,6 +72,7 @@ class PickingList:
     lines: list[PickLine]
     orders: list[PackOrder]
     warnings: list[str]
+    with_account: bool = False  # issue 18: an Account column first in both sections
 
 
 def select_orders(ledger: Ledger, *, statuses: Iterable[str] | None = None, order_ids: Sequence[int] | None = None,
@@ -88,8 +92,14 @@ def select_orders(ledger: Ledger, *, statuses: Iterable[str] | None = None, orde
 
 
 def build_picking(ledger: Ledger, *, statuses: Iterable[str] | None = None, order_ids: Sequence[int] | None = None,
-                  include_test: bool = False) -> PickingList:
+                  include_test: bool = False, account: str | None = None, with_account: bool = False) -> PickingList:
+    """``account``: only that MALL account's orders (issue 18); ``with_account``: name the account in every row."""
     rows, warnings = select_orders(ledger, statuses=statuses, order_ids=order_ids, include_test=include_test)
+    if account is not None:
+        other = [r.mall_order_id for r in rows if r.account != account]
+        if order_ids is not None:
+            warnings += [f"order {oid} is not in account {account!r}: left out" for oid in other]
+        rows = [r for r in rows if r.account == account]
     rows.sort(key=lambda r: (r.ship_date is None, r.ship_date or "", r.mall_order_id))
     lines: dict[str, PickLine] = {}
     packs: list[PackOrder] = []
@@ -108,6 +118,7 @@ def build_picking(ledger: Ledger, *, statuses: Iterable[str] | None = None, orde
             if line is None:
                 line = lines[item.id] = PickLine(item.id, item.article_id, item.title or "")
             line.quantity += item.quantity
+            line.accounts.add(r.account)
             line.per_order[r.mall_order_id] = line.per_order.get(r.mall_order_id, 0) + item.quantity
             location = (r.shop_location or "").strip() or None
             if location and (line.location is None or natural_key(location) < natural_key(line.location)):
@@ -115,19 +126,27 @@ def build_picking(ledger: Ledger, *, statuses: Iterable[str] | None = None, orde
             prev = per_item.get(item.id)
             per_item[item.id] = PackItem(item.id, item.title or "", item.quantity + (prev.quantity if prev else 0))
         packs.append(PackOrder(r.mall_order_id, r.ship_date, r.customer, r.delivery_method, r.branch_id,
-                               tuple(per_item.values())))
+                               tuple(per_item.values()), r.account))
     ordered = sorted(lines.values(), key=lambda ln: (ln.location is None, natural_key(ln.location),
                                                      natural_key(ln.item_id), ln.item_id))
-    return PickingList(ordered, packs, warnings)
+    return PickingList(ordered, packs, warnings, with_account)
 
 
 def _picking_rows(pl: PickingList) -> list[list]:
-    return [[ln.location or "", ln.item_id, ln.article_id, ln.title, ln.quantity, ln.orders_text] for ln in pl.lines]
+    rows = [[ln.location or "", ln.item_id, ln.article_id, ln.title, ln.quantity, ln.orders_text] for ln in pl.lines]
+    if pl.with_account:
+        rows = [[", ".join(sorted(ln.accounts)), *row] for ln, row in zip(pl.lines, rows)]
+    return rows
 
 
 def _packing_rows(pl: PickingList) -> list[list]:
-    return [[o.mall_order_id, o.ship_date or "", o.customer or "", o.delivery_method or "", o.branch_id,
-             it.item_id, it.title, it.quantity] for o in pl.orders for it in o.items]
+    return [([o.account] if pl.with_account else []) + [
+            o.mall_order_id, o.ship_date or "", o.customer or "", o.delivery_method or "", o.branch_id,
+            it.item_id, it.title, it.quantity] for o in pl.orders for it in o.items]
+
+
+def _columns(pl: PickingList, columns: tuple) -> tuple:
+    return (ACCOUNT_COLUMN, *columns) if pl.with_account else columns
 
 
 def write_picking(pl: PickingList, path: Path, kind: str, *, mode: int = EXPORT_MODE) -> None:
@@ -140,8 +159,8 @@ def _write_xlsx(pl: PickingList, path: Path | BinaryIO) -> None:
 
     wb = Workbook(write_only=True)
     tail = [["Warning", w] for w in pl.warnings]
-    add_sheet(wb, "Picking", PICKING_COLUMNS, _picking_rows(pl), tail=tail)
-    add_sheet(wb, "Packing", PACKING_COLUMNS, _packing_rows(pl))
+    add_sheet(wb, "Picking", _columns(pl, PICKING_COLUMNS), _picking_rows(pl), tail=tail)
+    add_sheet(wb, "Packing", _columns(pl, PACKING_COLUMNS), _packing_rows(pl))
     wb.save(path)
 
 
@@ -152,11 +171,11 @@ def _write_csv(pl: PickingList, out: BinaryIO) -> None:
     try:
         w = _SafeWriter(csv.writer(f, delimiter=CSV_DELIMITER))
         w.writerow(["Picking"])
-        w.writerow([c.header for c in PICKING_COLUMNS])
+        w.writerow([c.header for c in _columns(pl, PICKING_COLUMNS)])
         w.writerows(_picking_rows(pl))
         w.writerow([])
         w.writerow(["Packing"])
-        w.writerow([c.header for c in PACKING_COLUMNS])
+        w.writerow([c.header for c in _columns(pl, PACKING_COLUMNS)])
         w.writerows(_packing_rows(pl))
         if pl.warnings:
             w.writerow([])

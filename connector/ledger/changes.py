@@ -117,11 +117,14 @@ class ChangesRepo:
         return ChangeRow.from_row(r) if r else None
 
     def due(self, origin: str, limit: int, *, include_not_due: bool = False, now: datetime | None = None,
-            after_id: int = 0) -> list[ChangeRow]:
-        """Open changes to work on, oldest first: pending, sending (interrupted) and retries that are due."""
+            after_id: int = 0, account: str | None = None) -> list[ChangeRow]:
+        """Open changes to work on, oldest first: pending, sending (interrupted) and retries that are due;
+        ``account``: only that MALL account's (issue 18: one account's pass never waits on another's)."""
         now = now or utcnow()
         ch = s.changes.c
         cond = [ch.origin == str(origin), ch.id > after_id]
+        if account is not None:
+            cond.append(ch.account == account)
         if include_not_due:
             cond.append(ch.state.in_(_OPEN))
         else:

@@ -27,6 +27,7 @@ class _InboxRequest:
     ids: list[int]
     source: str
     added: int = 0
+    account: str = s.DEFAULT_ACCOUNT  # issue 18: the account whose webhook token (or sweep) named the ids
     done: bool = False
     error: BaseException | None = field(default=None, repr=False)
 
@@ -38,7 +39,7 @@ class InboxRepo:
         self._pending_lock = threading.Lock()
         self._leader = threading.Lock()
 
-    def enqueue(self, ids: Iterable[int], source: str = "webhook") -> int:
+    def enqueue(self, ids: Iterable[int], source: str = "webhook", account: str = s.DEFAULT_ACCOUNT) -> int:
         """Queue order ids for the inbound worker; an id already in the inbox (waiting or quarantined) is not
         added twice. Returns how many ids were new.
 
@@ -50,7 +51,7 @@ class InboxRepo:
         unique = sorted(set(int(i) for i in ids))
         if not unique:
             return 0
-        mine = _InboxRequest(unique, source)
+        mine = _InboxRequest(unique, source, account=account)
         with self._pending_lock:
             self._pending.append(mine)
         with self._leader:
@@ -78,7 +79,7 @@ class InboxRepo:
                     seen.update(new)
                     r.added = len(new)
                     rows += [{"mall_order_id": i, "source": r.source, "received_at": now, "attempts": 0,
-                              "state": InboxState.WAITING.value} for i in new]
+                              "state": InboxState.WAITING.value, "account": r.account} for i in new]
                 if rows:
                     c.execute(_INBOX_INSERT, rows)
             committed = True
@@ -92,12 +93,15 @@ class InboxRepo:
                     r.error = r.error or LedgerError("the inbox transaction was interrupted; nothing was stored")
                 r.done = True
 
-    def due(self, limit: int, now: datetime | None = None, *, due_anyway: bool = False) -> list[int]:
+    def due(self, limit: int, now: datetime | None = None, *, due_anyway: bool = False,
+            account: str | None = None) -> list[int]:
         """Waiting ids whose next attempt is due (``due_anyway``: backing off too), oldest first; quarantined
-        ids never are."""
+        ids never are. ``account``: only that MALL account's (issue 18)."""
         now = now or utcnow()
         i = s.inbox.c
         cond = [i.state == InboxState.WAITING.value]
+        if account is not None:
+            cond.append(i.account == account)
         if not due_anyway:
             cond.append(or_(i.next_attempt_at.is_(None), i.next_attempt_at <= now))
         with self._ledger.read() as c:

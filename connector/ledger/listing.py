@@ -18,7 +18,7 @@ HIDE_SKIPPED_AFTER = timedelta(days=7)
 
 def list_changes(ledger, *, states: Sequence[str] | None, order_id: int | None = None,
                  since: datetime | None = None, show_old_skipped: bool = False,
-                 now: datetime | None = None) -> tuple[list[ChangeRow], int]:
+                 now: datetime | None = None, account: str | None = None) -> tuple[list[ChangeRow], int]:
     """Changes in ``states`` (None: all), oldest first, and how many old skipped ones were hidden.
 
     ``since`` (naive UTC) keeps changes updated at or after it. Unless ``show_old_skipped``, skipped
@@ -31,6 +31,8 @@ def list_changes(ledger, *, states: Sequence[str] | None, order_id: int | None =
         q = q.where(c_.mall_order_id == order_id)
     if since is not None:
         q = q.where(c_.updated_at >= since)
+    if account is not None:  # issue 18
+        q = q.where(c_.account == account)
     hidden = 0
     if not show_old_skipped and (states is None or "skipped" in states):
         cutoff = (now or utcnow()) - HIDE_SKIPPED_AFTER

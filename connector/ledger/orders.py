@@ -53,15 +53,17 @@ class OrdersRepo:
             out.update(c.execute(select(s.orders.c.mall_order_id).where(s.orders.c.mall_order_id.in_(chunk))).scalars())
         return out
 
-    def needing_confirm(self) -> list[int]:
-        """Orders unconfirmed on MALL whose every MALL-side change reached the shop (inbound before confirm)."""
+    def needing_confirm(self, account: str | None = None) -> list[int]:
+        """Orders unconfirmed on MALL whose every MALL-side change reached the shop (inbound before confirm);
+        ``account``: only that MALL account's (issue 18)."""
         from connector.ledger.types import OPEN_CHANGE_STATES, Origin
 
         with self._ledger.read() as c:
             waiting = select(s.changes.c.mall_order_id).where(
                 s.changes.c.origin == Origin.MALL.value, s.changes.c.state.in_([x.value for x in OPEN_CHANGE_STATES]))
             return list(c.execute(select(s.orders.c.mall_order_id).where(
-                s.orders.c.needs_confirm.is_(True), s.orders.c.mall_order_id.not_in(waiting))
+                s.orders.c.needs_confirm.is_(True), s.orders.c.mall_order_id.not_in(waiting),
+                *([s.orders.c.account == account] if account is not None else []))
                 .order_by(s.orders.c.mall_order_id)).scalars())
 
     # -- writes (in the caller's transaction) -----------------------------------------------------

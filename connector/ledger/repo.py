@@ -69,6 +69,9 @@ class Ledger:
 
         self.parcels = ParcelsRepo(self)
         self.mdp = MdpRepo(self)  # MALL Delivery labels and serial numbers (issue 21)
+        from connector.ledger.accounts import AccountsRepo  # issue 18: which account owns each order
+
+        self.accounts = AccountsRepo(self)
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager

@@ -52,6 +52,7 @@ class ChangeRow:
     error_class: str | None = None
     outcome: str | None = None  # connector.sync.policy.Kind of the last failure
     refused: bool | None = None  # MALL refused the last PUT outright (it certainly did not apply it)
+    account: str = "default"  # issue 18: the MALL account of its order
 
     @classmethod
     def from_row(cls, r: Any) -> "ChangeRow":
@@ -63,6 +64,7 @@ class ChangeRow:
             attempts=m["attempts"], next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
             handoff_id=m["handoff_id"], created_at=m["created_at"], updated_at=m["updated_at"], done_at=m["done_at"],
             error_class=m.get("error_class"), outcome=m.get("outcome"), refused=m.get("refused"),
+            account=m.get("account", "default"),
         )
 
 
@@ -83,11 +85,12 @@ class OrderRow:
     branch_id: int | None
     needs_confirm: bool
     snapshot: str | None
+    account: str = "default"  # issue 18: the MALL account the order belongs to
 
     @classmethod
     def from_row(cls, r: Any) -> "OrderRow":
         m = r._mapping
-        return cls(**{f: m[f] for f in cls.__dataclass_fields__})
+        return cls(**{f: m[f] for f in cls.__dataclass_fields__ if f in m})
 
 
 @dataclass(frozen=True)

@@ -303,3 +303,31 @@ audit_log = Table(
     Index("ix_audit_log_order", "mall_order_id"),
     Index("ix_audit_log_at", "at"),
 )
+
+
+# -- issue 18: several MALL accounts (migration 0009; queries in connector/ledger/accounts.py) --------------------
+# Every row about an order carries the MALL account it belongs to. A ledger of one account (the single
+# [mall] client_id) keeps everything in "default"; so does a row whose account is not known yet (an order
+# first seen in the shop feed), until its account is learned and ``ledger.accounts.stamp`` fills it in.
+DEFAULT_ACCOUNT = "default"
+ACCOUNT_TABLES = (orders, changes, inbox, actions, events, confirms, parcels, mdp_parcels, mdp_labels, mdp_serials,
+                  audit_log)
+for _table in ACCOUNT_TABLES:
+    _table.append_column(Column("account", Text, nullable=False, default=DEFAULT_ACCOUNT,
+                                server_default=DEFAULT_ACCOUNT))
+    Index(f"ix_{_table.name}_account", _table.c.account)
+del _table
+
+# Which account owns each MALL order id the connector learned about: from the webhook's token, the account's
+# sweep, or a lookup (an order the shop's feed names and the ledger never saw is asked of each account once).
+# account NULL: every account in ``asked`` answered 404; a newly configured account is still asked.
+order_accounts = Table(
+    "order_accounts",
+    metadata,
+    Column("mall_order_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("account", Text),
+    Column("source", String(16), nullable=False),  # webhook | sweep | lookup | list
+    Column("asked", Text),  # the accounts a lookup asked, comma-separated
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_order_accounts_account", "account"),
+)

@@ -36,6 +36,7 @@ def retry(ledger, kind: ItemKind, item_id: int, *, actor: audit.Actor | None = N
             # A fresh count, and outcome REREAD: the order is re-read from MALL before anything is sent again.
             moved = ledger.changes.move(c, ch.id, ch.state, ChangeState.PENDING, attempts=0, outcome="reread")
             if moved:
+                ledger.accounts.forget_not_found(c, ch.mall_order_id)  # issue 18: ask every account again
                 ledger.orders.add_event(c, ch.mall_order_id, EventKind.RETRY,
                                         f"change {ch.id} put back to pending by {actor.by}")
                 audit.record(c, actor, "retry", order_id=ch.mall_order_id, target=f"change {ch.id}",

@@ -67,6 +67,8 @@ class Engine:
         self.config = config
         self.metrics = metrics
         self.hooks = hooks or Hooks()
+        #: issue 18: when set, a pass takes only this MALL account's items (Services runs one pass per account).
+        self.account: str | None = None
         #: Called between items: returns True when the process is stopping (and proves progress to the watchdog).
         self.should_stop: Callable[[], bool] = lambda: False
 

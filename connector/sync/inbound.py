@@ -148,7 +148,9 @@ class InboundSync(Engine):
         cfg = self.config.sync
         tried: set[int] = set()
         while True:
-            ids = [i for i in self.ledger.inbox.due(cfg.batch_size, due_anyway=retry_now) if i not in tried]
+            ids = [i for i in self.ledger.inbox.due(cfg.batch_size, due_anyway=retry_now,
+                                                    **({"account": self.account} if self.account else {}))
+                   if i not in tried]  # issue 18: one account's pass
             tried.update(ids)
             if not ids:
                 break
@@ -422,7 +424,7 @@ class InboundSync(Engine):
         """PUT confirmed: true for orders whose every MALL-side change has reached the shop."""
         result = result or InboundResult()
         held = self.ledger.confirms.held(only_quarantined=retry_now)
-        for oid in self.ledger.orders.needing_confirm():
+        for oid in self.ledger.orders.needing_confirm(**({"account": self.account} if self.account else {})):
             if oid in held:
                 continue
             if self.should_stop():

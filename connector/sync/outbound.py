@@ -358,7 +358,8 @@ class OutboundSync(Engine):
         last_id = 0
         batch = self.config.sync.batch_size
         while True:
-            todo = self.ledger.changes.due(Origin.SHOP, batch, include_not_due=include_not_due, after_id=last_id)
+            todo = self.ledger.changes.due(Origin.SHOP, batch, include_not_due=include_not_due, after_id=last_id,
+                                           **({"account": self.account} if self.account else {}))  # issue 18
             if not todo:
                 break
             last_id = todo[-1].id

@@ -5,6 +5,7 @@ Used by `sync-once`, the daemon's jobs and the demo, so all three do exactly the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -40,14 +41,15 @@ class MappingHolder:
             self._mapping = mapping
 
 
-def make_client(config: Config, on_response=None):
+def make_client(config: Config, on_response=None, *, client_id: str | None = None):
     """The MALL client for a config; ``on_response(endpoint, status_code)`` sees every call (metrics, alerts).
+    ``client_id``: one account's (issue 18, connector/accounts.py); else the config's single one.
 
     Its transport paces the calls by MALL's X-RateLimit-Remaining/Reset headers (see sync/ratelimit.py)."""
     from connector.mall.client import MallClient
     from connector.sync.ratelimit import paced_transport
 
-    return MallClient(config.mall.base_url, config.client_id, timeout_s=config.mall.timeout_s,
+    return MallClient(config.mall.base_url, client_id or config.client_id, timeout_s=config.mall.timeout_s,
                       on_response=on_response, transport=paced_transport(config.mall.base_url),
                       max_response_bytes=config.mall.max_response_bytes, deadline_s=config.mall.deadline_s,
                       max_pages=config.mall.max_pages)
@@ -57,15 +59,20 @@ class Services:
     """Everything one process needs to sync; build once, close at the end."""
 
     def __init__(self, config: Config, *, metrics=None, client=None, adapter=None, ledger: Ledger | None = None,
-                 on_response=None):
+                 on_response=None, on_account_response=None, account: str | None = None):
         from adapters import make_adapter
 
         self.config = config
         self.metrics = metrics
+        #: issue 18 (`sync-once --account`): only this account's sweep, push and inbound passes.
+        self.only_account = account if config.accounts else None
         self.mapping = MappingHolder(load_mapping(config.mapping_path))
         self.ledger = ledger or open_ledger(config.ledger.url)
         if on_response is None and metrics is not None:
             on_response = metrics.mall_call
+        if client is None and config.accounts:  # issue 18: one MallClient per account, routed by order
+            client = make_router(config, self.ledger, on_response, on_account_response)
+            client.sweep_only = self.only_account
         self.client = client or make_client(config, on_response)
         self.adapter = adapter or make_adapter(config)
         common = dict(ledger=self.ledger, client=self.client, adapter=self.adapter, mapping=self.mapping,
@@ -79,12 +86,77 @@ class Services:
         if metrics is not None and hasattr(metrics, "bind_ledger"):
             metrics.bind_ledger(self.ledger)
 
+    def push_due(self, *, include_not_due: bool = False) -> PushResult:
+        """The push pass; with several accounts one pass per account (and one for orders whose account is not
+        known yet), so an account MALL rejects (401/403) never holds up the others' pushes."""
+        if not self.config.accounts:
+            return self.outbound.push_due(include_not_due=include_not_due)
+        total = PushResult()
+        for part in self._per_account(self.outbound, lambda: self.outbound.push_due(include_not_due=include_not_due)):
+            for f in dataclasses.fields(PushResult):
+                setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+        return total
+
+    def run_inbound(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
+        """The inbound pass (inbox, hand-off, confirm); with several accounts one pass per account, like
+        ``push_due``, so an account MALL rejects never holds up the others."""
+        result = result or InboundResult()
+        if not self.config.accounts:
+            return self.inbound.run(result, retry_now=retry_now)
+        self._per_account(self.inbound, lambda: self.inbound.run(result, retry_now=retry_now))
+        return result
+
+    def _per_account(self, engine, work) -> list:
+        from connector.config import DEFAULT_ACCOUNT
+        from connector.mall.errors import MallForbidden, MallUnauthorized
+
+        # The rows of orders whose account is not known yet go last: that pass also takes the rows the accounts'
+        # passes just made (they are stamped with their account after the last pass).
+        names = [self.only_account] if self.only_account else [*self.config.accounts, DEFAULT_ACCOUNT]
+        done, rejected = [], []
+        self.stamp_accounts()
+        try:
+            for name in names:
+                engine.account = name
+                try:
+                    done.append(work())
+                except (MallUnauthorized, MallForbidden) as e:
+                    log.error("MALL rejects account %r (%s): its work waits; the other accounts go on", name,
+                              e.status_code)
+                    rejected.append(e)
+        finally:
+            engine.account = None
+            self.stamp_accounts()
+        if rejected and len(rejected) == len(names):
+            raise rejected[0]
+        return done
+
+    def stamp_accounts(self) -> None:
+        """issue 18: fill in the account of rows made in this pass for orders whose account is known now."""
+        if self.config.accounts:
+            with self.ledger.write() as c:
+                self.ledger.accounts.stamp(c)
+
     def close(self) -> None:
         try:
             self.delivery.close()
             self.client.close()
         finally:
             self.ledger.close()
+
+
+def make_router(config: Config, ledger: Ledger, on_response=None, on_account_response=None):
+    """issue 18: an AccountRouter over one MallClient per ``[accounts.<name>]`` (each its own pacing and quota).
+    ``on_account_response(account, endpoint, status_code)`` sees every call with its account."""
+    from connector.accounts import AccountRouter, accounts
+
+    def hook(name: str):
+        if on_account_response is not None:
+            return lambda endpoint, code: on_account_response(name, endpoint, code)
+        return on_response
+
+    clients = {a.name: make_client(config, hook(a.name), client_id=a.client_id) for a in accounts(config)}
+    return AccountRouter(ledger, clients, include_test={a.name: a.include_test_orders for a in accounts(config)})
 
 
 @dataclass
@@ -149,16 +221,17 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
     replay_remapped(services)
     summary.poll = services.outbound.poll_shop(wait_for_settle=wait_for_settle)
     _feed_state_when_unchanged(services, summary.poll)
-    summary.push = services.outbound.push_due(include_not_due=retry_now)
+    summary.push = services.push_due(include_not_due=retry_now)
     summary.delivery = services.delivery.run()  # issue 15: then push the delivered changes it made
     if summary.delivery.delivered or summary.delivery.returned:
-        more = services.outbound.push_due(include_not_due=retry_now)
+        more = services.push_due(include_not_due=retry_now)
         for name in ("pushed", "skipped", "failed", "retry", "done_by_reread", "reads", "list_reads"):
             setattr(summary.push, name, getattr(summary.push, name) + getattr(more, name))
     if sweep:
         services.inbound.sweep(summary.inbound)
-    services.inbound.run(summary.inbound, retry_now=retry_now)
+    services.run_inbound(summary.inbound, retry_now=retry_now)
     _close_needs_action_by_evidence(services)
+    services.stamp_accounts()  # issue 18
     S = ChangeState
     counts = services.ledger.changes.count(states=(S.FAILED, S.RETRY, S.SENDING))  # not a count of the whole table
     summary.failed_total = counts.get(S.FAILED, 0) + services.ledger.quarantined_count()
