@@ -8,18 +8,16 @@ sees one ``[mall] base_url`` as it would in production.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+from adapters.generic_csv.world import CsvWorld
 
 CZ_ID = "cz-" + "Qm4Xr8Tw2Ka6Pz0Nc5Ve7Hb3"
 SK_ID = "sk-" + "Lp9Dj1Wf5Rs7Gy3Mb8Tk0Ue2"
@@ -27,7 +25,6 @@ TOK_CZ = "Cz-" + "Hy7Ud3Kp9Wm2Qx6Rb4Tn8Vc5Ze1Ls0Ag"
 TOK_SK = "Sk-" + "Fe3Rq8Zm1Yw6Jt0Lc4Xn9Pb2Dv7Gk5Hs"
 SK_FIRST_PURCHASE = 5_000_000  # SK's order ids far from CZ's: MALL's ids are global
 
-FEED_COLUMNS = ["mall_order_id", "status", "shop_order_id", "tracking_number", "tracking_url", "carrier"]
 
 
 class MallFront:
@@ -82,18 +79,15 @@ class MallFront:
         self._http.close()
 
 
-class TwoAccountShop:
-    """A CSV shop in a temp folder whose config has [accounts.cz] and [accounts.sk] on one MallFront."""
+class TwoAccountShop(CsvWorld):
+    """The shared CSV shop world (adapters/generic_csv/world.py) whose config has [accounts.cz] and
+    [accounts.sk] on one MallFront instead of a single [mall] client_id."""
 
     def __init__(self, folder: Path, front: MallFront, *, listen: str | None = None, extra: str = ""):
-        self.folder = folder
+        super().__init__(folder, front.url, CZ_ID, write_config=False)
         self.front = front
-        self.feed = folder / "shop.csv"
-        self.outbox = folder / "outbox"
-        self.outbox.mkdir(exist_ok=True)
-        self.config_path = folder / "config.toml"
         receiver = f'[receiver]\nlisten = "{listen}"\n' if listen else ""
-        self.config_path.write_text(f"""[mall]
+        self.write_config(f"""[mall]
 base_url = "{front.url}"
 timeout_s = 5
 [ledger]
@@ -116,8 +110,7 @@ tokens = ["{TOK_CZ}"]
 [accounts.sk]
 client_id = "{SK_ID}"
 tokens = ["{TOK_SK}"]
-{extra}""", encoding="utf-8")
-        self.config_path.chmod(0o600)
+{extra}""", private=True)
         self.write_feed([])
 
     def config(self):
@@ -125,40 +118,19 @@ tokens = ["{TOK_SK}"]
 
         return load_config(self.config_path, environ={})
 
-    def write_feed(self, rows: list[dict]) -> None:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=FEED_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
-        tmp = self.feed.with_suffix(".tmp")
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, self.feed)
-        self._bump = getattr(self, "_bump", 0) + 1
-        t = time.time() - 5 + self._bump * 0.001  # settled, and a new fingerprint on every write
-        os.utime(self.feed, (t, t))
-
-    def outbox_rows(self, prefix: str) -> list[dict]:
-        rows = []
-        for f in sorted(self.outbox.iterdir()):
-            if f.name.startswith(prefix) and f.suffix == ".csv":
-                with f.open(encoding="utf-8", newline="") as fh:
-                    rows.extend(csv.DictReader(fh))
-        return rows
-
     def env(self) -> dict:
+        """The environment without any MALL_* secret or systemd credential of the machine running the tests."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MALL_", "CREDENTIALS_DIRECTORY"))}
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "connector", "--config", str(self.config_path), *args],
-                              capture_output=True, text=True, timeout=timeout, cwd=self.folder, env=self.env())
+    def cli(self, *args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("env", self.env())
+        return super().cli(*args, timeout=timeout, **kw)
 
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "connector", "--config", str(self.config_path), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.folder,
-                                env=self.env())
+    def popen(self, *args: str, **kw) -> subprocess.Popen:
+        kw.setdefault("env", self.env())
+        return super().popen(*args, **kw)
 
 
 def status_puts(sandbox, order_id: int | None = None) -> list:

@@ -44,6 +44,7 @@ FOLDERS = {
     "tests/security": "tests/integration/security",
     "tests/deploy": "tests/integration/deploy",
     "tests/pg": "tests/integration/pg",
+    "tests/accounts": "tests/integration/accounts",
     "tests/daemon": "tests/system/daemon",
     "tests/chaos": "tests/system/chaos",
     "tests/demo": "tests/system/demo",
@@ -54,6 +55,8 @@ FOLDERS = {
 
 #: Files that do not follow their folder: support code to tests/support/, system tests to tests/system/.
 FILES = {
+    "tests/accounts/world.py": "tests/support/accounts_world.py",
+    "tests/accounts/test_accounts_e2e.py": "tests/system/accounts/test_accounts_e2e.py",
     "tests/sync/harness.py": "tests/support/worlds.py",
     "tests/security/logscan.py": "tests/support/logscan.py",
     "tests/security/_tee/sitecustomize.py": "tests/support/_tee/sitecustomize.py",
