@@ -15,7 +15,7 @@ from connector.ledger.types import ChangeState
 from connector.mall.models import Order
 from connector.sandbox.state import FIRST_PURCHASE_ID, OrderStore
 from connector.sync.snapshot import store_snapshot
-from tests.accounts.world import CZ_ID, SK_ID, TOK_CZ, TOK_SK
+from tests.support.accounts_world import CZ_ID, SK_ID, TOK_CZ, TOK_SK
 
 DELIVERED_AT = "2026-11-10 12:00:00"
 

@@ -1,6 +1,6 @@
 """An order the shop's feed names and the ledger never saw is asked of each account once; the answer is kept.
 
-Real sandboxes over HTTP (one per account) behind one API address (tests/accounts/world.py)."""
+Real sandboxes over HTTP (one per account) behind one API address (tests/support/accounts_world.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from connector.ledger.types import ChangeState
 from connector.sandbox.state import FIRST_PURCHASE_ID
 from connector.sync.runner import Services, sync_once
-from tests.accounts.world import CZ_ID, SK_FIRST_PURCHASE, SK_ID, MallFront, TwoAccountShop, gets_of, status_puts
+from tests.support.accounts_world import CZ_ID, SK_FIRST_PURCHASE, SK_ID, MallFront, TwoAccountShop, gets_of, status_puts
 
 pytestmark = pytest.mark.e2e
 

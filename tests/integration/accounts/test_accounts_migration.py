@@ -16,7 +16,7 @@ from connector.ledger import open_ledger
 from connector.ledger import schema as s
 from connector.ledger.db import HEAD_REVISION, _alembic_config, current_revision, make_engine
 from connector.sync.runner import Services, sync_once
-from tests.accounts.world import status_puts
+from tests.support.accounts_world import status_puts
 from tests.conftest import TEST_CLIENT_ID
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ import pytest
 
 from connector.ledger import open_ledger
 from connector.sandbox.state import FIRST_PURCHASE_ID
-from tests.accounts.world import (CZ_ID, SK_FIRST_PURCHASE, SK_ID, TOK_CZ, TOK_SK, MallFront, TwoAccountShop,
+from tests.support.accounts_world import (CZ_ID, SK_FIRST_PURCHASE, SK_ID, TOK_CZ, TOK_SK, MallFront, TwoAccountShop,
                                   status_puts)
 from tests.conftest import free_port
 
