@@ -20,7 +20,8 @@ from connector.sandbox.server import SandboxServer
 TEST_CLIENT_ID = "test-client-id-0123456789"
 
 # Fails any test during which a log line (ours or a subprocess's) carried the client_id or a token.
-pytest_plugins = ["tests.security.logscan"]
+pytest_plugins = ["tests.security.logscan",
+                  "tests.pg.plugin"]  # issue 18: ledger_backend / ledger_url / pg_url, one PostgreSQL cluster
 
 
 @pytest.fixture(autouse=True)
