@@ -433,18 +433,17 @@ def resolve_ledger_url(ledger: dict, base: Path, cfg_path: Path, env) -> dict[st
     url = ledger.get("url")
     if not isinstance(url, str) or not url.startswith("postgresql"):
         return sources
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from connector.ledger.dialect import url_password, with_password
 
     try:
-        u = make_url(url)
-    except ArgumentError:
+        current = url_password(url)
+    except ValueError:
         raise ConfigError(cfg_path, "ledger.url", "not a database URL (postgresql+psycopg://user@host:port/database)",
                           None) from None
     password, where = None, None
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     cred = Path(cred_dir) / CREDENTIAL_LEDGER_PASSWORD if cred_dir else None
-    if u.password:
+    if current:
         where = "the URL in [ledger] url"
     elif cred is not None and cred.is_file():
         password, where = _read_secret_file(cred, "ledger.password", cfg_path), f"the systemd credential {CREDENTIAL_LEDGER_PASSWORD}"
@@ -454,10 +453,9 @@ def resolve_ledger_url(ledger: dict, base: Path, cfg_path: Path, env) -> dict[st
         file = _resolve_path(base, ledger["password_file"])
         password, where = _read_secret_file(file, "ledger.password_file", cfg_path), f"the file {file} (password_file)"
     if password is not None:
-        u = u.set(password=password)
-        ledger["url"] = u.render_as_string(hide_password=False)
-    if u.password:
-        register_secret(str(u.password))
+        ledger["url"] = with_password(url, password)
+    if current or password:
+        register_secret(current or password)
         sources["ledger.password"] = where
     return sources
 

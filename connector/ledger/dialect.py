@@ -97,3 +97,17 @@ def insert_ignoring_duplicates(table, conn: Connection):
     from sqlalchemy import insert
 
     return insert(table)
+
+
+def url_password(url: str) -> str | None:
+    """The password in a database URL (None without one). ValueError for something that is no URL."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except ArgumentError as e:
+        raise ValueError(str(e)) from None
+
+
+def with_password(url: str, password: str) -> str:
+    return make_url(url).set(password=password).render_as_string(hide_password=False)

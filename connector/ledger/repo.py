@@ -69,6 +69,9 @@ class Ledger:
 
         self.parcels = ParcelsRepo(self)
         self.mdp = MdpRepo(self)  # MALL Delivery labels and serial numbers (issue 21)
+        from connector.ledger.leases import LeasesRepo  # replicas on PostgreSQL (issue 18)
+
+        self.leases = LeasesRepo(self)
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
