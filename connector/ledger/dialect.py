@@ -44,7 +44,8 @@ def describe(url: str | URL) -> str:
     if u.get_backend_name() == "sqlite":
         return u.database or ":memory:"
     host = u.host or (u.query.get("host") if u.query else None) or "localhost"
-    return f"{u.get_backend_name()} {host}{':' + str(u.port) if u.port else ''}/{u.database or ''}"
+    name = {"postgresql": "PostgreSQL"}.get(u.get_backend_name(), u.get_backend_name())
+    return f"{name} {host}{':' + str(u.port) if u.port else ''}/{u.database or ''}"
 
 
 # -- SQLite ------------------------------------------------------------------------------------------
