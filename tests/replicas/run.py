@@ -27,7 +27,7 @@ from connector.mapping import mapping_from_text
 from connector.sandbox.server import SandboxServer
 from tests.chaos.checks import LedgerView, Verdict, verify
 from tests.chaos.run import TICK_S, _wait_quiescent
-from tests.chaos.world import MAPPING_TOML, DaemonRunner, MallDriver, ShopSim, instrument
+from tests.chaos.world import MAPPING_TOML, SENT, DaemonRunner, MallDriver, ShopSim, instrument
 from tests.conftest import TEST_CLIENT_ID, free_port
 from tests.sync.harness import CsvShop
 
@@ -47,8 +47,8 @@ class Size:
 
 
 SIZES = {
-    "small": Size(orders=40, shop_changes=80, webhooks=30, min_s=20.0, max_s=90.0, kill_every=(2.5, 4.5)),
-    "full": Size(orders=120, shop_changes=300, webhooks=100, min_s=50.0, max_s=300.0, kill_every=(3.0, 6.0),
+    "small": Size(orders=40, shop_changes=60, webhooks=25, min_s=20.0, max_s=90.0, kill_every=(2.5, 4.5)),
+    "full": Size(orders=160, shop_changes=300, webhooks=100, min_s=50.0, max_s=300.0, kill_every=(3.0, 6.0),
                  quiet_timeout_s=180.0),
 }
 
@@ -96,7 +96,18 @@ class Replicas:
                 r.start()
 
     def live_ports(self) -> list[int]:
-        return [p for p, r in zip(self.ports, self.runners) if r.alive()]
+        """Ports of replicas whose receiver accepts connections now (a load balancer's health check)."""
+        import socket
+
+        live = []
+        for p, r in zip(self.ports, self.runners):
+            if r.alive():
+                try:
+                    socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
+                    live.append(p)
+                except OSError:
+                    pass
+        return live
 
     @property
     def kills(self) -> int:
@@ -165,7 +176,6 @@ def run_replicas(url: str, size: str = "small", seed: int = 1, *, folder: Path |
         next_kill = t0 + kill_rng.uniform(*spec.kill_every)
         leader_kills = kills = 0
         create_per_tick = spec.orders / (0.6 * spec.min_s / TICK_S)
-        hooks_by_port: collections.Counter = collections.Counter()
         log(f"replicas: {size} run, seed {seed}, folder {folder}")
         while True:
             now = time.monotonic()
@@ -193,12 +203,15 @@ def run_replicas(url: str, size: str = "small", seed: int = 1, *, folder: Path |
             if live:  # the load balancer: each batch of webhooks to some live replica
                 port = kill_rng.choice(live)
                 sandbox.webhook_url = hook.format(port)
-                hooks_by_port[port] += 0  # registered
             driver.tick(create_per_tick if driver.created < spec.orders else 0)
             shop.import_outbox()
             shop.work(0.06)
             shop.write_feed()
             time.sleep(TICK_S)
+        for o in shop.orders.values():  # tracking numbers that were still to come, come now (as in the chaos run)
+            if o.status == SENT and o.tracking_number is None and not o.mdp:
+                shop._tracking(o)
+                shop.dirty = True
         replicas.start()
         quiet = _wait_quiescent(sandbox, shop, replicas, folder, driver, spec.quiet_timeout_s, verdict,
                                 read_ledger=lambda: LedgerView.read_url(url))
