@@ -8,7 +8,7 @@
 initdb and postgres refuse to run as root, and CI runs as root: then the cluster runs as the unprivileged
 user ``nobody`` (the temp folder is handed to it); run as anybody else, it runs as that user. The role
 ``mc`` has a random password (scram-sha-256 over TCP), so every test URL carries a secret the log scan
-knows. fsync is off: these clusters hold test data only.
+knows. fsync is off unless ``durable``: these clusters hold test data only.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ class PgCluster:
 
     # -- life cycle ------------------------------------------------------------------------------
     @classmethod
-    def start(cls, *, max_connections: int = 300) -> "PgCluster":
+    def start(cls, *, max_connections: int = 300, durable: bool = False) -> "PgCluster":
+        """``durable``: fsync and synchronous_commit on, as in production (a crash loses no committed
+        transaction); off by default, which is faster, for tests that never crash the server."""
         bindir = find_bindir()
         folder = Path(tempfile.mkdtemp(prefix="mc-pg-"))
         user = None
@@ -76,6 +78,7 @@ class PgCluster:
             os.chown(pwfile, pwd.getpwnam(user).pw_uid, -1)
         cluster = cls(bindir, folder, _free_port(), password, user)
         cluster.max_connections = max_connections
+        cluster.durable = durable
         try:
             cluster._run("initdb", "-D", str(cluster.data), "-U", ROLE, "--pwfile", str(pwfile), "-E", "UTF8",
                          "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "--no-instructions")
@@ -99,9 +102,9 @@ class PgCluster:
 
     def restart(self) -> None:
         """Start the server (again): same port, same data."""
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
-                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={self.max_connections} "
-                "-c shared_buffers=32MB -c log_min_messages=warning")
+        fast = "" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} {fast}"
+                f"-c max_connections={self.max_connections} -c shared_buffers=32MB -c log_min_messages=warning")
         try:
             self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
         except PgUnavailable as e:
