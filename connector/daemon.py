@@ -190,13 +190,11 @@ class Daemon:
     def _evaluate_alerts(self, seen: bool = True) -> None:
         if not self.leadership.is_leader():  # one replica notifies (connector/replicas.py)
             return
-        from sqlalchemy.exc import OperationalError
-
-        from connector.ledger.db import LedgerError
+        from connector.ledger.db import unavailable_errors
 
         try:
             self._alerts(seen)
-        except (LedgerError, OperationalError) as e:  # the ledger's server is away: the next job evaluates them
+        except unavailable_errors() as e:  # the ledger's server is away: the next job evaluates them
             log.warning("could not evaluate alerts: the ledger is unavailable (%s)", type(e).__name__)
         except Exception:  # noqa: BLE001 - alerting problems must not stop syncing
             log.exception("could not evaluate alerts")

@@ -30,7 +30,7 @@ def ledger_migrate(ctx: Context, target: str, password_file: str | None, replace
     from connector.config import ENV_LEDGER_PASSWORD
     from connector.ledger import open_ledger
     from connector.ledger.copy import copy_ledger
-    from connector.ledger.dialect import describe, url_password, with_password
+    from connector.ledger.dialect import describe, url_password, with_password, without_password
     from connector.logs import register_secret
     from connector.preflight import require_existing_ledger
 
@@ -61,10 +61,4 @@ def ledger_migrate(ctx: Context, target: str, password_file: str | None, replace
     for name, n in result.counts.items():
         if n:
             click.echo(f"  {name}: {n}")
-    click.echo(f"now set [ledger] url = \"{describe_url(target)}\" and start the service")
-
-
-def describe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True).replace(":***@", "@")
+    click.echo(f"now set [ledger] url = \"{without_password(target)}\" and start the service")

@@ -22,6 +22,13 @@ class LedgerError(Exception):
     """The ledger cannot be opened or written; the message says which file and why."""
 
 
+def unavailable_errors() -> tuple[type[BaseException], ...]:
+    """What a ledger whose server went away raises (wrapped or not yet): for callers outside connector/ledger."""
+    from sqlalchemy.exc import OperationalError
+
+    return (LedgerError, OperationalError)
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = 15000) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":

@@ -112,3 +112,7 @@ def url_password(url: str) -> str | None:
 
 def with_password(url: str, password: str) -> str:
     return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
+def without_password(url: str) -> str:
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
