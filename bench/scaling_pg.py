@@ -44,14 +44,15 @@ def _run_child(config_path: Path, env: dict) -> dict:
             "peak_rss_mib": usage.ru_maxrss / 1024, "stderr": text}
 
 
-def db_pass(sandbox: SandboxProcess, orders: int = 200) -> list[dict]:
+def db_pass(orders: int = 200) -> list[dict]:
+    """Each database against its own fresh sandbox (the same MALL state for both)."""
     from tests.pg.cluster import PgCluster
 
     results = []
     cluster = PgCluster.start(durable=True)
     try:
         for backend in ("sqlite", "postgresql"):
-            with tempdir(f"scaling-{backend}") as folder:
+            with SandboxProcess() as sandbox, tempdir(f"scaling-{backend}") as folder:
                 shop = Shop(folder, sandbox.url)
                 env = dict(os.environ)
                 if backend == "postgresql":
@@ -100,8 +101,9 @@ def accounts_pass(sandbox: SandboxProcess, counts=(1, 10, 100), orders: int = 10
 
 
 def run(orders: int = 200, accounts=(1, 10, 100)) -> dict:
+    databases = db_pass(orders)
     with SandboxProcess() as sandbox:
-        return {"databases": db_pass(sandbox, orders), "accounts": accounts_pass(sandbox, accounts)}
+        return {"databases": databases, "accounts": accounts_pass(sandbox, accounts)}
 
 
 def markdown(result: dict) -> str:
