@@ -175,6 +175,7 @@ def run_replicas(url: str, size: str = "small", seed: int = 1, *, folder: Path |
         t0 = time.monotonic()
         next_kill = t0 + kill_rng.uniform(*spec.kill_every)
         leader_kills = kills = 0
+        next_report = t0 + 15
         create_per_tick = spec.orders / (0.6 * spec.min_s / TICK_S)
         log(f"replicas: {size} run, seed {seed}, folder {folder}")
         while True:
@@ -186,6 +187,10 @@ def run_replicas(url: str, size: str = "small", seed: int = 1, *, folder: Path |
                 break
             if (now - t0 >= spec.min_s and shop.transitions >= spec.shop_changes and delivered >= spec.webhooks):
                 break
+            if now >= next_report:
+                log(f"replicas: {now - t0:.0f} s, {shop.transitions} shop changes, {delivered} webhooks, "
+                    f"{replicas.kills} kills")
+                next_report = now + 15
             if now >= next_kill:
                 leader = _leader_index(url, replicas) if kills % 2 == 0 else None
                 victim = leader if leader is not None else kill_rng.randrange(REPLICAS)

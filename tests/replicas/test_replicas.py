@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.replicas.run import SIZES, run_replicas
 
 
+@pytest.mark.timeout(1200)  # the full size (CI) runs for minutes on a loaded 2-core machine
 def test_three_replicas_killed_at_random_send_nothing_twice_and_lose_nothing(pg_url):
     size = os.environ.get("MALL_CONNECTOR_REPLICAS_SIZE") or (
         "full" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "small")
