@@ -48,7 +48,7 @@ class Size:
 
 SIZES = {
     "small": Size(orders=40, shop_changes=60, webhooks=25, min_s=20.0, max_s=90.0, kill_every=(2.5, 4.5)),
-    "full": Size(orders=160, shop_changes=300, webhooks=100, min_s=50.0, max_s=300.0, kill_every=(3.0, 6.0),
+    "full": Size(orders=160, shop_changes=300, webhooks=100, min_s=70.0, max_s=300.0, kill_every=(3.0, 6.0),
                  quiet_timeout_s=180.0),
 }
 
@@ -150,7 +150,7 @@ def run_replicas(url: str, size: str = "small", seed: int = 1, *, folder: Path |
     verdict = Verdict()
     ports = [free_port() for _ in range(REPLICAS)]
     hook = "http://127.0.0.1:{}/webhooks/mall/" + TOKEN
-    sandbox = SandboxServer(TEST_CLIENT_ID, seed=seed, webhook_url=hook.format(ports[0]), webhook_interval_s=0.5)
+    sandbox = SandboxServer(TEST_CLIENT_ID, seed=seed, webhook_url=hook.format(ports[0]), webhook_interval_s=0.3)
     instrument(sandbox.state)
     sandbox.start()
     sandbox._httpd.handle_error = lambda request, address: None  # a killed replica's broken pipes are expected
@@ -176,7 +176,7 @@ def run_replicas(url: str, size: str = "small", seed: int = 1, *, folder: Path |
         next_kill = t0 + kill_rng.uniform(*spec.kill_every)
         leader_kills = kills = 0
         next_report = t0 + 15
-        create_per_tick = spec.orders / (0.6 * spec.min_s / TICK_S)
+        create_per_tick = spec.orders / (0.9 * spec.min_s / TICK_S)  # MALL keeps changing orders (webhooks)
         log(f"replicas: {size} run, seed {seed}, folder {folder}")
         while True:
             now = time.monotonic()
