@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast chaos bench audit clean
+.PHONY: install demo test test-fast chaos bench audit clean replicas
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-fast: $(STAMP)
 ## make chaos: the full-size seeded chaos run (kills, faults, duplicate/lost webhooks); writes figures
 chaos: $(STAMP)
 	$(BIN)/python -m tests.system.chaos.run --size full --seed 20261126 --report docs/reliability.md
+
+## make replicas: the 3-replica SIGKILL run on one PostgreSQL server at the issue's size (300 shop changes,
+## 100 webhooks); `make test` runs a small size (CI=true: this size)
+replicas: $(STAMP)
+	MALL_CONNECTOR_REPLICAS_SIZE=full $(BIN)/python -m pytest -q tests/replicas
 
 ## make bench: benchmarks against the bare stack; writes docs/performance.md
 bench: $(STAMP)

@@ -110,6 +110,10 @@ def check_ledger(config: Config) -> Line:
                             "the first start")
         if not os.access(path, os.R_OK | os.W_OK):
             return Line(BAD, f"ledger {path} is not readable and writable by {whoami()}: chown it to the service user")
+    from connector.ledger.dialect import is_postgres
+
+    if is_postgres(config.ledger.url):  # issue 18: a server, not a file (the URL is shown without its password)
+        return check_postgres_ledger(config)
     ledger = open_ledger(config.ledger.url, migrate_schema=False)
     try:
         rev = current_revision(ledger.engine)
@@ -118,6 +122,39 @@ def check_ledger(config: Config) -> Line:
         return Line(OK, f"ledger {url} is writable and migrated ({ledger.orders.count()} orders)")
     finally:
         ledger.close()
+
+
+def check_postgres_ledger(config: Config) -> Line:
+    """A PostgreSQL ledger: reachable, writable (a write transaction takes the ledger's write lock), migrated;
+    on replicas, who leads. Never migrates and never prints the password."""
+    from connector.ledger import LedgerError, open_ledger
+    from connector.ledger.db import current_revision, head_revision
+    from connector.ledger.dialect import describe
+
+    where = describe(config.ledger.url)
+    try:
+        ledger = open_ledger(config.ledger.url, migrate_schema=False, busy_timeout_ms=5000)
+        try:
+            ledger.ping()
+            rev = current_revision(ledger.engine)
+            if rev is None:
+                return Line(OK, f"ledger: {where} is reachable; its schema is created at the first start")
+            if rev != head_revision():
+                return Line(OK, f"ledger: {where} is reachable, at schema {rev}; the next start migrates "
+                                f"it to {head_revision()}")
+            with ledger.write():
+                pass
+            lead = ledger.leases.current()
+            leader = f"; leader replica {lead[0]}" if lead else ""
+            return Line(OK, f"ledger: {where} is reachable, writable and migrated "
+                            f"({ledger.orders.count()} orders){leader}")
+        finally:
+            ledger.close()
+    except (LedgerError, Exception) as e:  # noqa: BLE001 - unreachable, wrong password, no such database
+        reason = redact(str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        return Line(BAD, f"ledger: {where} is not reachable: {reason} (check [ledger] url and the "
+                         "password: credential ledger_password, env MALL_CONNECTOR_LEDGER_PASSWORD or "
+                         "[ledger] password_file)")
 
 
 def check_outbox(config: Config) -> Line:

@@ -138,6 +138,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("connector.commands.ops_cmd", ["orders_group", "export_group"]),
     ("connector.commands.init_cmd", ["init"]),
     ("connector.commands.backup_cmd", []),  # adds `ledger backup` to the ledger group
+    ("connector.commands.migrate_cmd", []),  # adds `ledger migrate --to URL` (issue 18)
     ("connector.commands.labels_cmd", ["labels"]),
     ("connector.console.cli", ["console_group"]),
 ]

@@ -76,6 +76,10 @@ class MallConfig(_Section):
 
 class LedgerConfig(_Section):
     url: str = "sqlite:///ledger.db"
+    # PostgreSQL (docs/scaling.md): the password is best kept out of the URL, in the systemd credential
+    # ledger_password, env MALL_CONNECTOR_LEDGER_PASSWORD or this file; config_from_dict puts it in the URL.
+    password_file: Path | None = None
+    lease_s: float = Field(30.0, ge=3, le=600)  # a SIGKILLed replica's leadership ends within this bound
 
 
 class ReceiverConfig(_Section):
@@ -414,6 +418,51 @@ def _resolve_path(base: Path, value: Any) -> Any:
     return p if p.is_absolute() else (base / p)
 
 
+ENV_LEDGER_URL = "MALL_CONNECTOR_LEDGER_URL"  # overrides [ledger] url (containers, test runs on PostgreSQL)
+ENV_LEDGER_PASSWORD = "MALL_CONNECTOR_LEDGER_PASSWORD"
+CREDENTIAL_LEDGER_PASSWORD = "ledger_password"
+
+
+def resolve_ledger_url(ledger: dict, base: Path, cfg_path: Path, env) -> dict[str, str]:
+    """``[ledger] url`` from env MALL_CONNECTOR_LEDGER_URL when set; a PostgreSQL URL without a password gets
+    the first of: the systemd credential ``ledger_password``, env MALL_CONNECTOR_LEDGER_PASSWORD,
+    ``[ledger] password_file``. The password is registered for redaction (it is in the URL from here on)."""
+    from connector.logs import register_secret
+
+    sources: dict[str, str] = {}
+    if env.get(ENV_LEDGER_URL):
+        ledger["url"] = env[ENV_LEDGER_URL].strip()
+        sources["ledger.url"] = f"the environment variable {ENV_LEDGER_URL}"
+    url = ledger.get("url")
+    if not isinstance(url, str) or not url.startswith("postgresql"):
+        return sources
+    from connector.ledger.dialect import url_password, with_password
+
+    try:
+        current = url_password(url)
+    except ValueError:
+        raise ConfigError(cfg_path, "ledger.url", "not a database URL (postgresql+psycopg://user@host:port/database)",
+                          None) from None
+    password, where = None, None
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    cred = Path(cred_dir) / CREDENTIAL_LEDGER_PASSWORD if cred_dir else None
+    if current:
+        where = "the URL in [ledger] url"
+    elif cred is not None and cred.is_file():
+        password, where = _read_secret_file(cred, "ledger.password", cfg_path), f"the systemd credential {CREDENTIAL_LEDGER_PASSWORD}"
+    elif env.get(ENV_LEDGER_PASSWORD):
+        password, where = env[ENV_LEDGER_PASSWORD], f"the environment variable {ENV_LEDGER_PASSWORD}"
+    elif ledger.get("password_file"):
+        file = _resolve_path(base, ledger["password_file"])
+        password, where = _read_secret_file(file, "ledger.password_file", cfg_path), f"the file {file} (password_file)"
+    if password is not None:
+        ledger["url"] = with_password(url, password)
+    if current or password:
+        register_secret(current or password)
+        sources["ledger.password"] = where
+    return sources
+
+
 def _resolve_sqlite_url(base: Path, url: str) -> str:
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
@@ -462,6 +511,7 @@ def config_from_dict(data: dict, cfg_path: Path, raw_text: str = "", env: dict[s
 
     sources = resolve_secrets(mall, receiver, base, cfg_path, env)
     sources.update(resolve_account_secrets(data, base, cfg_path, raw_text, env, sources))  # issue 18
+    sources.update(resolve_ledger_url(ledger, base, cfg_path, env))
 
     # Relative paths are relative to the config file's folder, for the service and for every command alike,
     # so whoever runs a command reads the service's ledger (docs/service.md uses an absolute path anyway).

@@ -69,6 +69,9 @@ class Daemon:
         )
         self.receiver = None
         self.console = None  # the admin console's server, when [console] enabled
+        from connector.replicas import Leadership  # replicas on one PostgreSQL ledger (issue 18)
+
+        self.leadership = Leadership(self.ledger, self.instance_id, config.ledger.lease_s)
 
     # -- wiring -------------------------------------------------------------------------------
     def _on_mall_response(self, endpoint: str, code: int) -> None:
@@ -121,8 +124,26 @@ class Daemon:
 
     # -- jobs ---------------------------------------------------------------------------------
     def _job(self, name: str, fn) -> None:
+        """Run a job unless another replica runs a pass now, or it is a singleton job and we do not lead
+        (connector/replicas.py; on SQLite both always allow it)."""
+        from connector.ledger.db import LedgerError
+        from connector.replicas import ENGINES_TURN, SINGLETON_JOBS
+
         if self._stop.is_set():
             return
+        self._tick()  # a follower that skips its runs is alive all the same (the watchdog)
+        if name in SINGLETON_JOBS and not self.leadership.is_leader():
+            return
+        try:
+            with self.ledger.leases.turn(ENGINES_TURN) as mine:
+                if mine:
+                    self._run_job(name, fn)
+        except LedgerError as e:  # the ledger's server is away: this run is skipped, the next one retries
+            log.warning("job %s skipped: %s", name, e)
+
+    def _run_job(self, name: str, fn) -> None:
+        from connector.ledger.db import LedgerError
+
         self._tick()
         try:
             fn()
@@ -134,6 +155,8 @@ class Daemon:
             log.error("MALL refuses this account (403) in job %s: %s", name, e)
         except MallError as e:
             log.warning("job %s: MALL call failed: %s", name, e)
+        except LedgerError as e:  # e.g. the PostgreSQL server went away mid-pass: the next run retries
+            log.warning("job %s: the ledger failed, nothing of the failed transaction was kept: %s", name, e)
         except Exception:  # noqa: BLE001 - a job must never kill the scheduler
             log.exception("job %s failed", name)
         else:
@@ -188,8 +211,14 @@ class Daemon:
 
     # -- alerts -------------------------------------------------------------------------------
     def _evaluate_alerts(self, seen: bool = True) -> None:
+        if not self.leadership.is_leader():  # one replica notifies (connector/replicas.py)
+            return
+        from connector.ledger.db import unavailable_errors
+
         try:
             self._alerts(seen)
+        except unavailable_errors() as e:  # the ledger's server is away: the next job evaluates them
+            log.warning("could not evaluate alerts: the ledger is unavailable (%s)", type(e).__name__)
         except Exception:  # noqa: BLE001 - alerting problems must not stop syncing
             log.exception("could not evaluate alerts")
 
@@ -312,6 +341,7 @@ class Daemon:
 
             self.console = start_console(self)
         self._started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        self.leadership.start()
         self._schedule()
         self.scheduler.start()
         log.info("mall-connector running: receiver on %s:%s, shop poll every %ss, sweep every %ss",
@@ -366,6 +396,7 @@ class Daemon:
             self.receiver.stop()
         if self.console is not None:
             self.console.stop()
+        self.leadership.stop()
         self.services.close()
         log.info("stopped")
 

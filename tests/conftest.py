@@ -22,7 +22,8 @@ TEST_CLIENT_ID = "test-client-id-0123456789"
 # Fails any test during which a log line (ours or a subprocess's) carried the client_id or a token.
 pytest_plugins = ["tests.support.logscan",
                   "tests.support.sinks",  # the smtp and hook fixtures: real loopback sinks
-                  "tests.support.users"]  # open_tmp, world_bin: parts of the connector run as other users
+                  "tests.support.users",  # open_tmp, world_bin: parts of the connector run as other users
+                  "tests.pg.plugin"]  # issue 18: ledger_backend / ledger_url / pg_url, one PostgreSQL cluster
 
 
 @pytest.fixture(autouse=True)

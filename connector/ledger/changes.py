@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from connector.ledger import schema as s
 from connector.ledger import transitions
+from connector.ledger.dialect import for_claim
 from connector.ledger.rows import ChangeRow, FailedItem, chunks, dumps, utcnow
 from connector.ledger.types import FINISHED_CHANGE_STATES, OPEN_CHANGE_STATES, ChangeState, ItemKind, Origin
 
@@ -78,7 +79,9 @@ class ChangesRepo:
             return set()
         current: dict[int, str] = {}
         for chunk in chunks([ch.id for ch in changes]):
-            current.update(c.execute(select(s.changes.c.id, s.changes.c.state).where(s.changes.c.id.in_(chunk))).all())
+            # FOR UPDATE SKIP LOCKED on PostgreSQL: a row another replica is claiming is left to it
+            current.update(c.execute(for_claim(select(s.changes.c.id, s.changes.c.state)
+                                               .where(s.changes.c.id.in_(chunk)), c)).all())
         claim = [ch for ch in changes if current.get(ch.id) == ch.state]
         for ch in claim:
             transitions.check(ch.state, ChangeState.SENDING)

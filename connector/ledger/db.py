@@ -1,9 +1,5 @@
-"""Engine set-up and migrations.
-
-SQLite: WAL (readers never block the writer), busy_timeout (a second writer waits instead of
-failing), foreign keys on, synchronous=FULL (a committed change survives a crash and a power cut),
-and ``BEGIN IMMEDIATE`` for every transaction that writes: a deferred BEGIN that reads and then
-writes fails at once with "database is locked" when another process writes meanwhile.
+"""Engine set-up and migrations, for SQLite and PostgreSQL alike; what differs between them
+(PRAGMAs, BEGIN IMMEDIATE, isolation, locks) is in dialect.py.
 """
 
 from __future__ import annotations
@@ -13,15 +9,24 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
+from connector.ledger import dialect
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 READ_ONLY = "mall_connector_read"  # execution option: open a deferred (read) transaction
 #: The newest migration. Known here so a daemon whose ledger is current never imports alembic
 #: (about 12 MB of resident memory); tests check it equals alembic's head.
-HEAD_REVISION = "0009"  # the newest migration (versions/): 0001 → 0002 → 0004 → 0005 → 0007 → 0006 → 0009
+HEAD_REVISION = "0010"  # the newest migration (versions/): 0001 → 0002 → 0004 → 0005 → 0007 → 0006 → 0009 → 0010
 
 
 class LedgerError(Exception):
     """The ledger cannot be opened or written; the message says which file and why."""
+
+
+def unavailable_errors() -> tuple[type[BaseException], ...]:
+    """What a ledger whose server went away raises (wrapped or not yet): for callers outside connector/ledger."""
+    from sqlalchemy.exc import OperationalError
+
+    return (LedgerError, OperationalError)
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 15000) -> Engine:
@@ -37,21 +42,26 @@ def make_engine(url: str, *, busy_timeout_ms: int = 15000) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
-            cur = dbapi_conn.cursor()
-            if db != ":memory:":
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
+            dialect.sqlite_on_connect(dbapi_conn, in_memory=db == ":memory:", busy_timeout_ms=busy_timeout_ms)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
-            if conn.get_execution_options().get(READ_ONLY):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dialect.sqlite_begin(conn, read_only=bool(conn.get_execution_options().get(READ_ONLY)))
+
+        return engine
+    if u.get_backend_name() == "postgresql":
+        if u.get_driver_name() != "psycopg":
+            raise LedgerError(f"ledger {dialect.describe(u)}: use the driver psycopg (postgresql+psycopg://...), "
+                              f"not {u.get_driver_name()}")
+        try:
+            engine = create_engine(u, pool_pre_ping=True, connect_args=dialect.postgres_connect_args(busy_timeout_ms))
+        except ImportError as e:  # psycopg missing from this installation
+            raise LedgerError(f"ledger {dialect.describe(u)}: the PostgreSQL driver is not installed ({e})") from None
+
+        @event.listens_for(engine, "begin")
+        def _on_begin_pg(conn):
+            dialect.postgres_begin(conn, read_only=bool(conn.get_execution_options().get(READ_ONLY)),
+                                   busy_timeout_ms=busy_timeout_ms)
 
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from connector.ledger import schema as s
 from connector.ledger.db import LedgerError
+from connector.ledger.dialect import insert_ignoring_duplicates
 from connector.ledger.rows import FailedItem, chunks, utcnow
 from connector.ledger.types import InboxState, ItemKind
 
@@ -80,8 +81,8 @@ class InboxRepo:
                     r.added = len(new)
                     rows += [{"mall_order_id": i, "source": r.source, "received_at": now, "attempts": 0,
                               "state": InboxState.WAITING.value, "account": r.account} for i in new]
-                if rows:
-                    c.execute(_INBOX_INSERT, rows)
+                if rows:  # receivers of several replicas may race for one id: the second insert is skipped
+                    c.execute(_INBOX_INSERT if c.dialect.name == "sqlite" else insert_ignoring_duplicates(s.inbox, c), rows)
             committed = True
         except Exception as e:  # every caller of the batch learns that nothing was stored, and raises it
             for r in batch:

@@ -72,12 +72,17 @@ class Ledger:
         from connector.ledger.accounts import AccountsRepo  # issue 18: which account owns each order
 
         self.accounts = AccountsRepo(self)
+        from connector.ledger.leases import LeasesRepo  # replicas on PostgreSQL (issue 18)
+
+        self.leases = LeasesRepo(self)
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[Connection]:
         if not self._write_lock.acquire(timeout=self.busy_timeout_s):
-            where = self.engine.url.database or "ledger"
+            from connector.ledger.dialect import describe
+
+            where = describe(self.engine.url)
             raise LedgerError(f"ledger {where} is locked: another thread of this process held it for more than "
                               f"{self.busy_timeout_s:g} s")
         try:
@@ -132,8 +137,11 @@ class Ledger:
 
 
 def _describe_db_error(e: SQLAlchemyError, engine: Engine) -> str:
-    where = engine.url.database or str(engine.url.render_as_string(hide_password=True))
-    msg = str(getattr(e, "orig", e))
+    from connector.ledger.dialect import describe
+    from connector.logs import redact
+
+    where = describe(engine.url)
+    msg = redact(str(getattr(e, "orig", e)).strip())
     if "locked" in msg:
         return f"ledger {where} is locked by another process (waited for busy_timeout): {msg}"
     if "disk" in msg and "full" in msg or "database or disk is full" in msg:

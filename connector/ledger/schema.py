@@ -331,3 +331,16 @@ order_accounts = Table(
     Column("updated_at", DateTime, nullable=False),
     Index("ix_order_accounts_account", "account"),
 )
+
+
+# Replicas on one PostgreSQL ledger (issue 18, docs/scaling.md): who leads the singleton jobs (sweep,
+# housekeeping, alerts) and until when. A leader renews its row; a SIGKILLed one stops renewing and
+# another replica takes the row once it expires. Times are the database server's UTC clock.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("holder", String(64), nullable=False),  # the replica: host, pid and a random instance id
+    Column("acquired_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)

@@ -326,11 +326,13 @@ class OutboundSync(Engine):
         # tracking number, and the next row brings the number along with delivered. Older, they are pushed first
         # (see decide.behind_older), so the order moves on MALL as it did in the shop instead of delivered being
         # skipped as "not allowed" from open.
-        mapped = {row.mall_order_id: (key, extra) for row, key, target, extra in wanted if target is not None}
+        mapped = {row.mall_order_id: (key, extra, row.status) for row, key, target, extra in wanted if target is not None}
         if mapped:
             for ch in changes.failed_with_target(c, Origin.SHOP, list(mapped)):
-                row_key, extra = mapped[ch.mall_order_id]
-                if ch.key == row_key or ch.payload == extra:
+                row_key, extra, row_status = mapped[ch.mall_order_id]
+                # A new shop status is new data too (e.g. shipped failed for want of a tracking number, then the
+                # order was cancelled): decided again, the older change closes instead of waiting for a human.
+                if ch.key == row_key or (ch.payload == extra and ch.shop_status == row_status):
                     continue
                 changes.move(c, ch.id, ch.state, ChangeState.PENDING, payload=extra, attempts=0)
                 events.append((ch.mall_order_id, EventKind.CHANGE, f"shop row changed; change {ch.id} is pending again"))

@@ -55,6 +55,9 @@ FOLDERS = {
 
 #: Files that do not follow their folder: support code to tests/support/, system tests to tests/system/.
 FILES = {
+    "tests/pg/plugin.py": "tests/support/pg.py",
+    "tests/pg/cluster.py": "tests/support/pg_cluster.py",
+    "tests/pg/test_server_restart.py": "tests/system/pg/test_server_restart.py",
     "tests/accounts/world.py": "tests/support/accounts_world.py",
     "tests/accounts/test_accounts_e2e.py": "tests/system/accounts/test_accounts_e2e.py",
     "tests/sync/harness.py": "tests/support/worlds.py",

@@ -83,8 +83,8 @@ class Mall:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path):
-    led = open_ledger("sqlite:///" + str(tmp_path / "l.db"))
+def ledger(ledger_url):
+    led = open_ledger(ledger_url.replace("ledger.db", "l.db"))  # SQLite and PostgreSQL (tests/pg/plugin.py)
     yield led
     led.close()
 

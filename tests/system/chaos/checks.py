@@ -71,6 +71,24 @@ class LedgerView:
             con.close()
         return cls(orders, changes, handoffs, open_handoffs, inbox)
 
+    @classmethod
+    def read_url(cls, url: str) -> "LedgerView":
+        """The same view of a ledger on a database server (PostgreSQL: the replica kill test, tests/replicas/)."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(url)
+        try:
+            with engine.connect() as con:
+                orders = {r["mall_order_id"]: dict(r) for r in con.execute(text("SELECT * FROM orders")).mappings()}
+                changes = {r["key"]: dict(r) for r in con.execute(text("SELECT * FROM changes")).mappings()}
+                handoffs = {r["name"]: _epoch(r["done_at"])
+                            for r in con.execute(text("SELECT name, done_at FROM handoffs")).mappings()}
+                open_handoffs = con.execute(text("SELECT count(*) FROM handoffs WHERE state != 'done'")).scalar()
+                inbox = con.execute(text("SELECT count(*) FROM inbox")).scalar()
+        finally:
+            engine.dispose()
+        return cls(orders, changes, handoffs, open_handoffs, inbox)
+
 
 def verify(*, sandbox, shop, driver, ledger: LedgerView, mapping: Mapping, carrier=None) -> Verdict:
     v = Verdict()

@@ -229,7 +229,7 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
 
 
 def _wait_quiescent(sandbox, shop, daemon, folder: Path, driver, timeout_s: float, verdict: Verdict,
-                    carrier=None) -> float | None:
+                    carrier=None, *, read_ledger=None) -> float | None:
     """Until nothing is left to do on either side, twice in a row a sweep apart; seconds it took."""
     t0 = time.monotonic()
     calm_since = None
@@ -241,7 +241,7 @@ def _wait_quiescent(sandbox, shop, daemon, folder: Path, driver, timeout_s: floa
         shop.write_feed()
         if carrier is not None:
             carrier.deliver_the_rest()  # parcels still on their way are delivered now (issue 15)
-        if _idle(sandbox, shop, folder, driver) and not _carrier_pending(sandbox, carrier):
+        if _idle(sandbox, shop, folder, driver, read_ledger=read_ledger) and not _carrier_pending(sandbox, carrier):
             calm_since = calm_since or time.monotonic()
             if time.monotonic() - calm_since >= 3.5:  # a full sweep and a poll found nothing either
                 return time.monotonic() - t0
@@ -257,9 +257,10 @@ def _carrier_pending(sandbox, carrier) -> bool:
     return carrier is not None and any(sandbox.state.get(oid)["status"] == "shipped" for oid in carrier.delivered)
 
 
-def _idle(sandbox, shop, folder: Path, driver) -> bool:
+def _idle(sandbox, shop, folder: Path, driver, *, read_ledger=None) -> bool:
+    """``read_ledger``: how to read the ledger (default: the SQLite file in ``folder``)."""
     try:
-        led = LedgerView.read(folder / "ledger.db")
+        led = read_ledger() if read_ledger is not None else LedgerView.read(folder / "ledger.db")
     except Exception:  # noqa: BLE001 - e.g. the first start has not created it yet
         return False
     if led.inbox or led.open_handoffs:
