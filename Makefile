@@ -34,7 +34,7 @@ chaos: $(STAMP)
 ## make replicas: the 3-replica SIGKILL run on one PostgreSQL server at the issue's size (300 shop changes,
 ## 100 webhooks); `make test` runs a small size (CI=true: this size)
 replicas: $(STAMP)
-	MALL_CONNECTOR_REPLICAS_SIZE=full $(BIN)/python -m pytest -q tests/replicas
+	MALL_CONNECTOR_REPLICAS_SIZE=full $(BIN)/python -m pytest -q tests/system/replicas
 
 ## make bench: benchmarks against the bare stack; writes docs/performance.md
 bench: $(STAMP)

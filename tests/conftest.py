@@ -23,7 +23,7 @@ TEST_CLIENT_ID = "test-client-id-0123456789"
 pytest_plugins = ["tests.support.logscan",
                   "tests.support.sinks",  # the smtp and hook fixtures: real loopback sinks
                   "tests.support.users",  # open_tmp, world_bin: parts of the connector run as other users
-                  "tests.pg.plugin"]  # issue 18: ledger_backend / ledger_url / pg_url, one PostgreSQL cluster
+                  "tests.support.pg"]  # issue 18: ledger_backend / ledger_url / pg_url, one PostgreSQL cluster
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """pytest plugin: the ledger and engine suites on SQLite AND on a real PostgreSQL server.
 
-* ``pg_cluster`` (session): ONE throwaway cluster (tests/pg/cluster.py), started on first use, on a free
+* ``pg_cluster`` (session): ONE throwaway cluster (tests/support/pg_cluster.py), started on first use, on a free
   loopback port; a migrated template database is cloned for each test (fast: no alembic per test).
 * ``ledger_backend``: "sqlite" or "pg". The suites in ``BOTH_DATABASES`` run once per value; on "pg" the
   test gets a fresh database and env MALL_CONNECTOR_LEDGER_URL points every config (the CLI and daemon
@@ -18,16 +18,16 @@ import os
 
 import pytest
 
-from tests.pg.cluster import PgCluster, PgUnavailable
+from tests.support.pg_cluster import PgCluster, PgUnavailable
 
 #: Run on both databases (path prefixes of test files). Chosen to cover the ledger repositories and
 #: every engine (outbound push, inbound pipeline, crash recovery, steering, exports and reports) while
 #: keeping `make test` livable; docs/scaling.md lists them.
 BOTH_DATABASES = (
-    "tests/sync/",
-    "tests/ops/",
-    "tests/core/test_steering.py",
-    "tests/pg/test_ledger_both.py",
+    "tests/integration/sync/",
+    "tests/integration/ops/",
+    "tests/unit/connector/test_steering.py",
+    "tests/integration/pg/test_ledger_both.py",
 )
 TEMPLATE = "mc_template"
 

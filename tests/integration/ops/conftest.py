@@ -84,7 +84,7 @@ class Mall:
 
 @pytest.fixture
 def ledger(ledger_url):
-    led = open_ledger(ledger_url.replace("ledger.db", "l.db"))  # SQLite and PostgreSQL (tests/pg/plugin.py)
+    led = open_ledger(ledger_url.replace("ledger.db", "l.db"))  # SQLite and PostgreSQL (tests/support/pg.py)
     yield led
     led.close()
 

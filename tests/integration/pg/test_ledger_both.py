@@ -1,4 +1,4 @@
-"""The ledger's portable guarantees, on SQLite and on PostgreSQL (tests/pg/plugin.py runs this file on both)."""
+"""The ledger's portable guarantees, on SQLite and on PostgreSQL (tests/support/pg.py runs this file on both)."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ class LedgerView:
 
     @classmethod
     def read_url(cls, url: str) -> "LedgerView":
-        """The same view of a ledger on a database server (PostgreSQL: the replica kill test, tests/replicas/)."""
+        """The same view of a ledger on a database server (PostgreSQL: the replica kill test, tests/system/replicas/)."""
         from sqlalchemy import create_engine, text
 
         engine = create_engine(url)

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from connector.sandbox.faults import Faults
-from tests.pg.cluster import PgCluster, PgUnavailable
-from tests.sync.harness import CsvShop, applied_status_puts, status_puts
+from tests.support.pg_cluster import PgCluster, PgUnavailable
+from tests.support.worlds import CsvShop, applied_status_puts, status_puts
 
 @pytest.fixture
 def own_cluster(pg_cluster):  # pg_cluster: skipped (or failed in CI) like every PostgreSQL test

@@ -2,9 +2,9 @@
 and restarted every few seconds (every other kill hits the leader), while the chaos run's shop and MALL keep
 changing orders and MALL's webhooks go to a different live replica at each tick (a load balancer).
 
-    python -m tests.replicas.run --size small|full --seed N      # starts its own throwaway PostgreSQL
+    python -m tests.system.replicas.run --size small|full --seed N      # starts its own throwaway PostgreSQL
 
-Judged by the chaos run's own checks (tests/chaos/checks.py ``verify``): 0 duplicate PUTs or hand-offs, 0 lost
+Judged by the chaos run's own checks (tests/system/chaos/checks.py ``verify``): 0 duplicate PUTs or hand-offs, 0 lost
 changes, 0 early confirms, nothing stuck, the ledger agreeing with both sides; plus: no traceback and no secret
 in any replica's log, every replica's receiver wrote the inbox, and the leadership moved when its holder died.
 """
@@ -25,11 +25,11 @@ from pathlib import Path
 
 from connector.mapping import mapping_from_text
 from connector.sandbox.server import SandboxServer
-from tests.chaos.checks import LedgerView, Verdict, verify
-from tests.chaos.run import TICK_S, _wait_quiescent
-from tests.chaos.world import MAPPING_TOML, SENT, DaemonRunner, MallDriver, ShopSim, instrument
+from tests.system.chaos.checks import LedgerView, Verdict, verify
+from tests.system.chaos.run import TICK_S, _wait_quiescent
+from tests.system.chaos.world import MAPPING_TOML, SENT, DaemonRunner, MallDriver, ShopSim, instrument
 from tests.conftest import TEST_CLIENT_ID, free_port
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 TOKEN = "replica-token-" + "V4nM8qK2xT6pR9wB3zL7cJ5h"
 REPLICAS = 3
@@ -271,7 +271,7 @@ def run_replicas(url: str, size: str = "small", seed: int = 1, *, folder: Path |
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.pg.cluster import PgCluster
+    from tests.support.pg_cluster import PgCluster
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=list(SIZES), default="small")

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.replicas.run import SIZES, run_replicas
+from tests.system.replicas.run import SIZES, run_replicas
 
 
 @pytest.mark.timeout(1200)  # the full size (CI) runs for minutes on a loaded 2-core machine

@@ -26,7 +26,7 @@ def shop(tmp_path):
 
 @pytest.fixture
 def ledger(shop):
-    led = open_ledger(shop.config().ledger.url)  # SQLite, or PostgreSQL (tests/pg/plugin.py)
+    led = open_ledger(shop.config().ledger.url)  # SQLite, or PostgreSQL (tests/support/pg.py)
     yield led
     led.close()
 
