@@ -27,7 +27,8 @@ from connector.mapping import mapping_from_text
 from connector.sandbox.server import SandboxServer
 from tests.system.chaos.checks import LedgerView, Verdict, verify
 from tests.system.chaos.run import TICK_S, _wait_quiescent
-from tests.system.chaos.world import MAPPING_TOML, SENT, DaemonRunner, MallDriver, ShopSim, instrument
+from adapters.shared.world import DaemonProcess
+from tests.system.chaos.world import MAPPING_TOML, SENT, MallDriver, ShopSim, instrument
 from tests.conftest import TEST_CLIENT_ID, free_port
 from tests.support.worlds import CsvShop
 
@@ -73,19 +74,19 @@ class ReplicaResult:
 
 
 class Replicas:
-    """Three DaemonRunners on one folder (shared feed and outbox), each with its own receiver port and logs;
-    quacks like one DaemonRunner for the chaos run's ``_wait_quiescent`` (alive: all are; start: the dead ones)."""
+    """Three DaemonProcesses on one folder (shared feed and outbox), each with its own receiver port and logs;
+    quacks like one DaemonProcess for the chaos run's ``_wait_quiescent`` (alive: all are; start: the dead ones)."""
 
     def __init__(self, folder: Path, csv_shop: CsvShop, ports: list[int]):
         self.ports = ports
-        self.runners: list[DaemonRunner] = []
+        self.runners: list[DaemonProcess] = []
         base = csv_shop.config_path.read_text(encoding="utf-8")
         for n, port in enumerate(ports, 1):
             cfg = folder / f"config-{n}.toml"
             cfg.write_text(re.sub(r'listen = "127\.0\.0\.1:\d+"', f'listen = "127.0.0.1:{port}"', base), encoding="utf-8")
             home = folder / f"replica-{n}"
             home.mkdir(exist_ok=True)
-            self.runners.append(DaemonRunner(home, cfg))
+            self.runners.append(DaemonProcess(home, cfg))
 
     def alive(self) -> bool:
         return all(r.alive() for r in self.runners)
