@@ -123,6 +123,7 @@ class Daemon:
             self.metrics.job_ok(name)
         finally:
             self._tick()
+            self.services.flush_calls()  # issue 17: the job's MALL calls, one transaction (mall-connector stats)
             self._evaluate_alerts(seen=name == "poll")
 
     def job_poll(self) -> None:

@@ -69,6 +69,10 @@ class Ledger:
 
         self.parcels = ParcelsRepo(self)
         self.mdp = MdpRepo(self)  # MALL Delivery labels and serial numbers (issue 21)
+        from connector.ledger.quota import CallsRepo, VerificationsRepo  # issue 17 (quota)
+
+        self.verifications = VerificationsRepo(self)
+        self.calls = CallsRepo(self)
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager

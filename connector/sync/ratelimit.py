@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from connector.mall.quota import QuotaReading  # noqa: F401 - the type quota_of returns
+
 log = logging.getLogger("mall_connector.ratelimit")
 
 MAX_WAIT_S = 60.0  # the same bound as the client's wait after a 429 (RetryPolicy.reset_cap_s)
@@ -103,3 +105,42 @@ def http_transport_for(base_url: str) -> httpx.BaseTransport:
 
 def paced_transport(base_url: str, **kwargs) -> RateLimitPacer:
     return RateLimitPacer(http_transport_for(base_url), **kwargs)
+
+
+# -- quota awareness (issue 17): the public reading of one client's quota, and the reserve ---------------
+
+def quota_of(client) -> "QuotaReading | None":
+    """The client's last X-RateLimit-* reading (connector/mall/quota.py), or None for a client without one."""
+    reading = getattr(client, "quota_reading", None)
+    return reading() if callable(reading) else None
+
+
+def in_reserve(client, share: float) -> bool:
+    """True while MALL's daily budget left is below ``share`` of the daily limit ([mall] reserve_share): then
+    optional calls wait (sweeps more often than hourly, verification reads, `orders list --refresh`); pushes and
+    confirmations go on. Unknown (no day window told yet): False."""
+    if share <= 0:
+        return False
+    q = quota_of(client)
+    if q is None or q.day_limit is None or q.day_remaining is None:
+        return False
+    return q.day_remaining < share * q.day_limit
+
+
+def flush_calls(ledger, client, account: str = "default") -> int:
+    """Add the client's counted calls to the ledger (``mall_calls``) in one transaction: once per pass or job,
+    never a commit per call. A failure keeps the counts for the next flush. Returns the calls stored."""
+    counter = getattr(client, "calls", None)
+    if counter is None or not hasattr(counter, "take"):
+        return 0
+    counts = counter.take()
+    if not counts:
+        return 0
+    try:
+        with ledger.write() as c:
+            ledger.calls.add(c, counts, account=account)
+    except Exception as e:  # noqa: BLE001 - counting must never stop the sync; kept for the next try
+        counter.give_back(counts)
+        log.warning("could not store the MALL call counts (kept for the next pass): %s", e)
+        return 0
+    return sum(calls for calls, _ in counts.values())

@@ -50,7 +50,7 @@ def make_client(config: Config, on_response=None):
     return MallClient(config.mall.base_url, config.client_id, timeout_s=config.mall.timeout_s,
                       on_response=on_response, transport=paced_transport(config.mall.base_url),
                       max_response_bytes=config.mall.max_response_bytes, deadline_s=config.mall.deadline_s,
-                      max_pages=config.mall.max_pages)
+                      max_pages=config.mall.max_pages, calls_tz=config.shop.timezone)
 
 
 class Services:
@@ -79,8 +79,15 @@ class Services:
         if metrics is not None and hasattr(metrics, "bind_ledger"):
             metrics.bind_ledger(self.ledger)
 
+    def flush_calls(self) -> int:
+        """issue 17: the MALL calls counted since the last flush go to the ledger (`mall-connector stats`)."""
+        from connector.sync.ratelimit import flush_calls
+
+        return flush_calls(self.ledger, self.client)
+
     def close(self) -> None:
         try:
+            self.flush_calls()
             self.delivery.close()
             self.client.close()
         finally:
@@ -163,6 +170,7 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
     counts = services.ledger.changes.count(states=(S.FAILED, S.RETRY, S.SENDING))  # not a count of the whole table
     summary.failed_total = counts.get(S.FAILED, 0) + services.ledger.quarantined_count()
     summary.waiting_retry = counts.get(S.RETRY, 0) + counts.get(S.SENDING, 0)
+    services.flush_calls()  # issue 17: one transaction per pass for the call counts
     return summary
 
 
