@@ -78,6 +78,8 @@ class Services:
                                     metrics=metrics)
         if metrics is not None and hasattr(metrics, "bind_ledger"):
             metrics.bind_ledger(self.ledger)
+        if metrics is not None and hasattr(metrics, "bind_client"):  # issue 17: MALL's rate-limit windows
+            metrics.bind_client(self.client, config.mall.reserve_share)
 
     def flush_calls(self) -> int:
         """issue 17: the MALL calls counted since the last flush go to the ledger (`mall-connector stats`)."""
