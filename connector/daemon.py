@@ -174,9 +174,11 @@ class Daemon:
     def _alerts(self, seen: bool = True) -> None:
         limited_for = time.monotonic() - self._first_429 if self._first_429 is not None else None
         rejected = self._rejected_code or (401 if self._unauthorized else None)
+        from connector.sync.ratelimit import quota_of
+
         evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=rejected is not None,
                         rate_limited_for_s=limited_for, mapping=self.services.mapping(), rejected_code=rejected,
-                        seen=seen)
+                        seen=seen, quota=quota_of(self.services.client))
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -353,7 +355,8 @@ def warn_if_secrets_readable(config: Config) -> None:
 
 
 def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None,
-                    mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False) -> None:
+                    mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False,
+                    quota=None) -> None:
     """Open or resolve every alert problem from the current state (called after each job).
 
     The rules are one table in connector/alert_rules.py; ``seen`` counts this as one more poll that saw
@@ -369,4 +372,4 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
         rejected_code = 403
     rejected = rejected_code if rejected_code is not None else (401 if unauthorized else None)
     evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, mall_rejected=rejected,
-                      rate_limited_for_s=rate_limited_for_s), seen=seen)
+                      rate_limited_for_s=rate_limited_for_s, quota=quota), seen=seen)

@@ -148,6 +148,13 @@ def orders_list(ctx: Context, statuses: list[str] | None, since: datetime | None
     ledger = _ledger(ctx)
     try:
         if refresh:
+            from connector.sync.ratelimit import in_reserve  # issue 17: --refresh is an optional call
+
+            if in_reserve(None, cfg.mall.reserve_share, ledger):
+                raise click.ClickException(
+                    "not re-read from MALL: the daily call budget is in the reserve ([mall] reserve_share = "
+                    f"{cfg.mall.reserve_share:g}; see `mall-connector check`). Run without --refresh to see the "
+                    "ledger as it is, or try again when the budget has recovered")
             client = make_client(cfg)
             try:
                 res = refresh_orders(ledger, client, statuses=statuses or list(ACTIVE_STATUSES),

@@ -162,6 +162,7 @@ class QuotaState:
         self._reset_at: float | None = None
         self._window: str | None = None
         self._day_remaining: int | None = None
+        self._day_reset_at: float | None = None  # clock() when the day window told last resets
         self._read_at: float | None = None  # clock()
         self._read_wall: float | None = None
         self._warned = False
@@ -198,8 +199,11 @@ class QuotaState:
             self._reset_at = now + reset if reset is not None else None
             self._read_at, self._read_wall = now, self._wall()
             self._window = self._window_of(reset)
+            if self._day_reset_at is not None and now >= self._day_reset_at:
+                self._day_remaining = self._day_reset_at = None  # a new day: unknown until MALL tells it
             if self._window == "day":
                 self._day_remaining = remaining
+                self._day_reset_at = self._reset_at
             elif self._day_remaining is not None:
                 # Not the day's count: the daily budget is at least this, and one call less than last known.
                 self._day_remaining = max(remaining, self._day_remaining - 1)
@@ -217,6 +221,8 @@ class QuotaState:
     def reading(self) -> QuotaReading:
         with self._lock:
             now = self._clock()
+            if self._day_reset_at is not None and now >= self._day_reset_at:
+                self._day_remaining = self._day_reset_at = None
             return QuotaReading(
                 windows=self._windows, remaining=self._remaining,
                 reset_s=max(0.0, self._reset_at - now) if self._reset_at is not None else None,

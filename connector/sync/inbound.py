@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from adapters.base import MallChange, NewOrder, NewOrderItem
 from connector.ledger.rows import ChangeRow, HandoffRow, utcnow
@@ -114,6 +115,8 @@ class InboundResult:
     verify_failed: str | None = None
 
 
+SWEEP_KV = "last_sweep_at"  # issue 17: when the last sweep listed MALL's unconfirmed orders (UTC)
+RESERVE_SWEEP_EVERY_S = 3600  # in the reserve, sweeps at most hourly
 VERIFY_BATCH = 100  # orders per verification list call (GET /v1/orders?filter=basic&id=in:…)
 VERIFY_MAX_PER_PASS = 1000  # bounded: a backlog (after a reserve spell) is worked off over several passes
 
@@ -142,6 +145,9 @@ class InboundSync(Engine):
         """List MALL's unconfirmed orders and queue them: catches every webhook that never came. A failing
         list is logged and tried again by the next sweep; the inbox pass goes on regardless."""
         result = result or InboundResult()
+        if not self._sweep_due():
+            result.sweep_failed = "postponed: MALL's daily call budget is in the reserve (swept within the hour)"
+            return result
         try:
             basics = self.client.list_unconfirmed(include_test=self.config.mall.include_test_orders)
         except Exception as e:  # contained: see policy.py (401/403 re-raise)
@@ -158,6 +164,23 @@ class InboundSync(Engine):
             queue.append(b.id)
         result.swept += self.ledger.inbox.enqueue(queue, source="sweep")
         return result
+
+    def _sweep_due(self) -> bool:
+        """issue 17: in the reserve a sweep runs at most hourly (MALL's own advice); otherwise always."""
+        from connector.sync.ratelimit import in_reserve
+
+        last = self.ledger.kv.get(SWEEP_KV)
+        now = utcnow()
+        if last and in_reserve(self.client, self.config.mall.reserve_share, self.ledger):
+            try:
+                if (now - datetime.fromisoformat(last)).total_seconds() < RESERVE_SWEEP_EVERY_S:
+                    log.info("sweep postponed: MALL's daily call budget is in the reserve ([mall] reserve_share)")
+                    return False
+            except ValueError:
+                pass
+        with self.ledger.write() as c:
+            self.ledger.kv.set(c, SWEEP_KV, now.isoformat())
+        return True
 
     # -- drain --------------------------------------------------------------------------------
     def drain(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
@@ -559,7 +582,7 @@ class InboundSync(Engine):
         """False while MALL's daily budget is in the reserve ([mall] reserve_share): optional calls wait."""
         from connector.sync.ratelimit import in_reserve
 
-        if in_reserve(self.client, self.config.mall.reserve_share):
+        if in_reserve(self.client, self.config.mall.reserve_share, self.ledger):
             log.info("%s postponed: MALL's daily call budget is in the reserve ([mall] reserve_share)", what)
             return False
         return True

@@ -115,16 +115,52 @@ def quota_of(client) -> "QuotaReading | None":
     return reading() if callable(reading) else None
 
 
-def in_reserve(client, share: float) -> bool:
+QUOTA_KV = "mall_quota"  # the last reading, for one-shot commands (`orders list --refresh`, `sync-once`)
+
+
+def _stored_quota(ledger) -> dict | None:
+    import json
+
+    try:
+        raw = ledger.kv.get(QUOTA_KV)
+        data = json.loads(raw) if raw else None
+    except Exception:  # noqa: BLE001 - a missing or unreadable reading is just unknown
+        return None
+    if not isinstance(data, dict):
+        return None
+    now = time.time()
+    if not isinstance(data.get("read_at"), (int, float)) or now - data["read_at"] > 86400:
+        return None
+    if isinstance(data.get("day_reset_at"), (int, float)) and now >= data["day_reset_at"]:
+        return None  # the day window has reset since
+    return data
+
+
+def in_reserve(client, share: float, ledger=None) -> bool:
     """True while MALL's daily budget left is below ``share`` of the daily limit ([mall] reserve_share): then
     optional calls wait (sweeps more often than hourly, verification reads, `orders list --refresh`); pushes and
-    confirmations go on. Unknown (no day window told yet): False."""
+    confirmations go on. The client's own reading counts; without one (a fresh one-shot command) the last reading
+    the ledger keeps (``ledger``). Unknown (no day window told yet): False."""
     if share <= 0:
         return False
     q = quota_of(client)
-    if q is None or q.day_limit is None or q.day_remaining is None:
-        return False
-    return q.day_remaining < share * q.day_limit
+    if q is not None and q.day_limit is not None and q.day_remaining is not None:
+        return q.day_remaining < share * q.day_limit
+    stored = _stored_quota(ledger) if ledger is not None else None
+    if stored and isinstance(stored.get("day_limit"), int) and isinstance(stored.get("day_remaining"), int):
+        return stored["day_remaining"] < share * stored["day_limit"]
+    return False
+
+
+def store_quota(ledger, c, client) -> None:
+    """Keep the client's last reading in the ledger (inside the caller's transaction)."""
+    import json
+
+    q = quota_of(client)
+    if q is None or q.remaining is None or q.read_at is None:
+        return
+    day_reset_at = q.read_at + (q.reset_s or 0) + (q.age_s or 0) if q.window == "day" and q.reset_s is not None else None
+    ledger.kv.set(c, QUOTA_KV, json.dumps({**q.to_dict(), "read_at": q.read_at, "day_reset_at": day_reset_at}))
 
 
 def flush_calls(ledger, client, account: str = "default") -> int:
@@ -139,6 +175,7 @@ def flush_calls(ledger, client, account: str = "default") -> int:
     try:
         with ledger.write() as c:
             ledger.calls.add(c, counts, account=account)
+            store_quota(ledger, c, client)
     except Exception as e:  # noqa: BLE001 - counting must never stop the sync; kept for the next try
         counter.give_back(counts)
         log.warning("could not store the MALL call counts (kept for the next pass): %s", e)
