@@ -137,6 +137,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("connector.commands.backup_cmd", []),  # adds `ledger backup` to the ledger group
     ("connector.commands.labels_cmd", ["labels"]),
     ("connector.console.cli", ["console_group"]),
+    ("connector.commands.stats_cmd", ["stats"]),  # issue 17: MALL calls per day by kind
 ]
 
 _register()

@@ -163,6 +163,9 @@ def orders_list(ctx: Context, statuses: list[str] | None, since: datetime | None
                 raise click.ClickException(f"could not re-read the orders from MALL: {e} (run without --refresh "
                                            "to see the ledger as it is)") from None
             finally:
+                from connector.sync.ratelimit import flush_calls  # issue 17: counted for `mall-connector stats`
+
+                flush_calls(ledger, client)
                 client.close()
             if res.skipped_final:
                 click.echo(f"not re-read from MALL (closed statuses): {', '.join(res.skipped_final)}", err=True)
