@@ -77,8 +77,8 @@ def test_each_client_keeps_its_own_reading_over_real_http(make_sandbox):
         qa, qb = a.quota_reading(), b.quota_reading()
         assert {w.name: w.limit for w in qa.windows} == {"day": 1000, "hour": 100, "minute": 50}
         assert (qa.remaining, qa.window) == (47, "minute")
-        assert {w.name: w.limit for w in qb.windows} == {"day": 500_000, "hour": 50_000, "minute": 10_000}
-        assert qb.remaining == 9_999
+        assert {w.name: w.limit for w in qb.windows} == {"day": 10_000_000, "hour": 1_000_000, "minute": 100_000}
+        assert qb.remaining == 99_999
         metrics = Metrics()
         metrics.bind_client(a, 0.1)
         text = metrics.render().decode()
