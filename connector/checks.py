@@ -97,7 +97,7 @@ def quota_line(client, config: Config) -> Line:
     q = quota_of(client)
     if q is None or (not q.windows and q.remaining is None):
         return Line(NA, "MALL sent no X-RateLimit headers: its call quota is not known here (see the partner portal)")
-    windows = ", ".join(f"{w.limit} a {w.name}" for w in sorted(q.windows, key=lambda w: -w.seconds)) or "unknown"
+    windows = ", ".join(f"{w.limit} per {w.name}" for w in sorted(q.windows, key=lambda w: -w.seconds)) or "unknown"
     text = f"MALL call quota (orders): {windows}"
     if q.remaining is not None:
         text += f"; {q.remaining} left in the {q.window or 'current'} window"

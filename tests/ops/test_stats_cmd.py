@@ -53,3 +53,14 @@ def test_stats_counts_each_kind_of_call_a_pass_made_in_every_format(tmp_path, ma
     assert "(days in Europe/Prague)" in done.stdout
     assert shop.cli("stats", "--days", "0").returncode == 2  # click's usage error
     assert "--days" in shop.cli("stats", "--help").stdout
+
+
+def test_check_shows_every_quota_window_and_what_is_left(tmp_path, make_sandbox):
+    sandbox = make_sandbox(quota_windows=((86400, "d", 5750), (3600, "h", 2875), (60, "m", 17250)))
+    shop = CsvShop(tmp_path, sandbox)
+    done = shop.cli("check")
+    line = next((x for x in done.stdout.splitlines() if "MALL call quota" in x), None)
+    assert line is not None, done.stdout
+    assert "5750 per day, 2875 per hour, 17250 per minute" in line
+    assert "2874 left in the hour window" in line  # check's one call so far
+    assert line.startswith("✓")
