@@ -507,7 +507,8 @@ class InboundSync(Engine):
 
     # -- verify (issue 17) --------------------------------------------------------------------
     def verify(self, result: InboundResult | None = None, *, now=None) -> InboundResult:
-        """Check the orders confirmed since the last check against MALL's order list, one call per 100 orders,
+        """Check the orders confirmed since the last check against MALL's order list, one call per 100 orders
+        (pickup-branch orders: a GET each, the list does not show the branch),
         once every ``[sync] verify_window_s`` (when the oldest waiting confirmation is that old): an order MALL
         changed between the connector's read and its confirmation (and whose webhook was lost) is queued in the
         inbox, whose read hands the change to the shop through ``decide_inbound``. If MALL ignores the id filter,
@@ -522,6 +523,14 @@ class InboundSync(Engine):
         if not self.optional_calls_allowed("verify"):
             return result
         ids = self.ledger.verifications.pending(VERIFY_MAX_PER_PASS)
+        # MALL's list does not carry the pickup branch: a branch change between the read and the PUT (whose
+        # webhook was lost) shows only in the detail, so pickup orders are verified by reading it.
+        rows = self.ledger.orders.get_many(ids)
+        pickup = [oid for oid in ids if rows.get(oid) is not None
+                  and (rows[oid].branch_id is not None or rows[oid].handed_branch_id is not None)]
+        if pickup:
+            self._verified(pickup, list(pickup), result)
+            ids = [oid for oid in ids if oid not in set(pickup)]
         for i in range(0, len(ids), VERIFY_BATCH):
             if self.should_stop():
                 break

@@ -225,3 +225,26 @@ def test_a_new_order_then_pushed_costs_no_read_beyond_the_one_on_arrival(world):
     # The ledger read these orders moments ago: nothing is read again, one PUT per change.
     assert len(sandbox.request_log) == n
     assert all(e.method == "PUT" and e.body.get("status") == "shipping" for e in sandbox.request_log.entries())
+
+
+def test_a_pickup_branch_change_whose_webhook_is_lost_is_found_by_reading_the_pickup_order(world):
+    """MALL's list does not carry the branch: pickup orders are verified by a GET of their detail (3 calls for a
+    pickup order, docs/quota.md); other orders stay at the list's share."""
+    sandbox, shop, services = world()
+    (oid,) = [o["id"] for o in sandbox.state.create_orders(1, kind="pickup", status="open")]
+    (plain,) = [o["id"] for o in sandbox.state.create_orders(1, kind="normal", status="open")]
+    _deliver_webhooks(sandbox, services, 2)
+    services.inbound.drain()
+    services.inbound.handoff()
+    new_branch = sandbox.state.get(oid)["branch_id"] + 1
+    sandbox.state.mall_event(oid, "change_branch", branch_id=new_branch)
+    assert sandbox.state.drain_changed() == [oid]  # its webhook is lost
+    services.inbound.confirm()
+    services.inbound.run()  # verification: the pickup order is queued to be read, the other one listed
+    services.inbound.run()
+    rows = shop.outbox_rows("changes-")
+    assert [(int(r["mall_order_id"]), r["branch_id"]) for r in rows] == [(oid, str(new_branch))]
+    assert len(_detail_gets(sandbox, oid)) == 2 and len(_detail_gets(sandbox, plain)) == 1
+    (listed,) = _list_calls(sandbox)
+    assert _id_filter(listed) == {plain}
+    assert services.ledger.verifications.count() == 0
