@@ -40,6 +40,7 @@ class Facts:
     #: issue 18 (several [accounts.*]): per account, 401/403 while MALL rejects it, and how long it has seen 429s.
     account_rejected: dict[str, int] = field(default_factory=dict)
     account_rate_limited_for_s: dict[str, float] = field(default_factory=dict)
+    quota: object | None = None  # issue 17: the MALL client's QuotaReading (connector/mall/quota.py), if any
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     open_keys: set[str] = field(default_factory=set)  # problems open before this evaluation (set by evaluate)
 
@@ -241,6 +242,19 @@ def check_account_rate_limited(f: Facts) -> list[Problem]:
                     "in the MALL Partner portal; the connector slows down and keeps trying.")
             for account, s in sorted(f.account_rate_limited_for_s.items())
             if s >= f.config.alerts.rate_limit_alert_after_s]
+def check_quota_reserve(f: Facts) -> list[Problem]:
+    """issue 17: the daily budget is in the reserve: optional calls wait, pushes and confirmations go on."""
+    q, share = f.quota, f.config.mall.reserve_share
+    day_limit, left = getattr(q, "day_limit", None), getattr(q, "day_remaining", None)
+    if day_limit is None or left is None:
+        return [keep("mall_quota_reserve")] if "mall_quota_reserve" in f.open_keys else []
+    if share <= 0 or left >= share * day_limit:
+        return []
+    return [Problem("mall_quota_reserve", "MALL daily call budget in the reserve",
+                    f"MALL's daily call budget is nearly spent: {left} of {day_limit} calls left today (below "
+                    f"[mall] reserve_share = {share:g}). Pushes and confirmations go on; sweeps more often than "
+                    "hourly, verification reads and `orders list --refresh` wait until the budget recovers. See "
+                    "`mall-connector stats` for what used it.")]
 
 
 def check_carrier_auth(f: Facts) -> list[Problem]:
@@ -300,6 +314,10 @@ RULES: tuple[Rule, ...] = (
          "MALL has answered 429 to that account for [alerts] rate_limit_alert_after_s",
          "a call of that account succeeds without 429", "no", check_account_rate_limited,
          "MALL no longer rate-limits the account."),
+    Rule("mall_quota_reserve", "MALL's daily call budget is in the reserve",
+         "the daily budget left (X-RateLimit-Remaining of the day window) is below [mall] reserve_share of the "
+         "daily limit: optional calls wait", "the budget is above the reserve again (e.g. the day window reset)",
+         "no", check_quota_reserve, "MALL's daily call budget is out of the reserve."),
     Rule("carrier_auth:", "a carrier refuses the credentials",
          "a carrier's tracking API answers that the connector's [carriers.<name>] credentials are wrong",
          "the carrier accepts them again", "no", check_carrier_auth, "The carrier accepts the credentials again."),

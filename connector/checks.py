@@ -81,14 +81,36 @@ def check_mall(config: Config, account=None) -> tuple[Line, Line]:
         except MallError as e:
             return Line(BAD, f"MALL at {config.mall.base_url} did not answer properly: {e}"), Line(NA, "test orders not checked")
         first = Line(OK, f"MALL at {config.mall.base_url} accepts the client_id")
+        quota = quota_line(client, config)  # issue 17: read from the answer just received
         if not include_test:
-            return first, Line(NA, "test orders are not synced ([mall] include_test_orders = false)")
+            return first, quota, Line(NA, "test orders are not synced ([mall] include_test_orders = false)")
         tests = [o for o in client.list_orders(include_test=True, basic=True) if getattr(o, "test", False)]
         if tests:
-            return first, Line(OK, f"{len(tests)} test order(s) visible on MALL")
-        return first, Line(NA, "no test order on MALL yet: create one in the MALL Partner portal to try the flow")
+            return first, quota, Line(OK, f"{len(tests)} test order(s) visible on MALL")
+        return first, quota, Line(NA, "no test order on MALL yet: create one in the MALL Partner portal to try the flow")
     finally:
         client.close()
+
+
+def quota_line(client, config: Config) -> Line:
+    """issue 17: MALL's rate-limit windows and what is left, from X-RateLimit-* of the last answer."""
+    from connector.sync.ratelimit import in_reserve, quota_of
+
+    q = quota_of(client)
+    if q is None or (not q.windows and q.remaining is None):
+        return Line(NA, "MALL sent no X-RateLimit headers: its call quota is not known here (see the partner portal)")
+    windows = ", ".join(f"{w.limit} per {w.name}" for w in sorted(q.windows, key=lambda w: -w.seconds)) or "unknown"
+    text = f"MALL call quota (orders): {windows}"
+    if q.remaining is not None:
+        text += f"; {q.remaining} left in the {q.window or 'current'} window"
+        if q.reset_s is not None:
+            text += f" (resets in {q.reset_s:.0f} s)"
+    if q.day_remaining is not None and q.day_limit:
+        text += f"; {q.day_remaining} of {q.day_limit} left today ({100 * q.day_remaining / q.day_limit:.0f} %)"
+    if in_reserve(client, config.mall.reserve_share):
+        return Line(WARN, f"{text}: below the reserve ([mall] reserve_share = {config.mall.reserve_share:g}), "
+                          "optional calls (frequent sweeps, verification reads, --refresh) wait")
+    return Line(OK, text)
 
 
 def check_ledger(config: Config) -> Line:

@@ -141,6 +141,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("connector.commands.migrate_cmd", []),  # adds `ledger migrate --to URL` (issue 18)
     ("connector.commands.labels_cmd", ["labels"]),
     ("connector.console.cli", ["console_group"]),
+    ("connector.commands.stats_cmd", ["stats"]),  # issue 17: MALL calls per day by kind
 ]
 
 _register()

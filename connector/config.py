@@ -55,6 +55,8 @@ class MallConfig(_Section):
     max_response_bytes: int = Field(20 * 1024 * 1024, ge=64 * 1024, le=1024**3)
     deadline_s: float = Field(60.0, gt=0, le=3600)
     max_pages: int = Field(1000, ge=1, le=1_000_000)
+    # issue 17: below this share of the daily limit left, optional calls stop (docs/quota.md)
+    reserve_share: float = Field(0.1, ge=0, le=0.9)
 
     @field_validator("base_url")
     @classmethod
@@ -152,6 +154,8 @@ class SyncConfig(_Section):
     refresh_age_s: int = Field(300, ge=0)
     batch_size: int = Field(200, ge=1, le=10000)
     confirm_deadline_warn_h: float = Field(20.0, gt=0, le=24)
+    # issue 17: confirmations are checked against MALL's order list in one batch per this many seconds
+    verify_window_s: int = Field(900, ge=0, le=86400)
 
 
 class ShopConfig(_Section):

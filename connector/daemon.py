@@ -165,6 +165,7 @@ class Daemon:
             self.metrics.job_ok(name)
         finally:
             self._tick()
+            self.services.flush_calls()  # issue 17: the job's MALL calls, one transaction (mall-connector stats)
             try:
                 self.services.stamp_accounts()  # issue 18: the account of rows made by this job
             except Exception:  # noqa: BLE001 - the next job stamps them
@@ -226,10 +227,13 @@ class Daemon:
         limited_for = time.monotonic() - self._first_429 if self._first_429 is not None else None
         rejected = self._rejected_code or (401 if self._unauthorized else None)
         now = time.monotonic()
+        from connector.sync.ratelimit import quota_of
+
         evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=rejected is not None,
                         rate_limited_for_s=limited_for, mapping=self.services.mapping(), rejected_code=rejected,
                         seen=seen, account_rejected=dict(self._account_rejected),
-                        account_rate_limited_for_s={a: now - t for a, t in self._account_first_429.items()})
+                        account_rate_limited_for_s={a: now - t for a, t in self._account_first_429.items()},
+                        quota=quota_of(self.services.client))
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -425,7 +429,8 @@ def warn_if_secrets_readable(config: Config) -> None:
 def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limited_for_s: float | None,
                     mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False,
                     account_rejected: dict[str, int] | None = None,
-                    account_rate_limited_for_s: dict[str, float] | None = None) -> None:
+                    account_rate_limited_for_s: dict[str, float] | None = None,
+                    quota=None) -> None:
     """Open or resolve every alert problem from the current state (called after each job).
 
     The rules are one table in connector/alert_rules.py; ``seen`` counts this as one more poll that saw
@@ -442,4 +447,4 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
     rejected = rejected_code if rejected_code is not None else (401 if unauthorized else None)
     evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, mall_rejected=rejected,
                       rate_limited_for_s=rate_limited_for_s, account_rejected=dict(account_rejected or {}),
-                      account_rate_limited_for_s=dict(account_rate_limited_for_s or {})), seen=seen)
+                      account_rate_limited_for_s=dict(account_rate_limited_for_s or {}), quota=quota), seen=seen)

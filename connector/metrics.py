@@ -54,6 +54,47 @@ class _LedgerGauges:
             yield GaugeMetricFamily(name, doc, value=float(h.get(key, 0)))
 
 
+class _QuotaGauges:
+    """issue 17: MALL's rate-limit windows and remaining budget, from the bound MallClient's last reading."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.reserve_share = 0.0
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        reading = getattr(self.client, "quota_reading", None)
+        if not callable(reading):
+            return
+        try:
+            q = reading()
+        except Exception as e:  # a scrape must never fail
+            log.warning("metrics: cannot read MALL's quota: %s", e)
+            return
+        limit = GaugeMetricFamily("mall_connector_mall_ratelimit_limit",
+                                  "MALL's call limit per window (X-RateLimit-Limit), as last told.", labels=["window"])
+        for w in q.windows:
+            limit.add_metric([w.name], float(w.limit))
+        yield limit
+        remaining = GaugeMetricFamily(
+            "mall_connector_mall_ratelimit_remaining",
+            "Calls left (X-RateLimit-Remaining: the smallest of all windows), labelled with that window.",
+            labels=["window"])
+        if q.remaining is not None:
+            remaining.add_metric([q.window or "unknown"], float(q.remaining))
+        yield remaining
+        if q.reset_s is not None:
+            yield GaugeMetricFamily("mall_connector_mall_ratelimit_reset_seconds",
+                                    "Seconds until that window resets (X-RateLimit-Reset).", value=q.reset_s)
+        if q.day_remaining is not None:
+            yield GaugeMetricFamily("mall_connector_mall_ratelimit_day_remaining",
+                                    "Calls left in the day window.", value=float(q.day_remaining))
+        reserve = bool(q.day_limit and q.day_remaining is not None and self.reserve_share > 0
+                       and q.day_remaining < self.reserve_share * q.day_limit)
+        yield GaugeMetricFamily("mall_connector_mall_quota_reserve",
+                                "1 while the daily budget is below [mall] reserve_share: optional calls wait.",
+                                value=1.0 if reserve else 0.0)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -91,6 +132,13 @@ class Metrics:
         from connector.carrier_checks import ParcelGauges  # issue 15
 
         r.register(ParcelGauges(self))
+        self._quota_gauges = _QuotaGauges()  # issue 17
+        r.register(self._quota_gauges)
+
+    def bind_client(self, client: Any, reserve_share: float = 0.0) -> None:
+        """issue 17: export the MALL client's rate-limit reading at each scrape."""
+        self._quota_gauges.client = client
+        self._quota_gauges.reserve_share = reserve_share
 
     @property
     def ledger(self) -> Any:

@@ -161,6 +161,13 @@ def orders_list(ctx: Context, statuses: list[str] | None, since: datetime | None
     ledger = _ledger(ctx)
     try:
         if refresh:
+            from connector.sync.ratelimit import in_reserve  # issue 17: --refresh is an optional call
+
+            if in_reserve(None, cfg.mall.reserve_share, ledger):
+                raise click.ClickException(
+                    "not re-read from MALL: the daily call budget is in the reserve ([mall] reserve_share = "
+                    f"{cfg.mall.reserve_share:g}; see `mall-connector check`). Run without --refresh to see the "
+                    "ledger as it is, or try again when the budget has recovered")
             client = _client(cfg, ledger, account)
             try:
                 res = refresh_orders(ledger, client, statuses=statuses or list(ACTIVE_STATUSES),
@@ -169,6 +176,9 @@ def orders_list(ctx: Context, statuses: list[str] | None, since: datetime | None
                 raise click.ClickException(f"could not re-read the orders from MALL: {e} (run without --refresh "
                                            "to see the ledger as it is)") from None
             finally:
+                from connector.sync.ratelimit import flush_calls  # issue 17: counted for `mall-connector stats`
+
+                flush_calls(ledger, client)
                 client.close()
             if cfg.accounts:  # issue 18: the accounts learned from the lists
                 with ledger.write() as c:

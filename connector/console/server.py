@@ -25,16 +25,13 @@ class ConsoleServer(ReceiverServer):
 
 
 def mall_quota(daemon) -> dict | None:
-    """MALL's rate-limit budget as last told (X-RateLimit-Remaining/Reset), read from the client's pacer."""
-    import time
+    """MALL's rate-limit budget as last told (X-RateLimit-*), through the client's public quota reading."""
+    from connector.sync.ratelimit import quota_of
 
-    pacer = getattr(getattr(daemon.services.client, "_http", None), "_transport", None)
-    remaining = getattr(pacer, "_remaining", None)
-    reset_at = getattr(pacer, "_reset_at", None)
-    if remaining is None:
+    q = quota_of(daemon.services.client)
+    if q is None or q.remaining is None:
         return None
-    clock = getattr(pacer, "_clock", time.monotonic)
-    return {"remaining": remaining, "reset_s": max(0.0, reset_at - clock()) if reset_at is not None else None}
+    return q.to_dict()
 
 
 def runtime_for(daemon) -> ConsoleRuntime:

@@ -109,6 +109,16 @@ class InboxRepo:
             q = select(i.mall_order_id).where(*cond).order_by(i.received_at, i.mall_order_id).limit(limit)
             return list(c.execute(q).scalars())
 
+    def waiting_among(self, ids: Iterable[int]) -> set[int]:
+        """Those of ``ids`` with an id waiting in the inbox (not quarantined): MALL told of a change not read yet."""
+        out: set[int] = set()
+        i = s.inbox.c
+        with self._ledger.read() as c:
+            for chunk in chunks(sorted(set(ids))):
+                out.update(c.execute(select(i.mall_order_id).where(
+                    i.mall_order_id.in_(list(chunk)), i.state == InboxState.WAITING.value)).scalars())
+        return out
+
     def depth(self) -> int:
         """Ids in the inbox, waiting or quarantined."""
         with self._ledger.read() as c:

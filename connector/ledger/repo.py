@@ -75,6 +75,10 @@ class Ledger:
         from connector.ledger.leases import LeasesRepo  # replicas on PostgreSQL (issue 18)
 
         self.leases = LeasesRepo(self)
+        from connector.ledger.quota import CallsRepo, VerificationsRepo  # issue 17 (quota)
+
+        self.verifications = VerificationsRepo(self)
+        self.calls = CallsRepo(self)
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager

@@ -344,3 +344,28 @@ leases = Table(
     Column("acquired_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
 )
+
+
+# -- issue 17 (quota): confirmations to verify, and MALL calls per day and kind -------------------------
+# An order confirmed without a re-read (MALL may have changed it between the connector's read and its PUT) is
+# checked once by a batched list read (connector/sync/inbound.py::InboundSync.verify); the row goes when it is.
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("mall_order_id", BigInteger, ForeignKey("orders.mall_order_id"), primary_key=True, autoincrement=False),
+    Column("account", Text, nullable=False, default="default", server_default="default"),
+    Column("confirmed_at", DateTime, nullable=False),
+    Index("ix_verifications_confirmed_at", "confirmed_at"),
+)
+
+# MALL API calls per day (in [shop] timezone) and kind (push, confirm, read, sweep, list, verify, ...), for
+# `mall-connector stats`: added to in the transactions the engines write anyway, never one commit per call.
+mall_calls = Table(
+    "mall_calls",
+    metadata,
+    Column("account", Text, nullable=False, default="default", server_default="default", primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD
+    Column("kind", String(16), primary_key=True),
+    Column("calls", Integer, nullable=False, default=0),
+    Column("errors", Integer, nullable=False, default=0),  # answers >= 400 and calls without an answer
+)

@@ -51,6 +51,7 @@ from connector.mall.errors import (
     error_for_status,
 )
 from connector.mall import transport as deadline_transport
+from connector.mall.quota import CallCounter, QuotaReading, QuotaState, kind_of
 from connector.mall.models import (
     INT64_MAX,
     BasicOrder,
@@ -277,6 +278,7 @@ class MallClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         deadline_s: float = DEFAULT_DEADLINE_S,
         max_pages: int = DEFAULT_MAX_PAGES,
+        calls_tz: str | None = None,
     ) -> None:
         if max_response_bytes < 1024 or deadline_s <= 0 or max_pages < 1:
             raise ValueError("max_response_bytes must be at least 1024, deadline_s positive, max_pages at least 1")
@@ -293,6 +295,12 @@ class MallClient:
         self.max_response_bytes = max_response_bytes
         self.deadline_s = deadline_s
         self.max_pages = max_pages
+        # issue 17: this client's quota reading (X-RateLimit-*) and its calls by day and kind. One client per
+        # account, so both live here and nothing is global.
+        self.quota = QuotaState()
+        from zoneinfo import ZoneInfo
+
+        self.calls = CallCounter(tz=ZoneInfo(calls_tz) if calls_tz else None)
         self._http = httpx.Client(
             base_url=base_url,
             params={"client_id": client_id},
@@ -312,6 +320,10 @@ class MallClient:
 
     def __repr__(self) -> str:
         return f"MallClient(base_url={redact(self.base_url)!r})"
+
+    def quota_reading(self) -> QuotaReading:
+        """MALL's rate-limit windows and remaining budget as its last answer told (docs/quota.md)."""
+        return self.quota.reading()
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -366,6 +378,36 @@ class MallClient:
         return _dedupe(
             self._pages("/v1/orders/unconfirmed", "GET /v1/orders/unconfirmed", params, basic=True, page_size=100)
         )
+
+    def list_by_ids(self, ids: list[int], *, include_test: bool = True) -> tuple[dict[int, BasicOrder], bool]:
+        """``GET /v1/orders?filter=basic&id=in:…`` over every status (blocked too), one call per page.
+
+        Returns (the orders listed by id, honoured). ``honoured`` is False when MALL ignored the id filter (an
+        order not asked for, or ``paging.total`` above the ids asked): reading stops at that page, never pages
+        through every order, and the caller reads the orders one by one instead (mall-api.md §2.1: unverified)."""
+        from connector.mall.statuses import ALL_STATUSES
+
+        wanted = {_check_id(i) for i in ids}
+        if not wanted:
+            return {}, True
+        if len(wanted) > 1000:
+            raise ValueError("at most 1000 ids per list_by_ids call")
+        ignored = False
+
+        def on_paging(paging: Paging | None) -> None:
+            nonlocal ignored
+            if paging is not None and paging.total is not None and paging.total > len(wanted):
+                ignored = True
+
+        params = self._list_params(status=[s.value for s in ALL_STATUSES], include_test=include_test, basic=True,
+                                   filters={"id": sorted(wanted)})
+        listed: dict[int, BasicOrder] = {}
+        for basic in self._pages("/v1/orders", "GET /v1/orders", params, basic=True, page_size=len(wanted),
+                                 on_paging=on_paging):
+            if ignored or basic.id not in wanted:
+                return listed, False
+            listed[basic.id] = basic
+        return listed, not ignored
 
     def get_order(self, order_id: int) -> Order:
         """``GET /v1/orders/{id}``. MALL's ``data`` is an object; old examples wrap it in a one-element list."""
@@ -477,7 +519,8 @@ class MallClient:
         return params
 
     def _pages(
-        self, path: str, template: str, params: dict[str, Any], *, basic: bool, page_size: int
+        self, path: str, template: str, params: dict[str, Any], *, basic: bool, page_size: int,
+        on_paging: Callable[[Paging | None], None] | None = None,
     ) -> Iterator[Any]:
         """Follow ``page`` until ``paging.pages`` (or a page without paging, or an empty page)."""
         if page_size < 1:
@@ -493,6 +536,8 @@ class MallClient:
                 self._check_paging(endpoint, paging, page=page, page_size=page_size, count=len(items),
                                    seen=seen, per_page=per_page)
             seen += len(items)
+            if on_paging is not None:
+                on_paging(paging)
             yield from items
             if paging is None or paging.pages is None or page >= paging.pages or not items:
                 return
@@ -585,6 +630,7 @@ class MallClient:
                 response.close()
         except httpx.RequestError as exc:
             self._notify(template, status_code)
+            self._count(method, template, body, status_code)
             left = deadline_transport.time_left()
             never_sent = isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
             if isinstance(exc, httpx.TimeoutException) and not never_sent and left is not None and left <= 0:
@@ -594,8 +640,11 @@ class MallClient:
             raise err from None
         except MallBadResponse:
             self._notify(template, status_code)
+            self._count(method, template, body, status_code)
             raise
         self._notify(template, answer.status_code)
+        self._count(method, template, body, answer.status_code)
+        self.quota.observe(answer.headers)
         log.debug("%s -> HTTP %d in %.0f ms", endpoint, answer.status_code, (time.monotonic() - started) * 1000)
         return _parse_envelope(endpoint, answer)
 
@@ -658,6 +707,12 @@ class MallClient:
             raise MallBadResponse(endpoint, status_code, f"the {encoding} body cannot be decompressed",
                                   field="content-encoding") from None
         return _Answer(status_code, response.headers, bytes(body))
+
+    def _count(self, method: str, template: str, body: Any, status_code: int) -> None:
+        try:
+            self.calls.note(kind_of(method, template, body), status_code)
+        except Exception as exc:  # counting must never break a call
+            log.debug("call counting failed: %s", type(exc).__name__)
 
     def _notify(self, template: str, status_code: int) -> None:
         if self._on_response is None:

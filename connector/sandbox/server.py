@@ -25,6 +25,7 @@ from connector.sandbox import api, control
 from connector.sandbox.api import ApiResponse
 from connector.sandbox.faults import Faults
 from connector.sandbox.query import MAX_PAGE_SIZE
+from connector.sandbox.quota import headers as quota_headers
 from connector.sandbox.requestlog import RequestLog
 from connector.sandbox.state import OrderStore
 from connector.sandbox.webhooks import WebhookLog, WebhookSender
@@ -44,13 +45,20 @@ class SandboxServer:
 
     def __init__(self, client_id: str, *, host: str = "127.0.0.1", port: int = 0, orders: int = 0, seed: int = 0,
                  webhook_url: str | None = None, webhook_interval_s: float = 60.0, faults: Faults | None = None,
-                 max_page_size: int = MAX_PAGE_SIZE):
+                 max_page_size: int = MAX_PAGE_SIZE, quota_windows=None):
         if not client_id:
             raise ValueError("client_id must not be empty")
         if max_page_size < 1:
             raise ValueError("max_page_size must be at least 1")
         #: Lists serve at most this many orders a page (a bigger page_size is capped, as on MALL).
         self.max_page_size = max_page_size
+        from connector.sandbox.quota import DEFAULT_WINDOWS, SandboxQuota
+
+        #: MALL's X-RateLimit-* windows (day, hour, minute) on every answer: reported, never enforced (issue 17).
+        self.quota = SandboxQuota(quota_windows if quota_windows is not None else DEFAULT_WINDOWS)
+        #: List filters the sandbox drops, as a MALL that ignores them would (e.g. {"id"}: whether real MALL honours
+        #: ``id=in:…`` is unverified, mall-api.md §8). The request log still shows what was asked.
+        self.ignore_filters: set[str] = set()
         register_secret(client_id)
         self._client_id = client_id.encode()
         self.host = host
@@ -248,7 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         faults = sandbox.faults
         active = faults.applies_to(self.command)
-        headers: dict[str, str] = {}
+        windows = sandbox.quota.count()
+        headers: dict[str, str] = quota_headers(windows)
         if active:
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000)
@@ -257,7 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._drop()
             if faults.rate_limit_budget is not None:
                 allowed, remaining, reset = faults.take_budget()
-                headers = _rate_headers(faults.rate_limit_budget, faults.rate_limit_window_s, remaining, reset)
+                budget = (max(1, round(faults.rate_limit_window_s)), faults.rate_limit_budget, remaining, reset)
+                headers = quota_headers([budget, *(w for w in windows if w[0] != budget[0])])
                 if not allowed:
                     return self._answer(self._limited(headers), entry, fault="429")
             if faults.roll(faults.rate_limit_rate):
@@ -267,6 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._answer(api.error(faults.error_status, "INTERNAL_ERROR", "internal server error"),
                                     entry, fault="5xx")
 
+        if sandbox.ignore_filters:
+            query = {k: v for k, v in query.items() if k not in sandbox.ignore_filters}
         response = api.handle(sandbox.state, self.command, path, query, raw, max_page_size=sandbox.max_page_size)
         response.headers.update(headers)
         fault = None

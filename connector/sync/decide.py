@@ -311,3 +311,22 @@ def inbound_first(*, push_confirms: bool, handed_status: str | None) -> bool:
 def may_confirm(open_mall_changes: int) -> bool:
     """Confirm only once every MALL-side change of the order has reached the shop."""
     return open_mall_changes == 0
+
+
+# -- verifying confirmations (issue 17) ----------------------------------------------------------
+
+def verify_needs_reread(*, listed: bool, status: Status | None, confirmed: bool | None,
+                        handed_status: Status | None, own_push_state: str | None) -> bool:
+    """After a confirmation sent without a re-read: must the order be read again, because MALL may have changed
+    it between the connector's read and its confirmation?
+
+    ``listed``: MALL's order list had the order (basic data: status and confirmed, no pickup branch). Read again
+    when it is missing from the list, unconfirmed again (MALL changed it since), or in a status the shop was not
+    handed and the connector did not push itself."""
+    if not listed or status is None or confirmed is None:
+        return True
+    if not confirmed:
+        return True
+    if status == handed_status:
+        return False
+    return own_push_state not in OWN_PUSH_STATES

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from adapters.base import MallChange, NewOrder, NewOrderItem
 from connector.ledger.rows import ChangeRow, HandoffRow, utcnow
@@ -49,7 +50,9 @@ from connector.sync.decide import (
     RecordOnly,
     decide_inbound,
     may_confirm,
+    verify_needs_reread,
 )
+from connector.mall.quota import call_kind
 from connector.sync.policy import Kind, Op
 from connector.sync.snapshot import branch_of, order_from_snapshot, store_snapshot  # noqa: F401 - re-exported
 
@@ -106,10 +109,26 @@ class InboundResult:
     ignored_test: int = 0
     quarantined: int = 0  # items that reached [sync] max_attempts in this pass
     sweep_failed: str | None = None  # why the sweep could not list MALL's unconfirmed orders
+    verified: int = 0  # confirmations checked (issue 17)
+    verify_rereads: int = 0  # of them queued to be read again
+    verify_calls: int = 0  # list calls made for it
+    verify_failed: str | None = None
+
+
+SWEEP_KV = "last_sweep_at"  # issue 17: when the last sweep listed MALL's unconfirmed orders (UTC)
+RESERVE_SWEEP_EVERY_S = 3600  # in the reserve, sweeps at most hourly
+VERIFY_BATCH = 100  # orders per verification list call (GET /v1/orders?filter=basic&id=in:…)
+VERIFY_MAX_PER_PASS = 1000  # bounded: a backlog (after a reserve spell) is worked off over several passes
 
 
 class InboundSync(Engine):
-    """MALL → shop: inbox, sweep, hand-off and confirmation."""
+    """MALL → shop: inbox, sweep, hand-off, confirmation and its verification."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        #: False once MALL was seen ignoring the id filter of the order list: confirmations are then verified by
+        #: reading each order (issue 17).
+        self.verify_by_list = True
 
     def run(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
         """One pass: drain the inbox, hand over what is new, confirm what the shop has. ``retry_now``: items
@@ -118,6 +137,7 @@ class InboundSync(Engine):
         self.drain(result, retry_now=retry_now)
         self.handoff(result, retry_now=retry_now)
         self.confirm(result, retry_now=retry_now)
+        self.verify(result)
         return result
 
     # -- sweep --------------------------------------------------------------------------------
@@ -125,6 +145,9 @@ class InboundSync(Engine):
         """List MALL's unconfirmed orders and queue them: catches every webhook that never came. A failing
         list is logged and tried again by the next sweep; the inbox pass goes on regardless."""
         result = result or InboundResult()
+        if not self._sweep_due():
+            result.sweep_failed = "postponed: MALL's daily call budget is in the reserve (swept within the hour)"
+            return result
         try:
             basics = self.client.list_unconfirmed(include_test=self.config.mall.include_test_orders)
         except Exception as e:  # contained: see policy.py (401/403 re-raise)
@@ -141,6 +164,23 @@ class InboundSync(Engine):
             queue.append(b.id)
         result.swept += self.ledger.inbox.enqueue(queue, source="sweep")
         return result
+
+    def _sweep_due(self) -> bool:
+        """issue 17: in the reserve a sweep runs at most hourly (MALL's own advice); otherwise always."""
+        from connector.sync.ratelimit import in_reserve
+
+        last = self.ledger.kv.get(SWEEP_KV)
+        now = utcnow()
+        if last and in_reserve(self.client, self.config.mall.reserve_share, self.ledger):
+            try:
+                if (now - datetime.fromisoformat(last)).total_seconds() < RESERVE_SWEEP_EVERY_S:
+                    log.info("sweep postponed: MALL's daily call budget is in the reserve ([mall] reserve_share)")
+                    return False
+            except ValueError:
+                pass
+        with self.ledger.write() as c:
+            self.ledger.kv.set(c, SWEEP_KV, now.isoformat())
+        return True
 
     # -- drain --------------------------------------------------------------------------------
     def drain(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
@@ -222,6 +262,9 @@ class InboundSync(Engine):
                 own_push_state=own.state if own is not None else None)
             store_snapshot(self.ledger, c, order)
             self.ledger.inbox.remove(c, oid)
+            if order.confirmed:
+                # Read after its confirmation (MALL unconfirms an order it changes): this read verifies it.
+                self.ledger.verifications.done(c, [oid])
             counts = self._carry_out(c, order, decision.intents, mapping)
         result.new_orders += counts["new"]
         result.mall_changes += counts["changes"]
@@ -421,11 +464,17 @@ class InboundSync(Engine):
 
     # -- confirm ------------------------------------------------------------------------------
     def confirm(self, result: InboundResult | None = None, *, retry_now: bool = False) -> InboundResult:
-        """PUT confirmed: true for orders whose every MALL-side change has reached the shop."""
+        """PUT confirmed: true for orders whose every MALL-side change has reached the shop.
+
+        Orders with a webhook (or sweep) id still waiting in the inbox are read first: MALL told of a change the
+        ledger has not seen yet, so confirming now would acknowledge it unread."""
         result = result or InboundResult()
         held = self.ledger.confirms.held(only_quarantined=retry_now)
-        for oid in self.ledger.orders.needing_confirm(**({"account": self.account} if self.account else {})):
-            if oid in held:
+        mine = {"account": self.account} if self.account else {}  # issue 18: this engine's account only
+        todo = [oid for oid in self.ledger.orders.needing_confirm(**mine) if oid not in held]
+        waiting = self.ledger.inbox.waiting_among(todo) if todo else set()
+        for oid in todo:
+            if oid in waiting:
                 continue
             if self.should_stop():
                 break
@@ -433,31 +482,122 @@ class InboundSync(Engine):
         return result
 
     def _confirm_one(self, oid: int, result: InboundResult) -> None:
-        # Re-read first: MALL may have changed the order since it was read for the hand-off (a customer
-        # cancel, a branch change), and confirming now would acknowledge a change the shop has not got;
-        # such a change is recorded and handed over first, the confirmation waits for the next pass.
-        op = Op.CONFIRM_READ
+        # No re-read before the PUT (issue 17: one GET and one PUT per new order). MALL has no conditional update,
+        # so a change between the connector's read and this PUT is confirmed by it either way; it reaches the shop
+        # because MALL sends a webhook for every change it makes (that webhook's read is compared with what the
+        # shop was handed), and, should that webhook be lost, through the batched check of `verify`.
+        row = self.ledger.orders.get(oid)
+        if row is not None and row.mall_confirmed:
+            # Confirmed already (a status push carried confirmed: true, or MALL's answer said so): no PUT.
+            with self.ledger.write() as c:
+                self.ledger.orders.ensure(c, oid, needs_confirm=False)
+                self.ledger.confirms.clear(c, oid)
+            return
         try:
-            order = self.client.get_order(oid)
-            op = Op.RECORD
-            self.record_order(order, result)
             if not may_confirm(self.ledger.changes.open_of_order(oid, Origin.MALL)):
                 return
-            op = Op.CONFIRM
             self.client.update_order(oid, StatusUpdate(confirmed=True))
         except Exception as e:  # contained: see policy.py
-            self._confirm_failed(oid, op, e, result)
+            self._confirm_failed(oid, Op.CONFIRM, e, result)
             return
-        # MALL has no conditional update: a change made between the re-read and the PUT is confirmed by it
-        # (and drops out of the unconfirmed sweep). Read the order once more in the next drain so such a
-        # change still reaches the shop. Queued before needs_confirm is cleared, so a crash loses neither.
-        self.ledger.inbox.enqueue([oid], source="confirmed")
         with self.ledger.write() as c:
             self.ledger.orders.ensure(c, oid, needs_confirm=False, mall_confirmed=True)
             self.ledger.confirms.clear(c, oid)
             self.ledger.orders.add_event(c, oid, EventKind.CONFIRMED, "confirmed on MALL")
+            self.ledger.verifications.add(c, oid, utcnow())
         log.info("order %s: confirmed on MALL (the shop has everything MALL changed)", oid, extra={"order_id": oid})
         result.confirmed += 1
+
+    # -- verify (issue 17) --------------------------------------------------------------------
+    def verify(self, result: InboundResult | None = None, *, now=None) -> InboundResult:
+        """Check the orders confirmed since the last check against MALL's order list, one call per 100 orders
+        (pickup-branch orders: a GET each, the list does not show the branch),
+        once every ``[sync] verify_window_s`` (when the oldest waiting confirmation is that old): an order MALL
+        changed between the connector's read and its confirmation (and whose webhook was lost) is queued in the
+        inbox, whose read hands the change to the shop through ``decide_inbound``. If MALL ignores the id filter,
+        the orders are queued to be read one by one instead (as the push path does)."""
+        result = result or InboundResult()
+        oldest = self.ledger.verifications.oldest()
+        if oldest is None:
+            return result
+        now = now or utcnow()
+        if (now - oldest).total_seconds() < self.config.sync.verify_window_s:
+            return result
+        if not self.optional_calls_allowed("verify"):
+            return result
+        ids = self.ledger.verifications.pending(VERIFY_MAX_PER_PASS)
+        # MALL's list does not carry the pickup branch: a branch change between the read and the PUT (whose
+        # webhook was lost) shows only in the detail, so pickup orders are verified by reading it.
+        rows = self.ledger.orders.get_many(ids)
+        pickup = [oid for oid in ids if rows.get(oid) is not None
+                  and (rows[oid].branch_id is not None or rows[oid].handed_branch_id is not None)]
+        if pickup:
+            self._verified(pickup, list(pickup), result)
+            ids = [oid for oid in ids if oid not in set(pickup)]
+        for i in range(0, len(ids), VERIFY_BATCH):
+            if self.should_stop():
+                break
+            chunk = ids[i:i + VERIFY_BATCH]
+            if not self.verify_by_list:
+                self._verify_one_by_one(chunk, result)
+                continue
+            try:
+                with call_kind("verify"):
+                    listed, honoured = self.client.list_by_ids(chunk, include_test=True)
+            except Exception as e:  # contained: see policy.py (401/403 re-raise); the next pass tries again
+                outcome = self.outcome(Op.VERIFY, e)
+                result.verify_failed = outcome.reason
+                log.warning("verify: %s", outcome.reason)
+                break
+            finally:
+                result.verify_calls += 1
+            if not honoured:
+                self.verify_by_list = False
+                log.warning("MALL's order list ignored the id filter; confirmed orders are verified one by one")
+                self._verify_one_by_one(chunk, result)
+                continue
+            self._compare_listed(chunk, listed, result)
+        return result
+
+    def _compare_listed(self, chunk: list[int], listed: dict, result: InboundResult) -> None:
+        rows = self.ledger.orders.get_many(chunk)
+        with self.ledger.read() as c:
+            own_changes = self.ledger.changes.by_keys(
+                c, [shop_change_key(oid, b.status.value) for oid, b in listed.items() if oid in rows])
+        reread = []
+        for oid in chunk:
+            basic, row = listed.get(oid), rows.get(oid)
+            handed = Status(row.handed_status) if row is not None and row.handed_status else None
+            own_change = own_changes.get(shop_change_key(oid, basic.status.value)) if basic is not None else None
+            own = own_change.state if own_change is not None else None
+            if verify_needs_reread(listed=basic is not None, status=basic.status if basic else None,
+                                   confirmed=basic.confirmed if basic else None, handed_status=handed,
+                                   own_push_state=own):
+                reread.append(oid)
+        self._verified(chunk, reread, result)
+
+    def _verify_one_by_one(self, chunk: list[int], result: InboundResult) -> None:
+        """MALL ignores the id filter: each order is read with its own GET (through the inbox)."""
+        self._verified(chunk, list(chunk), result)
+
+    def _verified(self, chunk: list[int], reread: list[int], result: InboundResult) -> None:
+        if reread:  # queued (committed) before the verifications go, so a crash in between loses nothing
+            self.ledger.inbox.enqueue(reread, source="verify")
+        with self.ledger.write() as c:
+            self.ledger.verifications.done(c, chunk)
+        result.verified += len(chunk)
+        result.verify_rereads += len(reread)
+        if reread:
+            log.info("verify: %d of %d confirmed order(s) to be read again", len(reread), len(chunk))
+
+    def optional_calls_allowed(self, what: str) -> bool:
+        """False while MALL's daily budget is in the reserve ([mall] reserve_share): optional calls wait."""
+        from connector.sync.ratelimit import in_reserve
+
+        if in_reserve(self.client, self.config.mall.reserve_share, self.ledger):
+            log.info("%s postponed: MALL's daily call budget is in the reserve ([mall] reserve_share)", what)
+            return False
+        return True
 
     def _confirm_failed(self, oid: int, op: Op, error: BaseException, result: InboundResult) -> None:
         outcome = self.outcome(op, error)

@@ -18,6 +18,7 @@ list refresh           any error but 401/403: REREAD (the orders are read one by
 5xx, transport, bad    RETRY with backoff (a push's ambiguous failure: REREAD before resending)
 MallOutcomeUnknown     push PUT: REREAD; confirm PUT (idempotent): RETRY
 MallBadResponse        push PUT: REREAD (MALL may have applied it); anything else: RETRY
+verify (issue 17)      any error but 401/403: RETRY (the orders stay to verify; the next pass tries)
 HandoffError           RETRY with backoff
 LedgerError            RETRY with backoff
 anything else          push PUT: REREAD; else RETRY with backoff: recorded on the item,
@@ -84,6 +85,8 @@ class Op(StrEnum):
     LABELS = "labels"  # POST /v1/orders/labels for a batch of orders (not idempotent)
     LABELS_READ = "labels_read"  # GET /v1/orders/{id}/consignments before asking again
     SERIALS = "serials"  # PUT an item's serial numbers (idempotent)
+    # -- quota (issue 17) --
+    VERIFY = "verify"  # one list call checking recently confirmed orders (GET /v1/orders?filter=basic&id=in:…)
 
 
 class Kind(StrEnum):
@@ -123,6 +126,7 @@ DOING = {
     Op.LABELS: "asking MALL for the labels",
     Op.LABELS_READ: "reading the order's consignments from MALL",
     Op.SERIALS: "sending the serial numbers to MALL",
+    Op.VERIFY: "checking recently confirmed orders against MALL's order list",
 }
 
 

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from connector.mall.quota import QuotaReading  # noqa: F401 - the type quota_of returns
+
 log = logging.getLogger("mall_connector.ratelimit")
 
 MAX_WAIT_S = 60.0  # the same bound as the client's wait after a 429 (RetryPolicy.reset_cap_s)
@@ -103,3 +105,79 @@ def http_transport_for(base_url: str) -> httpx.BaseTransport:
 
 def paced_transport(base_url: str, **kwargs) -> RateLimitPacer:
     return RateLimitPacer(http_transport_for(base_url), **kwargs)
+
+
+# -- quota awareness (issue 17): the public reading of one client's quota, and the reserve ---------------
+
+def quota_of(client) -> "QuotaReading | None":
+    """The client's last X-RateLimit-* reading (connector/mall/quota.py), or None for a client without one."""
+    reading = getattr(client, "quota_reading", None)
+    return reading() if callable(reading) else None
+
+
+QUOTA_KV = "mall_quota"  # the last reading, for one-shot commands (`orders list --refresh`, `sync-once`)
+
+
+def _stored_quota(ledger) -> dict | None:
+    import json
+
+    try:
+        raw = ledger.kv.get(QUOTA_KV)
+        data = json.loads(raw) if raw else None
+    except Exception:  # noqa: BLE001 - a missing or unreadable reading is just unknown
+        return None
+    if not isinstance(data, dict):
+        return None
+    now = time.time()
+    if not isinstance(data.get("read_at"), (int, float)) or now - data["read_at"] > 86400:
+        return None
+    if isinstance(data.get("day_reset_at"), (int, float)) and now >= data["day_reset_at"]:
+        return None  # the day window has reset since
+    return data
+
+
+def in_reserve(client, share: float, ledger=None) -> bool:
+    """True while MALL's daily budget left is below ``share`` of the daily limit ([mall] reserve_share): then
+    optional calls wait (sweeps more often than hourly, verification reads, `orders list --refresh`); pushes and
+    confirmations go on. The client's own reading counts; without one (a fresh one-shot command) the last reading
+    the ledger keeps (``ledger``). Unknown (no day window told yet): False."""
+    if share <= 0:
+        return False
+    q = quota_of(client)
+    if q is not None and q.day_limit is not None and q.day_remaining is not None:
+        return q.day_remaining < share * q.day_limit
+    stored = _stored_quota(ledger) if ledger is not None else None
+    if stored and isinstance(stored.get("day_limit"), int) and isinstance(stored.get("day_remaining"), int):
+        return stored["day_remaining"] < share * stored["day_limit"]
+    return False
+
+
+def store_quota(ledger, c, client) -> None:
+    """Keep the client's last reading in the ledger (inside the caller's transaction)."""
+    import json
+
+    q = quota_of(client)
+    if q is None or q.remaining is None or q.read_at is None:
+        return
+    day_reset_at = q.read_at + (q.reset_s or 0) + (q.age_s or 0) if q.window == "day" and q.reset_s is not None else None
+    ledger.kv.set(c, QUOTA_KV, json.dumps({**q.to_dict(), "read_at": q.read_at, "day_reset_at": day_reset_at}))
+
+
+def flush_calls(ledger, client, account: str = "default") -> int:
+    """Add the client's counted calls to the ledger (``mall_calls``) in one transaction: once per pass or job,
+    never a commit per call. A failure keeps the counts for the next flush. Returns the calls stored."""
+    counter = getattr(client, "calls", None)
+    if counter is None or not hasattr(counter, "take"):
+        return 0
+    counts = counter.take()
+    if not counts:
+        return 0
+    try:
+        with ledger.write() as c:
+            ledger.calls.add(c, counts, account=account)
+            store_quota(ledger, c, client)
+    except Exception as e:  # noqa: BLE001 - counting must never stop the sync; kept for the next try
+        counter.give_back(counts)
+        log.warning("could not store the MALL call counts (kept for the next pass): %s", e)
+        return 0
+    return sum(calls for calls, _ in counts.values())

@@ -52,7 +52,7 @@ def make_client(config: Config, on_response=None, *, client_id: str | None = Non
     return MallClient(config.mall.base_url, client_id or config.client_id, timeout_s=config.mall.timeout_s,
                       on_response=on_response, transport=paced_transport(config.mall.base_url),
                       max_response_bytes=config.mall.max_response_bytes, deadline_s=config.mall.deadline_s,
-                      max_pages=config.mall.max_pages)
+                      max_pages=config.mall.max_pages, calls_tz=config.shop.timezone)
 
 
 class Services:
@@ -85,6 +85,14 @@ class Services:
                                     metrics=metrics)
         if metrics is not None and hasattr(metrics, "bind_ledger"):
             metrics.bind_ledger(self.ledger)
+        if metrics is not None and hasattr(metrics, "bind_client"):  # issue 17: MALL's rate-limit windows
+            metrics.bind_client(self.client, config.mall.reserve_share)
+
+    def flush_calls(self) -> int:
+        """issue 17: the MALL calls counted since the last flush go to the ledger (`mall-connector stats`)."""
+        from connector.sync.ratelimit import flush_calls
+
+        return flush_calls(self.ledger, self.client)
 
     def push_due(self, *, include_not_due: bool = False) -> PushResult:
         """The push pass; with several accounts one pass per account (and one for orders whose account is not
@@ -139,6 +147,7 @@ class Services:
 
     def close(self) -> None:
         try:
+            self.flush_calls()
             self.delivery.close()
             self.client.close()
         finally:
@@ -236,6 +245,7 @@ def sync_once(services: Services, *, retry_now: bool = False, wait_for_settle: b
     counts = services.ledger.changes.count(states=(S.FAILED, S.RETRY, S.SENDING))  # not a count of the whole table
     summary.failed_total = counts.get(S.FAILED, 0) + services.ledger.quarantined_count()
     summary.waiting_retry = counts.get(S.RETRY, 0) + counts.get(S.SENDING, 0)
+    services.flush_calls()  # issue 17: one transaction per pass for the call counts
     return summary
 
 

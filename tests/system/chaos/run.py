@@ -124,7 +124,8 @@ def run_chaos(size: str = "small", seed: int = 1, *, folder: Path | None = None,
                 f"api_password = \"{PACKETA_SECRET}\"\nmin_interval_s = 0\ntimeout_s = 2\n")
     try:
         csv_shop = CsvShop(folder, sandbox, mapping="mapping.toml", receiver_listen=f"127.0.0.1:{port}",
-                           tokens=[TOKEN], sync="poll_interval_s = 1\ndrain_interval_s = 1\nsweep_interval_s = 2\n",
+                           tokens=[TOKEN], sync="poll_interval_s = 1\ndrain_interval_s = 1\nsweep_interval_s = 2\n"
+                           "verify_window_s = 2\n",
                            extra=carriers)
         shop = ShopSim(csv_shop, random.Random(rng.random()), lambda oid: driver.mdp.get(oid, False))
         carrier = CarrierDriver(packeta, sandbox.state, shop, random.Random(rng.random()))
@@ -263,7 +264,7 @@ def _idle(sandbox, shop, folder: Path, driver, *, read_ledger=None) -> bool:
         led = read_ledger() if read_ledger is not None else LedgerView.read(folder / "ledger.db")
     except Exception:  # noqa: BLE001 - e.g. the first start has not created it yet
         return False
-    if led.inbox or led.open_handoffs:
+    if led.inbox or led.open_handoffs or led.verifications:
         return False
     if any(c["state"] in ("pending", "sending", "retry") for c in led.changes.values()):
         return False
