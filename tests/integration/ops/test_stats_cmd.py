@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from connector.sync.runner import Services, sync_once
-from tests.perf.conftest import count_sql
-from tests.sync.harness import CsvShop
+from tests.integration.perf.conftest import count_sql
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 

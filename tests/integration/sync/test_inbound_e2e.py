@@ -73,7 +73,7 @@ def test_webhooks_bring_new_orders_to_the_shop_then_confirm(wired, sandbox):
     for oid in [*ids, blocked]:
         assert sandbox.state.get(oid)["confirmed"] is True
         # Read on arrival only (issue 17): a change MALL makes between that read and the PUT comes back by its
-        # webhook, or by the batched verification (tests/sync/test_quota_calls.py).
+        # webhook, or by the batched verification (tests/integration/sync/test_quota_calls.py).
         assert len(_gets(sandbox, oid)) == READS_PER_NEW_ORDER
     services.inbound.run()
     for oid in [*ids, blocked]:

@@ -21,7 +21,7 @@ from connector.metrics import Metrics
 from connector.sync.runner import Services, sync_once
 from receiver.app import create_app
 from receiver.server import ReceiverServer
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 TOKEN = "tok-" + "Qv8Lm3Zx7Rt2Wp5Kc9Hn4Bj6Fd1Sg0Ya"  # >= 128 bits, not repetitive (issue 16 item 7)

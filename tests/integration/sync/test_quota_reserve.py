@@ -14,7 +14,7 @@ from connector.ledger.rows import utcnow
 from connector.sandbox.faults import Faults
 from connector.sync.ratelimit import in_reserve, quota_of
 from connector.sync.runner import Services, sync_once
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.e2e
 DAY = 86400
