@@ -201,6 +201,36 @@ class AccountRouter:
                 yield item
             self._remember(seen, "list")
 
+    def list_by_ids(self, ids: list[int], *, include_test: bool = True):
+        """The batched verification read (issue 17), each account asked for its own orders only. An id of no
+        known account is left out, so the caller reads it again (which looks it up). Honoured only if every
+        account's MALL honoured the id filter."""
+        owners = self.ledger.accounts.owners(ids)
+        listed: dict = {}
+        honoured = True
+        for name, client in self.clients.items():
+            mine = [i for i in ids if owners.get(int(i)) == name]
+            if mine:
+                part, ok = client.list_by_ids(mine, include_test=include_test)
+                listed.update(part)
+                honoured = honoured and ok
+        return listed, honoured
+
+    # -- quota (issue 17): each account's own reading ---------------------------------------------
+    def quota_readings(self) -> dict:
+        """account -> its client's last X-RateLimit reading (None until MALL answered it)."""
+        return {name: client.quota_reading() for name, client in self.clients.items()}
+
+    def quota_reading(self):
+        """The reading of the account closest to its daily reserve: optional calls (sweeps more often than
+        hourly, verification reads, --refresh) wait while any account is in its reserve, since those passes
+        serve every account at once. Pushes and confirmations are never held back."""
+        readings = [q for q in self.quota_readings().values() if q is not None]
+        told = [q for q in readings if q.day_limit and q.day_remaining is not None]
+        if told:
+            return min(told, key=lambda q: q.day_remaining / q.day_limit)
+        return readings[0] if readings else None
+
     def list_orders(self, **kwargs) -> list:
         return list(self.iter_orders(**kwargs))
 

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from connector.cli import Context, friendly_errors, pass_ctx
+from connector.commands.account_option import account_option, chosen_account
 from connector.commands.output import emit
 
 #: The kinds a partner reads first, in this order; any other kind the ledger holds follows them.
@@ -18,9 +19,10 @@ KINDS = ("push", "confirm", "read", "sweep", "list", "verify", "labels", "serial
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True,
               help="How many days back, today included (days in [shop] timezone).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@account_option
 @pass_ctx
 @friendly_errors
-def stats(ctx: Context, days: int, fmt: str) -> None:
+def stats(ctx: Context, days: int, fmt: str, account: str | None = None) -> None:
     """Show how many MALL API calls the connector made per day, by kind, against the daily quota MALL sets.
 
     Kinds: push (status and tracking PUTs), confirm (PUT confirmed), read (GET of one order), sweep (the
@@ -33,16 +35,18 @@ def stats(ctx: Context, days: int, fmt: str) -> None:
     Examples:
       mall-connector stats
       mall-connector stats --days 30 --format csv > mall-calls.csv
+      mall-connector stats --account sk
     """
     from connector.commands.ops_cmd import _ledger
 
     cfg = ctx.config()
+    account = chosen_account(cfg, account)
     tz = ZoneInfo(cfg.shop.timezone)
     today = datetime.now(timezone.utc).astimezone(tz).date()
     first = today - timedelta(days=days - 1)
     ledger = _ledger(ctx)
     try:
-        found = ledger.calls.per_day(first.isoformat())
+        found = ledger.calls.per_day(first.isoformat(), account=account)
         from connector.sync.ratelimit import _stored_quota
 
         quota = _stored_quota(ledger)

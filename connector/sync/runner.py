@@ -92,6 +92,9 @@ class Services:
         """issue 17: the MALL calls counted since the last flush go to the ledger (`mall-connector stats`)."""
         from connector.sync.ratelimit import flush_calls
 
+        clients = getattr(self.client, "clients", None)  # issue 18: one client per account, counted as its own
+        if isinstance(clients, dict):
+            return sum(flush_calls(self.ledger, client, account=name) for name, client in clients.items())
         return flush_calls(self.ledger, self.client)
 
     def push_due(self, *, include_not_due: bool = False) -> PushResult:
