@@ -186,6 +186,7 @@ class DeliveryJob(Engine):
         super().__init__(ledger=ledger, client=client, adapter=None, mapping=mapping, config=config, metrics=metrics)
         self._trackers = trackers
         self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self._batch: list | None = None  # the running pass's closes and stuck actions, written at its end (``_later``)
 
     @property
     def delivered_from_date(self) -> bool:
@@ -224,12 +225,16 @@ class DeliveryJob(Engine):
             parcels = parcels_repo.due(c, cfg.batch_size, now.replace(tzinfo=None))
         result.watched = len(parcels)
         to_poll: dict[str, list[tuple[ParcelRow, datetime | None]]] = {}
-        for p in parcels:
-            if self.should_stop():
-                return result
-            want = self._contained(p, self._consider, p, now, result, may_poll=True)
-            if want is not None:
-                to_poll.setdefault(want[0], []).append((p, want[1]))
+        self._batch = []
+        try:
+            for p in parcels:
+                if self.should_stop():
+                    return result
+                want = self._contained(p, self._consider, p, now, result, may_poll=True)
+                if want is not None:
+                    to_poll.setdefault(want[0], []).append((p, want[1]))
+        finally:
+            self._write_batch()
         for name, items in to_poll.items():
             self._poll(name, items, now, result)
         return result
@@ -401,16 +406,38 @@ class DeliveryJob(Engine):
         with self.ledger.read() as c:  # raised once (open or done): no write transaction on every pass
             if self.ledger.actions.exists(c, key):
                 return
-        with self.ledger.write() as c:
+        def add(c) -> None:
             if self.ledger.actions.add(c, key=key, order_id=oid, kind=STUCK_KIND, message=message):
                 result.stuck += 1
 
+        self._later(add)
+
     def _close(self, oid: int, state: ParcelState, note: str) -> None:
+        """Stop watching the parcel."""
+        self._later(lambda c: self._write_close(c, oid, state, note))
+
+    def _later(self, write) -> None:
+        """``write(c)`` now in its own transaction, or, within ``run``, with the pass's other closes and stuck
+        actions in one transaction at its end: a ledger catching up on a year of old shipped orders writes a
+        transaction per pass, not one per order. A write lost to a crash before then is decided again next pass."""
+        if self._batch is not None:
+            self._batch.append(write)
+            return
         with self.ledger.write() as c:
-            self.ledger.parcels.update(c, oid, state=state, last_error=None)
-            self.ledger.orders.add_event(c, oid, EventKind.DELIVERY, f"delivery no longer watched: {note}")
-            if state == ParcelState.MALL:
-                self.ledger.actions.close(c, oid, STUCK_KIND, note)
+            write(c)
+
+    def _write_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch:
+            with self.ledger.write() as c:
+                for write in batch:
+                    write(c)
+
+    def _write_close(self, c, oid: int, state: ParcelState, note: str) -> None:
+        self.ledger.parcels.update(c, oid, state=state, last_error=None)
+        self.ledger.orders.add_event(c, oid, EventKind.DELIVERY, f"delivery no longer watched: {note}")
+        if state == ParcelState.MALL:
+            self.ledger.actions.close(c, oid, STUCK_KIND, note)
 
     # -- asking a carrier ------------------------------------------------------------------------
     def _poll(self, name: str, items: list, now: datetime, result: DeliveryResult) -> None:

@@ -77,3 +77,30 @@ def test_stuck_and_untrackable_parcels_cost_no_write_per_pass(tmp_path, sandbox,
     assert first.delivery.stuck == 2 and again.stuck == 0 and again.polled == 0
     assert sorted(actions) == ["not_delivered", "not_delivered"]
     assert sql.write_txns == 0, sql.statements
+
+
+def test_parcels_past_their_age_are_closed_in_one_transaction_per_pass(tmp_path, sandbox, sims):
+    """A ledger catching up on old shipped orders (e.g. one upgraded from before carrier tracking) closes each
+    pass's batch in one transaction, not one per order."""
+    from datetime import timedelta, timezone
+
+    from connector.ledger.types import ParcelState
+
+    orders = [shipped_order(sandbox) for _ in range(40)]
+    shop = CsvShop(tmp_path, sandbox, extra=carriers_toml(sims))
+    shop.write_feed([{"mall_order_id": oid, "status": "shipped", "tracking_number": f"Z83000000{i:02d}",
+                      "carrier": "Packeta"} for i, (oid, _) in enumerate(orders)])
+    services = Services(shop.config())
+    try:
+        sync_once(services, sweep=False)  # recorded and watched; Packeta asked once each
+        latest = max(shipped for _, shipped in orders)
+        later = latest + timedelta(days=services.config.carriers.max_age_days + 1)
+        services.delivery.clock = lambda: later.astimezone(timezone.utc)
+        with count_sql(services.ledger.engine) as sql:
+            services.delivery.run()
+        with services.ledger.read() as c:
+            rows = [services.ledger.parcels.get(c, oid) for oid, _ in orders]
+    finally:
+        services.close()
+    assert all(r is not None and r.state == ParcelState.EXPIRED for r in rows), [r and r.state for r in rows]
+    assert sql.write_txns == 1, sql.statements  # the 40 closes (parcel, event, action) together
