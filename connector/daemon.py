@@ -52,6 +52,7 @@ class Daemon:
         self._first_429: float | None = None
         self._unauthorized = False
         self._rejected_code: int | None = None  # 401 or 403 while MALL rejects the account (alerts)
+        migrate_in_child(config.ledger.url)  # issue 17: alembic never loads in the long-lived process
         self.services = Services(config, metrics=self.metrics, on_response=self._on_mall_response)
         self.ledger = self.services.ledger
         self.alerter = Alerter(config.alerts, self.ledger, tz=config.shop.timezone)
@@ -328,6 +329,47 @@ class Daemon:
             self.console.stop()
         self.services.close()
         log.info("stopped")
+
+
+_MIGRATE_CHILD = """
+import sys
+from connector.ledger.db import LedgerError
+from connector.ledger.repo import open_ledger
+try:
+    open_ledger(sys.stdin.read()).close()
+except LedgerError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def migrate_in_child(url: str) -> None:
+    """Bring the ledger's schema up to date in a short-lived child process when it is behind.
+
+    alembic + mako cost about 11 MiB of resident memory for the daemon's whole life, for a step done once
+    per upgrade (issue 17, idle RSS). A current ledger is recognised by one SELECT, without alembic. The
+    URL travels on stdin, never in argv (it may hold a password). An in-memory ledger is migrated in
+    process later (a child could not reach it). Raises LedgerError with the child's message."""
+    from connector.ledger.db import HEAD_REVISION, LedgerError, current_revision, make_engine
+    from connector.ledger.location import sqlite_path
+
+    if url.startswith("sqlite") and sqlite_path(url) is None:
+        return
+    engine = make_engine(url)
+    try:
+        if current_revision(engine) == HEAD_REVISION:
+            return
+    finally:
+        engine.dispose()
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _MIGRATE_CHILD], input=url, text=True, capture_output=True,
+                          timeout=3600)
+    if proc.returncode != 0:
+        lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
+        raise LedgerError(lines[-1] if lines else f"the ledger migration exited with {proc.returncode}")
+    log.info("ledger schema migrated to the newest version")
 
 
 def warn_if_secrets_readable(config: Config) -> None:
