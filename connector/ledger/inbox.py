@@ -96,7 +96,12 @@ class InboxRepo:
         self._ledger = ledger
         self._pending: list[_InboxRequest] = []
         self._pending_lock = threading.Lock()
-        self._leader = threading.Lock()
+        # Waiters learn that their ids were committed from the condition, all at once: before, each one passed
+        # through the leader lock in turn, and the next leader started only after that convoy, with a batch
+        # of ~2 whatever the concurrency (issue 17: measured 2.0 deliveries per commit with 8 writers).
+        self._turn = threading.Condition(self._pending_lock)
+        self._writing = False
+        self._leader = threading.Lock()  # held while a batch is written (tests hold it to stage a commit in flight)
 
     def enqueue(self, ids: Iterable[int], source: str = "webhook") -> int:
         """Queue order ids for the inbound worker; an id already in the inbox (waiting or quarantined) is not
@@ -111,13 +116,23 @@ class InboxRepo:
         if not unique:
             return 0
         mine = _InboxRequest(unique, source)
-        with self._pending_lock:
+        with self._turn:
             self._pending.append(mine)
-        with self._leader:
-            if not mine.done:  # nobody took it along yet: write it, with whatever else is waiting
-                with self._pending_lock:
-                    batch, self._pending = self._pending, []
-                self._write(batch)
+            while self._writing and not mine.done:  # a commit is in flight: it may not have taken mine
+                self._turn.wait()
+            lead = not mine.done
+            if lead:
+                self._writing = True
+        if lead:  # nobody took it along: write it, with whatever else is waiting by the time the turn comes
+            try:
+                with self._leader:
+                    with self._turn:
+                        batch, self._pending = self._pending, []
+                    self._write(batch)
+            finally:
+                with self._turn:
+                    self._writing = False
+                    self._turn.notify_all()
         if mine.error is not None:
             raise mine.error
         return mine.added
