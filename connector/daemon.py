@@ -66,6 +66,10 @@ class Daemon:
         )
         self.receiver = None
         self.console = None  # the admin console's server, when [console] enabled
+        self.feed_watcher = None  # issue 17: inotify on a file feed (adapters/shared/watch.py)
+        self._feed_lock = threading.Lock()
+        self._feed_runs = 0  # passes asked for by the watcher, waiting or running (at most 2: see _feed_changed)
+        self._feed_seq = 0
 
     # -- wiring -------------------------------------------------------------------------------
     def _on_mall_response(self, endpoint: str, code: int) -> None:
@@ -148,6 +152,40 @@ class Daemon:
 
         check_deadlines(self.ledger, warn_after_h=self.config.sync.confirm_deadline_warn_h,
                         include_test=self.config.mall.include_test_orders, tz=self.config.shop.timezone)
+
+    # -- the feed watcher (issue 17: react in seconds) ------------------------------------------
+    def _start_feed_watch(self) -> None:
+        """Watch a file feed with inotify; an HTTP feed (or a shop without a feed) keeps the poll alone."""
+        from adapters.shared.watch import FeedWatcher, feed_watch_path
+
+        path = feed_watch_path(self.services.adapter)
+        if path is None:
+            return
+        settle_s = getattr(self.services.adapter.source, "settle_s", 2.0)
+        self.feed_watcher = FeedWatcher(path, settle_s, self._feed_changed,
+                                        poll_interval_s=self.config.sync.poll_interval_s)
+        self.feed_watcher.start()
+
+    def _feed_changed(self) -> None:
+        """The feed changed and settled: a sync pass now, on the scheduler's one worker (so never two passes at
+        once). Coalesced: while one watcher pass waits to start, it will read the newest file, so at most one
+        runs and one waits."""
+        if self._stop.is_set():
+            return
+        with self._feed_lock:
+            if self._feed_runs >= 2:
+                return
+            self._feed_runs += 1
+            self._feed_seq += 1
+            job_id = f"feed-change-{self._feed_seq}"
+        self.scheduler.add_job(self._job, args=("poll", self._job_feed_pass), id=job_id, misfire_grace_time=3600)
+
+    def _job_feed_pass(self) -> None:
+        try:
+            self.job_poll()
+        finally:
+            with self._feed_lock:
+                self._feed_runs -= 1
 
     def _schedule(self) -> None:
         s = self.config.sync
@@ -275,6 +313,7 @@ class Daemon:
         self._started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         self._schedule()
         self.scheduler.start()
+        self._start_feed_watch()
         log.info("mall-connector running: receiver on %s:%s, shop poll every %ss, sweep every %ss",
                  rc.host, self.receiver.port, self.config.sync.poll_interval_s, self.config.sync.sweep_interval_s)
         notify.ready()
@@ -319,6 +358,8 @@ class Daemon:
                 pass
             done.set()
 
+        if self.feed_watcher is not None:
+            self.feed_watcher.stop()
         threading.Thread(target=_shutdown, daemon=True).start()
         if not done.wait(STOP_TIMEOUT_S):
             log.warning("in-flight work did not finish within %.0f s; the ledger keeps it for the next start",
