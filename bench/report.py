@@ -59,7 +59,7 @@ def rss_why(i: dict) -> str:
     libs = asis.get("python", 0.0) + sum(v for g, v in groups.items()
                                          if not g.startswith(("connector", "alembic")))
     rest = i["rss_mib"] - libs - conn
-    return (f"what is left is the libraries the daemon uses, imported once: in a fresh interpreter (the table "
+    return (f"What is left is the libraries the daemon uses, imported once: in a fresh interpreter (the table "
             f"above) the interpreter, pydantic, SQLAlchemy (with the asyncio and ssl it pulls in), httpx, Flask + "
             f"Werkzeug + Jinja2, waitress, APScheduler, prometheus_client and tenacity come to {_f(libs)} MiB "
             f"before a line of the connector runs; the connector's own modules (config models of every adapter and "
