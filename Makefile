@@ -40,6 +40,11 @@ replicas: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out docs/performance.md
 
+## make bench-idle: the 10-minute idle run of `mall-connector run` alone (RSS samples, no growth); make bench includes it
+.PHONY: bench-idle
+bench-idle: $(STAMP)
+	$(BIN)/python -m bench.idle --idle 600
+
 ## make audit: known vulnerabilities in the installed dependencies
 audit: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'pip-audit>=2.7,<3'

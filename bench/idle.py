@@ -22,6 +22,7 @@ def run(idle_s: float = 60.0, settle_s: float = 10.0, feed_rows: int = 200) -> d
         ids = sandbox.create_orders(feed_rows)
         port = free_port()
         shop = Shop(folder, sandbox.url, receiver=f'[receiver]\nlisten = "127.0.0.1:{port}"\ntokens = ["{TOKEN}"]')
+        (folder / "outbox").mkdir(exist_ok=True)  # preflight refuses a missing outbox folder
         shop.write_feed(shop_rows(ids, "packing"))
         exe = shutil.which("mall-connector", path=str(ROOT / ".venv" / "bin")) or shutil.which("mall-connector")
         cmd = [exe] if exe else [sys.executable, "-m", "connector"]
@@ -44,10 +45,11 @@ def run(idle_s: float = 60.0, settle_s: float = 10.0, feed_rows: int = 200) -> d
             start_cpu = cpu_seconds(proc.pid)
             startup_mem = memory_kib(proc.pid)
             t0 = time.monotonic()
-            samples = []
+            samples = []  # (seconds since the idle start, VmRSS KiB)
+            every = max(5.0, idle_s / 20)  # ~20 samples, e.g. every 30 s over 10 minutes
             while time.monotonic() - t0 < idle_s:
-                time.sleep(min(5.0, idle_s - (time.monotonic() - t0)))
-                samples.append(memory_kib(proc.pid)["VmRSS"])
+                time.sleep(min(every, idle_s - (time.monotonic() - t0)))
+                samples.append((time.monotonic() - t0, memory_kib(proc.pid)["VmRSS"]))
             idle_cpu = cpu_seconds(proc.pid) - start_cpu
             wall = time.monotonic() - t0
             mem = memory_kib(proc.pid)
@@ -68,7 +70,9 @@ def run(idle_s: float = 60.0, settle_s: float = 10.0, feed_rows: int = 200) -> d
     return {
         "imports": imports,
         "idle_s": wall, "cpu_s": idle_cpu, "cpu_percent": 100 * idle_cpu / wall, "startup_cpu_s": start_cpu,
-        "ready_s": ready_s, "rss_mib": mem["VmRSS"] / 1024, "rss_max_sampled_mib": max(samples) / 1024,
+        "ready_s": ready_s, "rss_mib": mem["VmRSS"] / 1024, "rss_max_sampled_mib": max(k for _, k in samples) / 1024,
+        "rss_samples_mib": [(round(t, 1), round(k / 1024, 2)) for t, k in samples],
+        "rss_growth_mib": (samples[-1][1] - samples[0][1]) / 1024 if samples else 0.0,
         "peak_rss_mib": mem["VmHWM"] / 1024, "rss_after_startup_mib": startup_mem["VmRSS"] / 1024,
         "threads": mem["Threads"], "pushed_at_startup": pushed, "feed_rows": feed_rows,
         "exit_code": proc.returncode,

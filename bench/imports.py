@@ -15,7 +15,7 @@ import sys
 GROUPS = [
     ("pydantic", ["pydantic"]),
     ("SQLAlchemy", ["sqlalchemy"]),
-    ("alembic + mako (schema check at start)", ["alembic.command", "alembic.runtime.migration", "alembic.script"]),
+    ("alembic + mako (not loaded by `run`: only its migration child)", ["alembic.command", "alembic.runtime.migration", "alembic.script"]),
     ("httpx (+ its CLI extras when installed)", ["httpx"]),
     ("Flask + Werkzeug", ["flask"]),
     ("waitress, APScheduler, prometheus_client, tenacity",

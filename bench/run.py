@@ -15,10 +15,15 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import catchup, idle, push, scaling, webhook
+from bench import catchup, idle, push, react, scaling, webhook
 from bench.common import machine
 
-PARTS = ("webhook", "push", "scaling", "catchup", "idle")
+try:  # issue 17 item 1 (the quota work): MALL calls per new order and per pushed change
+    from bench import calls
+except ImportError:
+    calls = None
+
+PARTS = ("webhook", "push", "scaling", "catchup", "react", "idle") + (("calls",) if calls is not None else ())
 
 
 def _say(msg: str) -> None:
@@ -41,13 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--catchup-window", type=float, default=10.0, help="sandbox rate limit window, seconds")
     p.add_argument("--catchup-compare", type=int, default=2000,
                    help="changes for the comparison run without pacing (0: skip)")
-    p.add_argument("--idle", type=float, default=60.0, help="seconds of idle to measure")
+    p.add_argument("--idle", type=float, default=600.0, help="seconds of idle to measure (10 min: the no-growth run)")
+    p.add_argument("--react-samples", type=int, default=20, help="feed renames timed to their PUT")
     a = p.parse_args(argv)
     if a.quick:
         a.webhook_duration, a.push_n, a.push_repeats = 3.0, 200, 1
         a.scaling_sizes, a.feed_sizes = "1000,10000", "10000"
         a.catchup, a.catchup_budget, a.catchup_window, a.catchup_compare = 300, 100, 2.0, 0
-        a.idle = 10.0
+        a.idle, a.react_samples = 10.0, 3
     parts = [x.strip() for x in a.only.split(",") if x.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -65,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         "catchup": lambda: catchup.run(a.catchup, budget=a.catchup_budget, window_s=a.catchup_window,
                                        compare_n=a.catchup_compare),
         "idle": lambda: idle.run(a.idle),
+        "react": lambda: react.run(a.react_samples),
     }
+    if calls is not None:
+        steps["calls"] = calls.run
     for name in parts:
         _say(f"{name} ...")
         t = time.monotonic()

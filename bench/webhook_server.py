@@ -35,6 +35,7 @@ def main() -> int:
     p.add_argument("--log", required=True)
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--stats", help="write CPU accounting (JSON) here on exit")
+    p.add_argument("--synchronous", help="bench only: PRAGMA synchronous for the ledger (prices the fsync)")
     a = p.parse_args()
 
     from connector.logs import setup_logging
@@ -48,6 +49,14 @@ def main() -> int:
         from receiver.app import create_app
 
         ledger = open_ledger(f"sqlite:///{a.ledger}")
+        if a.synchronous:
+            from sqlalchemy import event
+
+            @event.listens_for(ledger.engine, "connect")
+            def _sync(dbapi_conn, _record):
+                dbapi_conn.execute(f"PRAGMA synchronous={a.synchronous}")
+
+            ledger.engine.dispose()
         app = create_app(ledger=ledger, tokens=[TOKEN], metrics=Metrics(), instance_id="bench")
     else:
         ledger = None

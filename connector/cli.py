@@ -93,7 +93,26 @@ def report_error(line: str) -> None:
         click.echo(line, err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """The main group, importing a command's module only when that command is asked for.
+
+    `run` must not load the console, the sandbox, the exports or openpyxl (idle RSS, issue 17): a name in
+    ``LAZY_HINTS`` imports just its module; any other name, and ``--help``, register every command."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        if cmd_name not in self.commands:
+            hint = LAZY_HINTS.get(cmd_name)
+            _register([entry for entry in COMMANDS if entry[0] == hint] if hint else None)
+            if cmd_name not in self.commands and hint:
+                _register()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _register()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
     help="Config file. Default: $MALL_CONNECTOR_CONFIG, else /etc/mall-connector/config.toml.",
@@ -113,11 +132,17 @@ def main(ctx: click.Context, config_path: str | None, log_format: str | None, lo
     ctx.obj = Context(config_path, log_format, log_level)
 
 
-def _register() -> None:
-    """Attach the commands that live in their own modules."""
+_registered: set[str] = set()
+
+
+def _register(entries: list[tuple[str, list[str]]] | None = None) -> None:
+    """Attach the commands that live in their own modules (``entries``: only those; default: all)."""
     import importlib
 
-    for module, names in COMMANDS:
+    for module, names in (COMMANDS if entries is None else entries):
+        if module in _registered:
+            continue
+        _registered.add(module)
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:  # a module not written yet must not break the others
@@ -144,7 +169,14 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("connector.commands.stats_cmd", ["stats"]),  # issue 17: MALL calls per day by kind
 ]
 
-_register()
+#: Commands whose module is imported alone when they are asked for (see LazyGroup); the rest load all.
+LAZY_HINTS: dict[str, str] = {
+    "run": "connector.commands.run_cmd",
+    "check": "connector.commands.run_cmd",
+    "demo": "connector.commands.run_cmd",
+    "sync-once": "connector.commands.sync_cmd",
+    "sandbox": "connector.sandbox.cli",
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

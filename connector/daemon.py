@@ -52,6 +52,7 @@ class Daemon:
         self._first_429: float | None = None
         self._unauthorized = False
         self._rejected_code: int | None = None  # 401 or 403 while MALL rejects the account (alerts)
+        migrate_in_child(config.ledger.url)  # issue 17: alembic never loads in the long-lived process
         #: issue 18: per account (several [accounts.*]): when its 429s began, and 401/403 while MALL rejects it.
         self._account_first_429: dict[str, float] = {}
         self._account_rejected: dict[str, int] = {}
@@ -72,6 +73,10 @@ class Daemon:
         from connector.replicas import Leadership  # replicas on one PostgreSQL ledger (issue 18)
 
         self.leadership = Leadership(self.ledger, self.instance_id, config.ledger.lease_s)
+        self.feed_watcher = None  # issue 17: inotify on a file feed (adapters/shared/watch.py)
+        self._feed_lock = threading.Lock()
+        self._feed_runs = 0  # passes asked for by the watcher, waiting or running (at most 2: see _feed_changed)
+        self._feed_seq = 0
 
     # -- wiring -------------------------------------------------------------------------------
     def _on_mall_response(self, endpoint: str, code: int) -> None:
@@ -194,6 +199,40 @@ class Daemon:
 
         check_deadlines(self.ledger, warn_after_h=self.config.sync.confirm_deadline_warn_h,
                         include_test=self.config.mall.include_test_orders, tz=self.config.shop.timezone)
+
+    # -- the feed watcher (issue 17: react in seconds) ------------------------------------------
+    def _start_feed_watch(self) -> None:
+        """Watch a file feed with inotify; an HTTP feed (or a shop without a feed) keeps the poll alone."""
+        from adapters.shared.watch import FeedWatcher, feed_watch_path
+
+        path = feed_watch_path(self.services.adapter)
+        if path is None:
+            return
+        settle_s = getattr(self.services.adapter.source, "settle_s", 2.0)
+        self.feed_watcher = FeedWatcher(path, settle_s, self._feed_changed,
+                                        poll_interval_s=self.config.sync.poll_interval_s)
+        self.feed_watcher.start()
+
+    def _feed_changed(self) -> None:
+        """The feed changed and settled: a sync pass now, on the scheduler's one worker (so never two passes at
+        once). Coalesced: while one watcher pass waits to start, it will read the newest file, so at most one
+        runs and one waits."""
+        if self._stop.is_set():
+            return
+        with self._feed_lock:
+            if self._feed_runs >= 2:
+                return
+            self._feed_runs += 1
+            self._feed_seq += 1
+            job_id = f"feed-change-{self._feed_seq}"
+        self.scheduler.add_job(self._job, args=("poll", self._job_feed_pass), id=job_id, misfire_grace_time=3600)
+
+    def _job_feed_pass(self) -> None:
+        try:
+            self.job_poll()
+        finally:
+            with self._feed_lock:
+                self._feed_runs -= 1
 
     def _schedule(self) -> None:
         s = self.config.sync
@@ -348,6 +387,7 @@ class Daemon:
         self.leadership.start()
         self._schedule()
         self.scheduler.start()
+        self._start_feed_watch()
         log.info("mall-connector running: receiver on %s:%s, shop poll every %ss, sweep every %ss",
                  rc.host, self.receiver.port, self.config.sync.poll_interval_s, self.config.sync.sweep_interval_s)
         notify.ready()
@@ -392,6 +432,8 @@ class Daemon:
                 pass
             done.set()
 
+        if self.feed_watcher is not None:
+            self.feed_watcher.stop()
         threading.Thread(target=_shutdown, daemon=True).start()
         if not done.wait(STOP_TIMEOUT_S):
             log.warning("in-flight work did not finish within %.0f s; the ledger keeps it for the next start",
@@ -403,6 +445,47 @@ class Daemon:
         self.leadership.stop()
         self.services.close()
         log.info("stopped")
+
+
+_MIGRATE_CHILD = """
+import sys
+from connector.ledger.db import LedgerError
+from connector.ledger.repo import open_ledger
+try:
+    open_ledger(sys.stdin.read()).close()
+except LedgerError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def migrate_in_child(url: str) -> None:
+    """Bring the ledger's schema up to date in a short-lived child process when it is behind.
+
+    alembic + mako cost about 11 MiB of resident memory for the daemon's whole life, for a step done once
+    per upgrade (issue 17, idle RSS). A current ledger is recognised by one SELECT, without alembic. The
+    URL travels on stdin, never in argv (it may hold a password). An in-memory ledger is migrated in
+    process later (a child could not reach it). Raises LedgerError with the child's message."""
+    from connector.ledger.db import HEAD_REVISION, LedgerError, current_revision, make_engine
+    from connector.ledger.location import sqlite_path
+
+    if url.startswith("sqlite") and sqlite_path(url) is None:
+        return
+    engine = make_engine(url)
+    try:
+        if current_revision(engine) == HEAD_REVISION:
+            return
+    finally:
+        engine.dispose()
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _MIGRATE_CHILD], input=url, text=True, capture_output=True,
+                          timeout=3600)
+    if proc.returncode != 0:
+        lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
+        raise LedgerError(lines[-1] if lines else f"the ledger migration exited with {proc.returncode}")
+    log.info("ledger schema migrated to the newest version")
 
 
 def warn_if_secrets_readable(config: Config) -> None:

@@ -51,6 +51,7 @@ log = logging.getLogger("mall_connector.outbound")
 FEED_KV = "shop_feed_fingerprint"
 FEED_FAILURES_KV = "shop_feed_failures"
 ROWS_PER_TXN = 500
+PUSH_LOG_SHOWN = 10  # orders named in the INFO line of a recorded batch of pushes (issue 17)
 LIST_REFRESH_MAX = 100  # order ids per batched state refresh (one GET /v1/orders?id=in:...)
 LIST_REFRESH_MIN = 2  # below this a GET of the order is as cheap, and brings the whole order
 FLUSH_EVERY = 50  # pushed changes recorded per ledger transaction
@@ -546,7 +547,8 @@ class OutboundSync(Engine):
         """Send one claimed change. Returns "done", "other" (failed or scheduled for a retry) or "stop"
         (MALL keeps rate-limiting: end the pass, the rest waits for the next one)."""
         oid = ch.mall_order_id
-        log.info("order %s: %s", oid, decision.reason, extra={"order_id": oid, "change_id": ch.id})
+        # -- issue 17 (push speed): the line per PUT is DEBUG; _record_pushed logs one INFO line per batch ----
+        log.debug("order %s: %s", oid, decision.reason, extra={"order_id": oid, "change_id": ch.id})
         try:
             self.client.update_order(oid, StatusUpdate(**decision.body))
         except Exception as e:  # contained: see policy.py
@@ -583,6 +585,10 @@ class OutboundSync(Engine):
             self.ledger.orders.update_many(c, orders)
             self.ledger.orders.add_events(c, events)
         result.pushed += len(pushed)
+        # -- issue 17 (push speed): one INFO line per recorded batch instead of one per PUT -----------------
+        shown = ", ".join(f"{ch.mall_order_id} → {ch.target_status}" for ch, _, _ in pushed[:PUSH_LOG_SHOWN])
+        more = f" and {len(pushed) - PUSH_LOG_SHOWN} more" if len(pushed) > PUSH_LOG_SHOWN else ""
+        log.info("MALL accepted %d change(s): %s%s", len(pushed), shown, more)
         for ch, body, _ in pushed:
             self._metric("done")
             self.hooks.call("after_push", ch, body)
