@@ -1,5 +1,5 @@
 """The feed watcher (adapters/shared/watch.py) and the daemon's coalesced trigger: unit tests. The end-to-end proof
-with the daemon as a subprocess is tests/daemon/test_feed_watch_e2e.py."""
+with the daemon as a subprocess is tests/system/daemon/test_feed_watch_e2e.py."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class _Scheduler:
 
 def test_watcher_passes_are_coalesced_one_running_one_waiting(tmp_path, sandbox, monkeypatch):
     from connector.daemon import Daemon
-    from tests.sync.harness import CsvShop
+    from tests.support.worlds import CsvShop
 
     shop = CsvShop(tmp_path, sandbox)
     monkeypatch.chdir(tmp_path)  # the ledger URL is relative to the working folder, as for `run`

@@ -13,7 +13,7 @@ from connector.ledger import open_ledger
 from connector.ledger import inbox as inbox_module
 from connector.metrics import Metrics
 from receiver.app import create_app
-from tests.perf.conftest import count_sql
+from tests.integration.perf.conftest import count_sql
 
 TOKEN = "ingest-token-" + "Hq7wZ2mPx9Lc4Vb8NtR3"
 

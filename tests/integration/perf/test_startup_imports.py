@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from connector.ledger.db import HEAD_REVISION, current_revision, make_engine
 from tests.conftest import free_port
-from tests.sync.harness import CsvShop
+from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.system
 

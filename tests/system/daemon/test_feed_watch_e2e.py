@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.sync.harness import FEED_COLUMNS, CsvShop, applied_status_puts
+from tests.support.worlds import FEED_COLUMNS, CsvShop, applied_status_puts
 
 pytestmark = pytest.mark.e2e
 SLOW_POLL = "poll_interval_s = 3600\ndrain_interval_s = 1\nsweep_interval_s = 3600\n"

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from connector.sync.runner import Services
-from tests.perf.conftest import count_sql
-from tests.sync.harness import CsvShop
+from tests.integration.perf.conftest import count_sql
+from tests.support.worlds import CsvShop
 
 LAST_MODIFIED = "Tue, 01 Dec 2026 10:00:00 GMT"
 
