@@ -1,6 +1,7 @@
 """Idle RSS (issue 17 item 6): `run` loads only what it needs. The daemon is started the way the `run` entry does
 it (the lazy CLI resolves `run`, then Daemon + start) in a fresh interpreter, does its first poll against the
-sandbox, and then must not hold alembic, mako, openpyxl, the sandbox, the exports or the console in sys.modules.
+sandbox, and then must not hold alembic, mako, openpyxl, the sandbox, the exports, the console or (on SQLite) the
+PostgreSQL driver in sys.modules.
 A membership assertion, never a time or a byte count (the RSS figure belongs to `make bench`)."""
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from tests.support.worlds import CsvShop
 
 pytestmark = pytest.mark.system
 
-FORBIDDEN = ("alembic", "mako", "openpyxl", "connector.sandbox", "connector.exports", "connector.console")
+FORBIDDEN = ("alembic", "mako", "openpyxl", "connector.sandbox", "connector.exports", "connector.console",
+             "psycopg")  # the PostgreSQL driver: only for a postgresql+psycopg:// ledger
 
 CHILD = r"""
 import json, sys, time
@@ -70,7 +72,7 @@ def test_help_still_lists_every_command():
     out = CliRunner().invoke(main, ["--help"])
     assert out.exit_code == 0, out.output
     for name in ("run", "check", "demo", "sync-once", "sandbox", "ledger", "export", "orders", "console", "init",
-                 "labels", "config", "mapping"):
+                 "labels", "config", "mapping", "stats"):
         assert f"  {name}" in out.output, name
 
 
