@@ -192,8 +192,11 @@ class Daemon:
     def job_housekeeping(self) -> None:
         from connector.sync.deadlines import check_deadlines
 
+        from connector.accounts import include_test_by_account
+
         check_deadlines(self.ledger, warn_after_h=self.config.sync.confirm_deadline_warn_h,
-                        include_test=self.config.mall.include_test_orders, tz=self.config.shop.timezone)
+                        include_test=self.config.mall.include_test_orders, tz=self.config.shop.timezone,
+                        include_test_accounts=include_test_by_account(self.config))  # issue 18
 
     def _schedule(self) -> None:
         s = self.config.sync
@@ -242,6 +245,9 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             mapping = load_mapping(new.mapping_path)
+            from connector.sync.runner import load_account_mappings
+
+            account_mappings = load_account_mappings(new)  # issue 18: [accounts.<name>] mapping, re-read too
         except ConfigError as e:
             log.error("reload refused, the old config and mapping stay in force: %s", e)
             notify.ready()
@@ -263,8 +269,12 @@ class Daemon:
             log.warning("[accounts.*] client_ids changed: restart the service to apply them (reload applies the "
                         "accounts' webhook tokens)")
         previous_mapping = self.services.mapping()
-        self.services.mapping.replace(mapping)
+        previous_accounts = self.services.mapping.accounts
+        self.services.mapping.replace(mapping, account_mappings)
         self._queue_remap(previous_mapping, mapping)
+        for name in sorted(set(previous_accounts) | set(account_mappings)):  # issue 18: each account's own mapping
+            self._queue_remap(previous_accounts.get(name, previous_mapping), account_mappings.get(name, mapping),
+                              job_id=f"remap_{name}")
         self.config = new
         for engine in (self.services.outbound, self.services.inbound):
             engine.config = new
@@ -273,11 +283,12 @@ class Daemon:
 
         self.alerter = Alerter(new.alerts, self.ledger, tz=new.shop.timezone)
         self._schedule()
-        log.info("reloaded config %s and mapping %s", self.config_path, mapping.path)
+        log.info("reloaded config %s and mapping %s%s", self.config_path, mapping.path,
+                 "".join(f", account {n}: mapping {m.path}" for n, m in account_mappings.items()))
         notify.ready()
         return True
 
-    def _queue_remap(self, old, new) -> None:
+    def _queue_remap(self, old, new, *, job_id: str = "remap") -> None:
         """After the scheduler's job in flight (one worker: never during a poll), let the next poll re-evaluate
         the feed rows whose shop status the new mapping reads differently (see connector/ledger/remap.py)."""
         from connector.ledger.remap import forget_rows_whose_meaning_changed
@@ -289,7 +300,7 @@ class Daemon:
                 log.info("the new mapping reads the shop status of %d open order(s) differently: the next poll "
                          "decides them again", n)
 
-        self.scheduler.add_job(self._job, args=("remap", remap), id="remap", replace_existing=True)
+        self.scheduler.add_job(self._job, args=("remap", remap), id=job_id, replace_existing=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _install_signals(self) -> None:
