@@ -26,7 +26,7 @@ SK_MAPPING = """[to_mall]
 statuses = ["new"]
 
 [from_mall]
-open = "new"
+open = "nová SK"         # SK's new orders land in the shop's own status for them
 """
 
 
@@ -69,6 +69,27 @@ def test_the_same_shop_status_is_pushed_as_each_accounts_own_mapping_says(world)
     assert status_puts(cz, sk_order) == [] and status_puts(sk, cz_order) == []
     targets = {c.mall_order_id: c.target_status for c in services.ledger.changes.list(origin="shop")}
     assert targets == {cz_order: "shipping", sk_order: "shipped"}
+
+
+def _outbox_rows(folder, prefix: str) -> list[dict]:
+    import csv
+
+    rows = []
+    for f in sorted((folder / "outbox").iterdir()):
+        if f.name.startswith(prefix) and f.suffix == ".csv":
+            with f.open(encoding="utf-8", newline="") as fh:
+                rows.extend(csv.DictReader(fh))
+    return rows
+
+
+def test_new_orders_reach_the_shop_in_each_accounts_own_status(world, tmp_path):
+    """The hand-off ([from_mall]) runs in each account's pass, with that account's mapping."""
+    shop, services, cz, sk = world
+    (cz_order,) = [o["id"] for o in cz.state.create_orders(1, status="open")]
+    (sk_order,) = [o["id"] for o in sk.state.create_orders(1, status="open")]
+    sync_once(services)
+    status = {int(r["mall_order_id"]): r["shop_status"] for r in _outbox_rows(tmp_path, "orders-")}
+    assert status == {cz_order: "new", sk_order: "nová SK"}
 
 
 def test_an_order_the_shop_names_first_is_looked_up_before_its_row_is_decided(world):
