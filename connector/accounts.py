@@ -111,6 +111,14 @@ class AccountRouter:
         Raises MallNotFound when no account has it (the answer is recorded; nobody re-asks every pass)."""
         return self._owner(order_id)[0]
 
+    def find_account(self, order_id: int) -> str | None:
+        """Like ``account_of``, but None when no account has the order (the outbound poll then decides its row
+        with ``[shop] mapping``); any other failure (MALL unreachable, an account rejected) is raised."""
+        try:
+            return self.account_of(order_id)
+        except MallNotFound:
+            return None
+
     def _owner(self, order_id: int):
         """(account, the order if a lookup just read it else None)."""
         oid = int(order_id)

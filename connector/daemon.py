@@ -234,6 +234,7 @@ class Daemon:
 
         evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=rejected is not None,
                         rate_limited_for_s=limited_for, mapping=self.services.mapping(), rejected_code=rejected,
+                        account_mappings=self.services.mapping.accounts,
                         seen=seen, account_rejected=dict(self._account_rejected),
                         account_rate_limited_for_s={a: now - t for a, t in self._account_first_429.items()},
                         quota=quota_of(self.services.client))
@@ -441,7 +442,7 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
                     mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False,
                     account_rejected: dict[str, int] | None = None,
                     account_rate_limited_for_s: dict[str, float] | None = None,
-                    quota=None) -> None:
+                    quota=None, account_mappings: dict | None = None) -> None:
     """Open or resolve every alert problem from the current state (called after each job).
 
     The rules are one table in connector/alert_rules.py; ``seen`` counts this as one more poll that saw
@@ -453,9 +454,14 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
         from connector.mapping import load_mapping
 
         mapping = load_mapping(config.mapping_path)
+        if account_mappings is None:  # issue 18: and each [accounts.<name>] mapping
+            from connector.sync.runner import load_account_mappings
+
+            account_mappings = load_account_mappings(config)
     if rejected_code is None and forbidden:
         rejected_code = 403
     rejected = rejected_code if rejected_code is not None else (401 if unauthorized else None)
-    evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, mall_rejected=rejected,
+    evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, account_mappings=dict(account_mappings or {}),
+                      mall_rejected=rejected,
                       rate_limited_for_s=rate_limited_for_s, account_rejected=dict(account_rejected or {}),
                       account_rate_limited_for_s=dict(account_rate_limited_for_s or {}), quota=quota), seen=seen)

@@ -226,8 +226,6 @@ class OutboundSync(Engine):
         own: dict[str, Mapping] = holder.accounts if hasattr(holder, "accounts") else {}
         if not own:
             return {}, set()
-        from connector.mall.errors import MallNotFound
-
         owners = self.ledger.accounts.owners([row.mall_order_id for row, _ in changed])
         every = [mapping, *own.values()]
         per_order: dict[int, Mapping] = {}
@@ -237,12 +235,10 @@ class OutboundSync(Engine):
             name = owners.get(oid)
             if name is None:
                 meanings = {(m.lookup(row.status).kind, m.lookup(row.status).target) for m in every}
-                if len(meanings) == 1 or not hasattr(self.client, "account_of"):
+                if len(meanings) == 1 or not hasattr(self.client, "find_account"):
                     continue  # every mapping reads this status alike: no need to know the account yet
                 try:
-                    name = self.client.account_of(oid)
-                except MallNotFound:
-                    continue
+                    name = self.client.find_account(oid)  # None: in no account, [shop] mapping decides
                 except Exception as e:  # contained: the row waits for the next poll, nothing is recorded
                     log.warning("order %s: its MALL account cannot be looked up now (%s); its feed row is decided "
                                 "by the next poll, with that account's mapping", oid, e, extra={"order_id": oid})

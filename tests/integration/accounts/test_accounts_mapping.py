@@ -198,3 +198,36 @@ def test_config_and_mapping_check_report_each_accounts_mapping(world, tmp_path):
     assert "packing" in sk_part and "-> shipped" in sk_part
     assert f"✓ {tmp_path / 'sk-mapping.toml'}: valid" in sk_part
     assert "– account cz: uses [shop] mapping" in r.stdout
+
+
+def test_an_unmapped_status_is_judged_by_the_mapping_of_the_orders_account(world):
+    """The unmapped_status alert reads each account's orders against its own mapping: no false alarm for a
+    status only SK's mapping knows, and one naming SK's file for a status SK's mapping lacks."""
+    from connector.alert_rules import Facts, check_unmapped
+
+    shop, services, cz, sk = world
+    cz_orders = [o["id"] for o in cz.state.create_orders(2, status="open")]
+    sk_orders = [o["id"] for o in sk.state.create_orders(2, status="open")]
+    sync_once(services)
+    text = SK_MAPPING.replace('"cancelled" = "cancelled"', '"cancelled" = "cancelled"\n"odoslané" = "shipped"')
+    (shop.folder / "sk-mapping.toml").write_text(text, encoding="utf-8")
+    shop.write_feed([{"mall_order_id": cz_orders[0], "status": "odoslané"},  # CZ: not in [shop] mapping
+                     {"mall_order_id": cz_orders[1], "status": "returned"},  # CZ: mapped, SK's lacks it
+                     {**packing(sk_orders[0]), "status": "odoslané"},  # SK: in SK's mapping only
+                     {"mall_order_id": sk_orders[1], "status": "returned"}])  # SK: SK's mapping lacks it
+    services.close()
+    services = Services(shop.config())
+    try:
+        sync_once(services, sweep=False)
+        problems = {p.key: p for p in check_unmapped(Facts(ledger=services.ledger, config=services.config,
+                                                           mapping=services.mapping(),
+                                                           account_mappings=services.mapping.accounts))}
+        assert set(problems) == {"unmapped_status:odoslané", "unmapped_status:sk:returned"}
+        assert "(1 order)" in problems["unmapped_status:odoslané"].title
+        assert f"for example order {cz_orders[0]}" in problems["unmapped_status:odoslané"].message
+        sk_problem = problems["unmapped_status:sk:returned"]
+        assert "of account sk" in sk_problem.title and str(shop.folder / "sk-mapping.toml") in sk_problem.message
+        assert f"for example order {sk_orders[1]}" in sk_problem.message
+        assert [e.body["status"] for e in status_puts(sk, sk_orders[0])] == ["shipped"]
+    finally:
+        services.close()
