@@ -179,7 +179,7 @@ def test_a_missing_or_broken_account_mapping_is_a_config_error_naming_it(tmp_pat
     with pytest.raises(MappingError) as e:
         Services(shop.config())
     assert "nope.toml" in str(e.value) and "'shiped' is not a MALL status" in str(e.value)
-    for command in (("config", "check"), ("mapping", "check")):
+    for command in (("config", "check"), ("mapping", "check"), ("sync-once",)):
         r = shop.cli(*command)
         assert r.returncode == 78, r.stdout + r.stderr
         assert "nope.toml:3" in r.stderr and "'shiped' is not a MALL status" in r.stderr
