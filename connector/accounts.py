@@ -52,6 +52,19 @@ def accounts(config: Config) -> list[Account]:
     return out
 
 
+def include_test_by_account(config: Config) -> dict[str, bool]:
+    """account -> whether its MALL test orders are synced (its own ``include_test_orders``, else ``[mall]``'s)."""
+    return {a.name: a.include_test_orders for a in accounts(config)}
+
+
+def include_test_of(config: Config, account: str | None) -> bool:
+    """The ``include_test_orders`` in force for one account's orders; ``[mall]``'s for an unknown account."""
+    a = config.accounts.get(account) if account else None
+    if a is None or a.include_test_orders is None:
+        return config.mall.include_test_orders
+    return a.include_test_orders
+
+
 def account_names(config: Config) -> list[str]:
     return list(config.accounts) or [DEFAULT_ACCOUNT]
 
@@ -97,6 +110,14 @@ class AccountRouter:
         """The account that owns the order: known from the ledger, or found by asking each account once.
         Raises MallNotFound when no account has it (the answer is recorded; nobody re-asks every pass)."""
         return self._owner(order_id)[0]
+
+    def find_account(self, order_id: int) -> str | None:
+        """Like ``account_of``, but None when no account has the order (the outbound poll then decides its row
+        with ``[shop] mapping``); any other failure (MALL unreachable, an account rejected) is raised."""
+        try:
+            return self.account_of(order_id)
+        except MallNotFound:
+            return None
 
     def _owner(self, order_id: int):
         """(account, the order if a lookup just read it else None)."""

@@ -35,6 +35,8 @@ class Facts:
     ledger: object
     config: object
     mapping: object | None = None
+    #: issue 18: account -> its own mapping ([accounts.<name>] mapping); its orders are read against it.
+    account_mappings: dict = field(default_factory=dict)
     mall_rejected: int | None = None
     rate_limited_for_s: float | None = None
     #: issue 18 (several [accounts.*]): per account, 401/403 while MALL rejects it, and how long it has seen 429s.
@@ -88,14 +90,23 @@ def _key_part(text: str) -> str:
 def check_unmapped(f: Facts) -> list[Problem]:
     if f.mapping is None:
         return []
+    own = dict(f.account_mappings or {})
+    out = _unmapped(f, f.mapping, "", q.unmapped_statuses(f.ledger, f.mapping, not_accounts=tuple(own)))
+    for name, mapping in own.items():  # issue 18: an account's orders against its own mapping
+        out += _unmapped(f, mapping, name, q.unmapped_statuses(f.ledger, mapping, account=name))
+    return out
+
+
+def _unmapped(f: Facts, mapping, account: str, found) -> list[Problem]:
     out = []
-    path = f.mapping.path
-    for u in q.unmapped_statuses(f.ledger, f.mapping):
-        ignore_line = "statuses = [" + ", ".join(f'"{x}"' for x in (*f.mapping.ignored, u.status)) + "]"
+    path = mapping.path
+    for u in found:
+        ignore_line = "statuses = [" + ", ".join(f'"{x}"' for x in (*mapping.ignored, u.status)) + "]"
         orders = f"{u.orders} order{'s' if u.orders != 1 else ''}"
+        whose = f" of account {account}" if account else ""
         out.append(Problem(
-            f"unmapped_status:{_key_part(u.status)}",
-            f"shop status {u.status!r} is not in the mapping ({orders})",
+            f"unmapped_status:{account + ':' if account else ''}{_key_part(u.status)}",
+            f"shop status {u.status!r} is not in the mapping{whose} ({orders})",
             f"{orders} {'have' if u.orders != 1 else 'has'} the shop status {u.status!r} (for example order "
             f"{u.example_order}), which {path} neither maps nor ignores, so they are not synced to MALL.\n"
             f"To leave it alone, make the [ignore] line of {path} read:\n    {ignore_line}\n"

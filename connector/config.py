@@ -340,6 +340,10 @@ class CoreConfig(_Section):
 
         return self.shop.mapping or registry.get(self.shop.adapter).default_mapping
 
+    def account_mapping_paths(self) -> dict[str, Path]:
+        """issue 18: account -> its own mapping file, for the ``[accounts.<name>]`` that set ``mapping``."""
+        return {name: a.mapping for name, a in self.accounts.items() if a.mapping is not None}
+
 
 def config_model() -> type[CoreConfig]:
     """The Config model: the core's sections, and ``[shop.<name>]`` for every registered adapter
@@ -707,6 +711,7 @@ class AccountConfig(_Section):
     client_id_file: Path | None = None
     tokens: tuple[SecretStr, ...] = ()
     include_test_orders: bool | None = None  # None: [mall] include_test_orders
+    mapping: Path | None = None  # this account's shop status -> MALL status; None: [shop] mapping (docs/accounts.md)
 
     @field_validator("tokens")
     @classmethod
@@ -760,6 +765,16 @@ def resolve_account_secrets(data: dict, base: Path, cfg_path: Path, raw_text: st
                 hint = f"did you mean {guess[0]!r}? " if guess else ""
                 raise ConfigError(cfg_path, f"{key}.{k}", f"unknown key; {hint}(keys: {', '.join(known)}; see "
                                                          "docs/accounts.md)", line(f"{key}.{k}"))
+
+        if section.get("mapping") is not None:  # relative to the config file, like [shop] mapping
+            if not isinstance(section["mapping"], str) or not section["mapping"].strip():
+                raise ConfigError(cfg_path, f"{key}.mapping", "must be the path of a mapping file (a string)",
+                                  line(f"{key}.mapping"))
+            mapping_file = _resolve_path(base, section["mapping"])
+            if not mapping_file.is_file():
+                raise ConfigError(cfg_path, f"{key}.mapping", f"[{key}] mapping: no such file {mapping_file}",
+                                  line(f"{key}.mapping"))
+            section["mapping"] = mapping_file
 
         def credential(cred: str) -> Path | None:
             path = Path(cred_dir) / cred if cred_dir else None

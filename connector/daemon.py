@@ -197,8 +197,11 @@ class Daemon:
     def job_housekeeping(self) -> None:
         from connector.sync.deadlines import check_deadlines
 
+        from connector.accounts import include_test_by_account
+
         check_deadlines(self.ledger, warn_after_h=self.config.sync.confirm_deadline_warn_h,
-                        include_test=self.config.mall.include_test_orders, tz=self.config.shop.timezone)
+                        include_test=self.config.mall.include_test_orders, tz=self.config.shop.timezone,
+                        include_test_accounts=include_test_by_account(self.config))  # issue 18
 
     # -- the feed watcher (issue 17: react in seconds) ------------------------------------------
     def _start_feed_watch(self) -> None:
@@ -270,6 +273,7 @@ class Daemon:
 
         evaluate_alerts(self.alerter, self.ledger, self.config, unauthorized=rejected is not None,
                         rate_limited_for_s=limited_for, mapping=self.services.mapping(), rejected_code=rejected,
+                        account_mappings=self.services.mapping.accounts,
                         seen=seen, account_rejected=dict(self._account_rejected),
                         account_rate_limited_for_s={a: now - t for a, t in self._account_first_429.items()},
                         quota=quota_of(self.services.client))
@@ -281,6 +285,9 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             mapping = load_mapping(new.mapping_path)
+            from connector.sync.runner import load_account_mappings
+
+            account_mappings = load_account_mappings(new)  # issue 18: [accounts.<name>] mapping, re-read too
         except ConfigError as e:
             log.error("reload refused, the old config and mapping stay in force: %s", e)
             notify.ready()
@@ -302,8 +309,12 @@ class Daemon:
             log.warning("[accounts.*] client_ids changed: restart the service to apply them (reload applies the "
                         "accounts' webhook tokens)")
         previous_mapping = self.services.mapping()
-        self.services.mapping.replace(mapping)
+        previous_accounts = self.services.mapping.accounts
+        self.services.mapping.replace(mapping, account_mappings)
         self._queue_remap(previous_mapping, mapping)
+        for name in sorted(set(previous_accounts) | set(account_mappings)):  # issue 18: each account's own mapping
+            self._queue_remap(previous_accounts.get(name, previous_mapping), account_mappings.get(name, mapping),
+                              job_id=f"remap_{name}")
         self.config = new
         for engine in (self.services.outbound, self.services.inbound):
             engine.config = new
@@ -312,11 +323,12 @@ class Daemon:
 
         self.alerter = Alerter(new.alerts, self.ledger, tz=new.shop.timezone)
         self._schedule()
-        log.info("reloaded config %s and mapping %s", self.config_path, mapping.path)
+        log.info("reloaded config %s and mapping %s%s", self.config_path, mapping.path,
+                 "".join(f", account {n}: mapping {m.path}" for n, m in account_mappings.items()))
         notify.ready()
         return True
 
-    def _queue_remap(self, old, new) -> None:
+    def _queue_remap(self, old, new, *, job_id: str = "remap") -> None:
         """After the scheduler's job in flight (one worker: never during a poll), let the next poll re-evaluate
         the feed rows whose shop status the new mapping reads differently (see connector/ledger/remap.py)."""
         from connector.ledger.remap import forget_rows_whose_meaning_changed
@@ -328,7 +340,7 @@ class Daemon:
                 log.info("the new mapping reads the shop status of %d open order(s) differently: the next poll "
                          "decides them again", n)
 
-        self.scheduler.add_job(self._job, args=("remap", remap), id="remap", replace_existing=True)
+        self.scheduler.add_job(self._job, args=("remap", remap), id=job_id, replace_existing=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -513,7 +525,7 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
                     mapping=None, rejected_code: int | None = None, seen: bool = True, forbidden: bool = False,
                     account_rejected: dict[str, int] | None = None,
                     account_rate_limited_for_s: dict[str, float] | None = None,
-                    quota=None) -> None:
+                    quota=None, account_mappings: dict | None = None) -> None:
     """Open or resolve every alert problem from the current state (called after each job).
 
     The rules are one table in connector/alert_rules.py; ``seen`` counts this as one more poll that saw
@@ -525,9 +537,14 @@ def evaluate_alerts(a, ledger, config: Config, *, unauthorized: bool, rate_limit
         from connector.mapping import load_mapping
 
         mapping = load_mapping(config.mapping_path)
+        if account_mappings is None:  # issue 18: and each [accounts.<name>] mapping
+            from connector.sync.runner import load_account_mappings
+
+            account_mappings = load_account_mappings(config)
     if rejected_code is None and forbidden:
         rejected_code = 403
     rejected = rejected_code if rejected_code is not None else (401 if unauthorized else None)
-    evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, mall_rejected=rejected,
+    evaluate(a, Facts(ledger=ledger, config=config, mapping=mapping, account_mappings=dict(account_mappings or {}),
+                      mall_rejected=rejected,
                       rate_limited_for_s=rate_limited_for_s, account_rejected=dict(account_rejected or {}),
                       account_rate_limited_for_s=dict(account_rate_limited_for_s or {}), quota=quota), seen=seen)

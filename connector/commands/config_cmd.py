@@ -107,9 +107,23 @@ def mapping_check(ctx: Context, file: Path | None) -> None:
       mall-connector --config /etc/mall-connector/config.toml mapping check
     """
     path = file if file is not None else ctx.config().mapping_path
+    _check_one(ctx, path, shop_problems=file is None)
+    if file is None:  # issue 18: each [accounts.<name>] mapping too
+        cfg = ctx.config()
+        own = cfg.account_mapping_paths()
+        for name in cfg.accounts:
+            if name not in own:
+                click.echo(f"\n– account {name}: uses [shop] mapping {path}")
+                continue
+            click.echo(f"\nAccount {name} ([accounts.{name}] mapping):")
+            _check_one(ctx, own[name], shop_problems=True)
+
+
+def _check_one(ctx: Context, path: Path, *, shop_problems: bool) -> None:
+    """Print one mapping as a table and validate it; exit 78 naming file:line and key when it is not valid."""
     mapping = _load_or_exit(path)
     click.echo(format_mapping(mapping))
-    if file is None:  # the config's own mapping: an API shop also says which statuses it does not have
+    if shop_problems:  # the config's own mapping: an API shop also says which statuses it does not have
         from adapters.shared.wiring import mapping_problems
 
         try:
@@ -158,3 +172,10 @@ def config_check(ctx: Context) -> None:
     path = cfg.mapping_path
     mapping = _load_or_exit(path)
     click.echo(f"✓ mapping {path}: valid ({_summary(mapping)})")
+    own = cfg.account_mapping_paths()  # issue 18: each account's mapping
+    for name in cfg.accounts:
+        if name in own:
+            mapping = _load_or_exit(own[name])
+            click.echo(f"✓ account {name}: mapping {own[name]}: valid ({_summary(mapping)})")
+        else:
+            click.echo(f"– account {name}: uses [shop] mapping {path}")

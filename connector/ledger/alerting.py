@@ -152,21 +152,30 @@ def _active(o):
     return o.mall_status.in_(ACTIVE_STATUSES) | o.mall_status.is_(None)
 
 
-def shop_status_counts(ledger) -> list[tuple[str, int, int]]:
-    """(shop status, active orders with it now, smallest order id) for every shop status of active orders."""
+def shop_status_counts(ledger, *, account: str | None = None,
+                       not_accounts: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
+    """(shop status, active orders with it now, smallest order id) for every shop status of active orders;
+    issue 18: only ``account``'s orders, or not those of ``not_accounts`` (the accounts with their own mapping)."""
     o = s.orders.c
+    where = [_active(o), o.shop_status.is_not(None)]
+    if account is not None:
+        where.append(o.account == account)
+    if not_accounts:
+        where.append(o.account.not_in(list(not_accounts)))
     with ledger.read() as c:
         rows = c.execute(select(o.shop_status, func.count(), func.min(o.mall_order_id))
-                         .where(_active(o), o.shop_status.is_not(None)).group_by(o.shop_status)).all()
+                         .where(*where).group_by(o.shop_status)).all()
     return [(st, n, ex) for st, n, ex in rows]
 
 
-def unmapped_statuses(ledger, mapping) -> list[UnmappedStatus]:
+def unmapped_statuses(ledger, mapping, *, account: str | None = None,
+                      not_accounts: tuple[str, ...] = ()) -> list[UnmappedStatus]:
     """Shop statuses that orders have now and that the mapping in force neither maps nor ignores.
 
-    Read against the current mapping, so adding the line resolves the alert on the next evaluation."""
+    Read against the current mapping, so adding the line resolves the alert on the next evaluation.
+    ``account`` / ``not_accounts``: as in ``shop_status_counts`` (issue 18, a mapping per account)."""
     grouped: dict[str, list] = {}
-    for status, n, example in shop_status_counts(ledger):
+    for status, n, example in shop_status_counts(ledger, account=account, not_accounts=not_accounts):
         if mapping.lookup(status).kind != "unmapped":
             continue
         key = " ".join(status.split()).casefold()

@@ -71,14 +71,14 @@ class ReportsRepo:
         return out
 
     def orders_with_shop_moves(self, status: str) -> tuple[list, list]:
-        """Orders in ``status`` (id, snapshot, test) and their outbound changes to another status (id, state).
+        """Orders in ``status`` (id, snapshot, test, account) and their outbound changes to another status (id, state).
 
         Only the changes of those orders (index on changes.mall_order_id): this runs every minute, and a scan
         of every shop change the ledger ever recorded grows with its age."""
         o, ch = s.orders.c, s.changes.c
         ids = select(o.mall_order_id).where(o.mall_status == status)
         with self._ledger.read() as c:
-            rows = list(c.execute(select(o.mall_order_id, o.snapshot, o.test).where(o.mall_status == status)))
+            rows = list(c.execute(select(o.mall_order_id, o.snapshot, o.test, o.account).where(o.mall_status == status)))
             moves = c.execute(select(ch.mall_order_id, ch.state).where(
                 ch.mall_order_id.in_(ids), ch.origin == Origin.SHOP.value, ch.target_status.is_not(None),
                 ch.target_status != status)).all()

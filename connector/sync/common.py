@@ -74,7 +74,11 @@ class Engine:
 
     @property
     def mapping(self):
-        return self._mapping() if callable(self._mapping) else self._mapping
+        """The mapping in force; in a pass of one account (issue 18) that account's own ([accounts.<name>] mapping)."""
+        holder = self._mapping
+        if self.account and hasattr(holder, "for_account"):
+            return holder.for_account(self.account)
+        return holder() if callable(holder) else holder
 
     # -- carrying out the error policy ------------------------------------------------------------
     def outcome(self, op, error: BaseException, *, first_try: bool = False):

@@ -32,13 +32,17 @@ def action_key(order_id: int) -> str:
 
 
 def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h: float = 20.0,
-                    include_test: bool = False, tz: str | None = None) -> int:
+                    include_test: bool = False, tz: str | None = None,
+                    include_test_accounts: dict[str, bool] | None = None) -> int:
     """Open deadline items for orders open longer than ``warn_after_h`` hours; close the ones that cleared.
 
     ``now`` is aware, or naive UTC (the ledger's convention). Returns how many items were opened.
     Test orders are skipped unless ``include_test`` ([mall] include_test_orders). ``tz`` is the zone
     the message shows times in ([shop] timezone; default Europe/Prague, MALL's own).
+    ``include_test_accounts`` (issue 18): account -> its own ``include_test_orders``; an order of an account
+    not named there (or not known yet) takes ``include_test``.
     """
+    per_account = include_test_accounts or {}
     now = _aware(now or datetime.now(timezone.utc))
     rows, shop_moves = ledger.reports.orders_with_shop_moves(Status.OPEN.value)
     moved = {oid for oid, state in shop_moves if state in MOVED_ON_STATES}
@@ -46,7 +50,7 @@ def check_deadlines(ledger: Ledger, *, now: datetime | None = None, warn_after_h
 
     due: dict[int, str] = {}
     for r in rows:
-        if (r.test and not include_test) or r.mall_order_id in moved:
+        if (r.test and not per_account.get(r.account, include_test)) or r.mall_order_id in moved:
             continue
         opened = _opened_at(r.snapshot)
         if opened is None:

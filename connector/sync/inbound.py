@@ -247,7 +247,9 @@ class InboundSync(Engine):
         """Store the snapshot and carry out the inbound decision, in one transaction with the inbox removal."""
         oid = order.id
         mapping = self.mapping
-        include_test = self.config.mall.include_test_orders
+        from connector.accounts import include_test_of
+
+        include_test = include_test_of(self.config, self.account)  # issue 18: the pass's account's own setting
         now = MallOrderNow(status=order.status, confirmed=order.confirmed, test=order.test, branch_id=branch_of(order))
         with self.ledger.write() as c:
             row = self.ledger.orders.get(oid, c)

@@ -197,8 +197,13 @@ class OutboundSync(Engine):
                 if seen_before.get(oid) != fp:  # else: same as last seen, no change
                     changed.append((rows[oid], fp))
             if changed:
+                per_order, held = self._account_mappings_of(changed, mapping)  # issue 18
+                if held:
+                    changed = [item for item in changed if item[0].mall_order_id not in held]
+                    all_recorded = False
                 result.changed_rows += len(changed)
-                all_recorded &= self._record_contained(changed, mapping, result)
+                if changed:
+                    all_recorded &= self._record_contained(changed, mapping, result, per_order)
         # A row that could not be recorded keeps the feed "changed", so the next poll tries it again.
         store_fingerprint = feed.fingerprint is not None and all_recorded
         if store_fingerprint or feed_state is not None:
@@ -209,13 +214,50 @@ class OutboundSync(Engine):
                     _store_feed_state(self.ledger, feed_state, c)
         return result
 
-    def _record_contained(self, changed: list[tuple[ShopOrderState, str]], mapping: Mapping, result: PollResult) -> bool:
+    def _account_mappings_of(self, changed: list[tuple[ShopOrderState, str]], mapping: Mapping):
+        """issue 18: ``(order id -> its account's own mapping, ids held back)`` for the changed rows.
+
+        Only with ``[accounts.<name>] mapping``. An order of a known account takes that account's mapping (else
+        ``[shop] mapping``). An order whose account is not known yet is looked up first (each account asked once,
+        the answer kept, as the push would) when its shop status means different things in the mappings;
+        in none of the accounts, it takes ``[shop] mapping`` (its change then fails: MALL does not know it). When
+        the lookup cannot be answered now (MALL unreachable, an account rejected), the row is held back: it is
+        not recorded, the feed stays "changed", and the next poll decides it."""
+        holder = self._mapping
+        own: dict[str, Mapping] = holder.accounts if hasattr(holder, "accounts") else {}
+        if not own:
+            return {}, set()
+        owners = self.ledger.accounts.owners([row.mall_order_id for row, _ in changed])
+        every = [mapping, *own.values()]
+        per_order: dict[int, Mapping] = {}
+        held: set[int] = set()
+        for row, _ in changed:
+            oid = row.mall_order_id
+            name = owners.get(oid)
+            if name is None:
+                meanings = {(m.lookup(row.status).kind, m.lookup(row.status).target) for m in every}
+                if len(meanings) == 1 or not hasattr(self.client, "find_account"):
+                    continue  # every mapping reads this status alike: no need to know the account yet
+                try:
+                    name = self.client.find_account(oid)  # None: in no account, [shop] mapping decides
+                except Exception as e:  # contained: the row waits for the next poll, nothing is recorded
+                    log.warning("order %s: its MALL account cannot be looked up now (%s); its feed row is decided "
+                                "by the next poll, with that account's mapping", oid, e, extra={"order_id": oid})
+                    held.add(oid)
+                    continue
+            if name in own:
+                per_order[oid] = own[name]
+        return per_order, held
+
+    def _record_contained(self, changed: list[tuple[ShopOrderState, str]], mapping: Mapping, result: PollResult,
+                          per_order: dict[int, Mapping] | None = None) -> bool:
         """Record a chunk of changed rows in one transaction; when that fails, row by row, so that one row the
-        ledger cannot take (e.g. an order id out of range) is reported as a bad row and the others count."""
+        ledger cannot take (e.g. an order id out of range) is reported as a bad row and the others count.
+        ``per_order``: the orders whose account has its own mapping (issue 18)."""
         part = PollResult()
         try:
             with self.ledger.write() as c:
-                self._record_rows(c, changed, mapping, part)
+                self._record_rows(c, changed, mapping, part, per_order)
         except Exception as e:  # contained: see policy.py
             if len(changed) == 1:
                 outcome = self.outcome(Op.RECORD, e)
@@ -226,7 +268,7 @@ class OutboundSync(Engine):
                 return False
             ok = True
             for item in changed:
-                ok &= self._record_contained([item], mapping, result)
+                ok &= self._record_contained([item], mapping, result, per_order)
             return ok
         result.new_changes += part.new_changes
         result.unmapped += part.unmapped
@@ -252,8 +294,11 @@ class OutboundSync(Engine):
             "first_delivery_attempt": row.first_delivery_attempt, "location": row.location,
         }
 
-    def _record_rows(self, c, changed: list[tuple[ShopOrderState, str]], mapping: Mapping, result: PollResult) -> None:
-        """Record rows that differ from what was last seen, in the caller's transaction, a few statements in all."""
+    def _record_rows(self, c, changed: list[tuple[ShopOrderState, str]], mapping: Mapping, result: PollResult,
+                     per_order: dict[int, Mapping] | None = None) -> None:
+        """Record rows that differ from what was last seen, in the caller's transaction, a few statements in all.
+        ``per_order``: order id -> its account's own mapping (issue 18); the others take ``mapping``."""
+        shared = mapping
         orders, changes = self.ledger.orders, self.ledger.changes
         now = utcnow()
         present = orders.existing_ids(c, [row.mall_order_id for row, _ in changed])
@@ -270,6 +315,7 @@ class OutboundSync(Engine):
                 order_updates.append((oid, values))
             else:
                 new_orders.append({"mall_order_id": oid, **values})
+            mapping = per_order.get(oid, shared) if per_order else shared
             lookup = mapping.lookup(row.status)
             if lookup.kind == "ignored":
                 wanted.append((row, None, None, None))

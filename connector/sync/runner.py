@@ -27,18 +27,38 @@ EXIT_FEED_UNREADABLE = 66  # EX_NOINPUT: the feed is missing or cannot be read (
 
 
 class MappingHolder:
-    """The mapping in force; swapped atomically on reload, and only for a valid new file."""
+    """The mapping in force; swapped atomically on reload, and only for a valid new file.
 
-    def __init__(self, mapping: Mapping):
+    Calling it gives ``[shop] mapping``; ``for_account(name)`` gives an account's own mapping (issue 18,
+    ``[accounts.<name>] mapping``), else the shared one."""
+
+    def __init__(self, mapping: Mapping, accounts: dict[str, Mapping] | None = None):
         self._mapping = mapping
+        self._accounts = dict(accounts or {})
         self._lock = threading.Lock()
 
     def __call__(self) -> Mapping:
         return self._mapping
 
-    def replace(self, mapping: Mapping) -> None:
+    def for_account(self, account: str | None) -> Mapping:
+        return self._accounts.get(account, self._mapping) if account else self._mapping
+
+    @property
+    def accounts(self) -> dict[str, Mapping]:
+        """The accounts with a mapping of their own (issue 18)."""
+        return dict(self._accounts)
+
+    def replace(self, mapping: Mapping, accounts: dict[str, Mapping] | None = None) -> None:
         with self._lock:
             self._mapping = mapping
+            if accounts is not None:
+                self._accounts = dict(accounts)
+
+
+def load_account_mappings(config: Config) -> dict[str, Mapping]:
+    """issue 18: each ``[accounts.<name>] mapping``, validated like ``[shop] mapping`` (MappingError names the
+    file, line and key)."""
+    return {name: load_mapping(path) for name, path in config.account_mapping_paths().items()}
 
 
 def make_client(config: Config, on_response=None, *, client_id: str | None = None):
@@ -66,7 +86,7 @@ class Services:
         self.metrics = metrics
         #: issue 18 (`sync-once --account`): only this account's sweep, push and inbound passes.
         self.only_account = account if config.accounts else None
-        self.mapping = MappingHolder(load_mapping(config.mapping_path))
+        self.mapping = MappingHolder(load_mapping(config.mapping_path), load_account_mappings(config))
         self.ledger = ledger or open_ledger(config.ledger.url)
         if on_response is None and metrics is not None:
             on_response = metrics.mall_call

@@ -142,3 +142,9 @@ def test_placeholder_and_weak_token_per_account(tmp_path):
     assert e.key == "accounts.cz.client_id" and "placeholder" in e.reason
     e = error(tmp_path, f'[accounts.cz]\nclient_id = "{CZ_ID}"\ntokens = ["short"]\n')
     assert e.key == "accounts.cz.tokens" and "too weak" in e.reason and "(got" not in e.reason
+
+
+def test_a_shop_section_per_account_is_refused_naming_it(tmp_path):
+    """Not supported yet (docs/accounts.md, Known gaps): refused, never silently ignored."""
+    e = error(tmp_path, TWO + '\n[accounts.sk.shop]\nadapter = "generic_csv"\n')
+    assert e.key == "accounts.sk.shop" and "unknown key" in str(e)
