@@ -3,9 +3,8 @@
 * ``db_pass``: one `mall-connector sync-once` pass with N new orders and N shop changes against the sandbox, with the
   ledger on SQLite and on PostgreSQL (a throwaway cluster from tests/pg/cluster.py, durable settings): wall time,
   CPU, the process's peak RSS and MALL requests. Run as a subprocess, as the service runs it.
-* ``accounts_pass``: the same pass with 1, 10 and 100 accounts (``[accounts.<name>] client_id``, issue 18 item 1)
-  sharing one CSV shop: wall time and peak RSS. It needs the accounts support of the "accounts" branch; on a build
-  without it the config is refused and the figure is reported as not available (with the config error).
+* the accounts: 1, 10 and 100 accounts (``[accounts.<name>] client_id``) sharing one CSV shop against one sandbox
+  per account behind one front: bench/accounts.py (also a ``make bench`` part of its own); ``--accounts ""`` skips.
 
     python -m bench.scaling_pg [--orders 200] [--accounts 1,10,100] [--json]
 
@@ -23,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import CLIENT_ID, SandboxProcess, Shop, http_counts, shop_rows, tempdir
+from bench.common import SandboxProcess, Shop, http_counts, shop_rows, tempdir
 
 
 def _run_child(config_path: Path, env: dict) -> dict:
@@ -75,35 +74,12 @@ def db_pass(orders: int = 200) -> list[dict]:
     return results
 
 
-def _accounts_config(shop: Shop, n: int) -> None:
-    """The single [mall] client_id replaced by ``n`` accounts (names a1..aN) of the issue's config shape."""
-    text = shop.config_path.read_text(encoding="utf-8").replace(f'client_id = "{CLIENT_ID}"\n', "")
-    accounts = "".join(f'\n[accounts.a{i}]\nclient_id = "{CLIENT_ID}-{i:03d}"\n' for i in range(1, n + 1))
-    shop.config_path.write_text(text + accounts, encoding="utf-8")
-
-
-def accounts_pass(sandbox: SandboxProcess, counts=(1, 10, 100), orders: int = 100) -> list[dict]:
-    out = []
-    for n in counts:
-        with tempdir(f"accounts-{n}") as folder:
-            shop = Shop(folder, sandbox.url)
-            _accounts_config(shop, n)
-            r = _run_child(shop.config_path, dict(os.environ))
-            if r["rc"] != 0:
-                out.append({"accounts": n, "available": False, "error": r["stderr"].strip().splitlines()[-1:]})
-                continue
-            ids = sandbox.create_orders(orders)
-            shop.write_feed(shop_rows(ids, "packing"))
-            r = _run_child(shop.config_path, dict(os.environ))
-            out.append({"accounts": n, "available": r["rc"] == 0, "pass_s": r["wall_s"],
-                        "peak_rss_mib": r["peak_rss_mib"], "error": None if r["rc"] == 0 else r["stderr"][-300:]})
-    return out
-
-
 def run(orders: int = 200, accounts=(1, 10, 100)) -> dict:
+    """The databases, then (unless ``accounts`` is empty) bench/accounts.py's passes at those account counts."""
+    from bench import accounts as accounts_bench
+
     databases = db_pass(orders)
-    with SandboxProcess() as sandbox:
-        return {"databases": databases, "accounts": accounts_pass(sandbox, accounts)}
+    return {"databases": databases, "accounts": accounts_bench.run(accounts) if accounts else None}
 
 
 def markdown(result: dict) -> str:
@@ -112,12 +88,10 @@ def markdown(result: dict) -> str:
     for r in result["databases"]:
         lines.append(f"| {r['backend']} | {r['orders']} | {r['inbound_s']:.2f} | {r['push_s']:.2f} | "
                      f"{r['push_cpu_s']:.2f} | {r['peak_rss_mib']:.0f} |")
-    lines += ["", "| accounts | sync pass (s) | peak RSS (MiB) |", "|---|---|---|"]
-    for r in result["accounts"]:
-        if r["available"]:
-            lines.append(f"| {r['accounts']} | {r['pass_s']:.2f} | {r['peak_rss_mib']:.0f} |")
-        else:
-            lines.append(f"| {r['accounts']} | not available in this build | {' '.join(r['error'] or [])[:120]} |")
+    if result.get("accounts"):
+        from bench import accounts as accounts_bench
+
+        lines += ["", accounts_bench.markdown(result["accounts"])]
     return "\n".join(lines)
 
 
@@ -127,5 +101,5 @@ if __name__ == "__main__":
     p.add_argument("--accounts", default="1,10,100")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    res = run(a.orders, tuple(int(x) for x in a.accounts.split(",")))
+    res = run(a.orders, tuple(int(x) for x in a.accounts.split(",") if x.strip()))
     print(json.dumps(res, indent=2, default=str) if a.json else markdown(res))

@@ -96,15 +96,28 @@ never on the command line (any local user reads argv in /proc):
                    "answer to page_size=1000 had 10).")
 @click.option("--shop", type=click.Choice(["shoptet", "woocommerce"]), default=None,
               help="Also run a local simulator of this shop's API (on a free loopback port).")
+@click.option("--accounts", type=click.IntRange(1, 1000), default=None, metavar="N",
+              help="Several MALL accounts behind the one --listen address (issue 18): N sandboxes with client_ids "
+                   "sandbox-a001..N, each with its own orders (--orders each) and operator endpoints on a port of "
+                   "its own; prints the client_ids and the [accounts.<name>] tables. No --client-id needed; the "
+                   "fault, webhook, --carriers and --shop options do not combine with it.")
 def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhook_url_file, webhook_interval,
             error_rate, rate_limit_rate, rate_limit_budget, rate_limit_window, latency_ms, drop_rate, with_carriers,
-            max_page_size, shop=None):
+            max_page_size, shop=None, accounts=None):
     """Run a local MALL Marketplace look-alike to try a mapping safely.
 
     It speaks MALL's order API (/v1/orders...) with MALL's status rules, sends MALL-style webhooks
     and lets you play MALL's part (pay, cancel, MALL Delivery events) through /_sandbox/
     endpoints. Orders live in memory and vanish when it stops (Ctrl+C or SIGTERM).
     """
+    if accounts is not None:
+        extras = {"--webhook-url": webhook_url or webhook_url_file, "--error-rate": error_rate,
+                  "--rate-limit-rate": rate_limit_rate, "--rate-limit-budget": rate_limit_budget,
+                  "--latency-ms": latency_ms, "--drop-rate": drop_rate, "--carriers": with_carriers, "--shop": shop}
+        given = [name for name, value in extras.items() if value]
+        if given:
+            raise click.UsageError(f"--accounts does not combine with {', '.join(given)}")
+        return _serve_accounts(accounts, listen, orders, seed)
     if client_id_file is not None:
         client_id = _first_line(client_id_file, "--client-id-file")
     if client_id is None:
@@ -154,6 +167,35 @@ def sandbox(listen, client_id, client_id_file, orders, seed, webhook_url, webhoo
             sim.stop()
         if shop_sim is not None:
             shop_sim.stop()
+    click.echo("sandbox stopped")
+
+
+def _serve_accounts(n: int, listen: tuple[str, int], orders: int, seed: int) -> None:
+    """``--accounts N``: N sandboxes behind one MallFront (connector/sandbox/front.py) until SIGINT/SIGTERM."""
+    from connector.sandbox.front import AccountsSandbox
+
+    host, port = listen
+    ids = [f"sandbox-a{i:03d}" for i in range(1, n + 1)]
+    try:
+        world = AccountsSandbox(ids, host=host, port=port, orders=orders, seed=seed)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        click.echo(f"MALL sandbox of {n} accounts listening on {world.url} ({orders} seeded orders each)")
+        click.echo("  client_id        operator endpoints (GET …/_sandbox lists them)")
+        for cid, box in world.sandboxes.items():
+            click.echo(f"  {cid:<16} {box.url}/_sandbox")
+        click.echo(f"point the connector at it with [mall] base_url = \"{world.url}\" and:")
+        for i, cid in enumerate(ids, 1):
+            click.echo(f"[accounts.a{i:03d}]\nclient_id = \"{cid}\"")
+        click.echo("Press Ctrl+C to stop.")
+        while not stop.wait(1.0):
+            pass
+    finally:
+        world.close()
     click.echo("sandbox stopped")
 
 
