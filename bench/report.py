@@ -442,8 +442,15 @@ def render(r: dict) -> str:
         if isinstance(per_change, (int, float)):
             goals.append(["17.1", "MALL calls per pushed change ≤ 1.05", f"{per_change:.3f}", _met(per_change <= 1.05)])
 
-    goals.append(["–", "`make bench` under 15 min (plus the 10-minute idle run)", f"{r['total_s'] / 60:.1f} min",
-                  _met(r["total_s"] < 900 + 600)])
+    fixed = sum((r.get("durations") or {}).get(k, 0.0) for k in ("idle", "accounts"))
+    goals.append(["–", "`make bench` under 15 min, not counting the fixed-length runs (the 10-minute idle run and "
+                  "the 1/10/100-accounts passes)", f"{r['total_s'] / 60:.1f} min in all, {(r['total_s'] - fixed) / 60:.1f} "
+                  "min without those", _met(r["total_s"] - fixed < 900)])
+    ac = r.get("accounts")
+    if ac:
+        from bench.accounts import markdown as accounts_markdown
+
+        L += ["## 8. Several MALL accounts (the figures of docs/scaling.md)", "", accounts_markdown(ac), ""]
     goals.sort(key=lambda g: (0, float(g[0])) if g[0].startswith("17.") else (1, 0.0))  # issue 17's goals first
     head = ["## Goals", "",
             "Issue 17's goals first (part 17.n = item n of the issue), then the goals of the first performance "
@@ -507,11 +514,11 @@ def render(r: dict) -> str:
             E += [f"### {name}", "", "```", tb.strip()[-3000:], "```", ""]
 
     how = ["## Running it", "",
-           "`make bench` runs everything (≈ 7–10 min here). Parts and sizes can be chosen: "
+           "`make bench` runs everything (≈ 10 min here, plus the 10-minute idle run and ≈ 12 min of accounts passes). Parts and sizes can be chosen: "
            "`python -m bench.run --only push,scaling`, `--catchup 10000`, `--scaling-sizes 1000,10000`, "
            "`--idle 600` (the default: the 10-minute no-growth run; `make bench-idle` runs it alone), "
            "`--json results.json`; `--quick` is a one-minute smoke run. Each part also runs alone, "
            "e.g. `python -m bench.webhook --duration 15`, `python -m bench.catchup -n 10000`, "
-           "`python -m bench.react --samples 20`. When `bench/calls.py` exists (the MALL-call counting of "
-           "issue 17 item 1) its `run()` is part `calls`.", ""]
+           "`python -m bench.react --samples 20`, `python -m bench.calls` (MALL calls per new order and per change), "
+           "`python -m bench.accounts` (a sync pass at 1, 10 and 100 accounts).", ""]
     return "\n".join(intro + head + L + F + E + how)

@@ -15,15 +15,12 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import catchup, idle, push, react, scaling, webhook
+from bench import accounts, calls, catchup, idle, push, react, scaling, webhook
 from bench.common import machine
 
-try:  # issue 17 item 1 (the quota work): MALL calls per new order and per pushed change
-    from bench import calls
-except ImportError:
-    calls = None
-
-PARTS = ("webhook", "push", "scaling", "catchup", "react", "idle") + (("calls",) if calls is not None else ())
+#: calls: MALL calls per new order and per pushed change (issue 17 item 1); accounts: a sync pass at 1, 10 and
+#: 100 MALL accounts (issue 18, docs/scaling.md).
+PARTS = ("webhook", "push", "scaling", "catchup", "react", "idle", "calls", "accounts")
 
 
 def _say(msg: str) -> None:
@@ -72,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                                        compare_n=a.catchup_compare),
         "idle": lambda: idle.run(a.idle),
         "react": lambda: react.run(a.react_samples),
+        "calls": lambda: calls.run(orders=60, webhooks=30, changes=100) if a.quick else calls.run(),
+        "accounts": lambda: accounts.run((1, 10), 5) if a.quick else accounts.run(),
     }
-    if calls is not None:
-        steps["calls"] = calls.run
     for name in parts:
         _say(f"{name} ...")
         t = time.monotonic()
@@ -83,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # noqa: BLE001 - report what failed and carry on with the other parts
             results["errors"][name] = traceback.format_exc()
             _say(f"{name} FAILED:\n{results['errors'][name]}")
+        results.setdefault("durations", {})[name] = time.monotonic() - t
         _say(f"{name} done in {time.monotonic() - t:.0f} s")
     results["total_s"] = time.monotonic() - started
 
