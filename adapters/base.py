@@ -229,7 +229,7 @@ class AdapterSpec:
       an http(s) URL is left alone).
     * ``default_mapping``: the status mapping file used when ``[shop] mapping`` is not set.
     * ``contract_kit``: ``"module:attribute"`` of the test kit the shared contract suite drives
-      (tests/adapters/test_contract.py); only imported by the tests.
+      (tests/integration/adapters/test_contract.py); only imported by the tests.
     * ``init_mapping(section)``: optional; the text of a mapping file read from the shop itself (Shoptet:
       its own status names), which ``mall-connector init`` writes instead of a copy of ``default_mapping``.
     """

@@ -373,7 +373,7 @@ def render(r: dict) -> str:
         L += ["Done for issue 17: the CLI imports a command's module only when that command runs (`run` no longer "
               "loads the console, the sandbox, the exports or openpyxl); a ledger whose schema is behind is "
               "migrated by a short-lived child process, so alembic + mako never load in the daemon (a current one "
-              "is recognised by one SELECT); `tests/perf/test_startup_imports.py` checks that none of them is in "
+              "is recognised by one SELECT); `tests/integration/perf/test_startup_imports.py` checks that none of them is in "
               "`sys.modules` after the daemon's start and first poll.", ""]
         if i["rss_mib"] >= 64:
             L += ["**Why the 64 MiB goal is not met (measured cause).** " + rss_why(i), ""]
@@ -459,7 +459,7 @@ def render(r: dict) -> str:
 
     # -- fixes -------------------------------------------------------------------------------------------------
     F = ["## What the numbers showed, and what changed", "",
-         "Each fix has a test in `tests/perf/` that fails if the slowness comes back; the tests count statements "
+         "Each fix has a test in `tests/integration/perf/` that fails if the slowness comes back; the tests count statements "
          "(a `before_cursor_execute` listener), write transactions, query plans or the sandbox's request log — "
          "never time.", "",
          "| slow | fix | guarded by |", "|---|---|---|",
@@ -474,7 +474,7 @@ def render(r: dict) -> str:
          "a round's changes are claimed (`sending`) in one committed transaction before the first PUT, outcomes "
          "recorded 50 at a time; changes not sent (stop, rate limit) are handed back; an order with several open "
          "changes gets them in rounds, oldest first. A crash between claim and record leaves `sending` = re-read "
-         "before resending, as for one change: exactly-once is unchanged (`tests/sync/test_crash_e2e.py`) | "
+         "before resending, as for one change: exactly-once is unchanged (`tests/system/sync/test_crash_e2e.py`) | "
          "`test_push.py`: ≤ 12 write transactions for 200 pushes; two changes of one order decided in order |",
          "| A poll wrote row by row (~7 statements per changed row), opened a write transaction for every "
          "500-row chunk even when nothing changed, and read every order's full row (snapshot included) to "

@@ -1,7 +1,7 @@
 """Scaling across databases and accounts (issue 18, docs/scaling.md):
 
 * ``db_pass``: one `mall-connector sync-once` pass with N new orders and N shop changes against the sandbox, with the
-  ledger on SQLite and on PostgreSQL (a throwaway cluster from tests/pg/cluster.py, durable settings): wall time,
+  ledger on SQLite and on PostgreSQL (a throwaway cluster from tests/support/pg_cluster.py, durable settings): wall time,
   CPU, the process's peak RSS and MALL requests. Run as a subprocess, as the service runs it.
 * the accounts: 1, 10 and 100 accounts (``[accounts.<name>] client_id``) sharing one CSV shop against one sandbox
   per account behind one front: bench/accounts.py (also a ``make bench`` part of its own); ``--accounts ""`` skips.
@@ -45,7 +45,7 @@ def _run_child(config_path: Path, env: dict) -> dict:
 
 def db_pass(orders: int = 200) -> list[dict]:
     """Each database against its own fresh sandbox (the same MALL state for both)."""
-    from tests.pg.cluster import PgCluster
+    from tests.support.pg_cluster import PgCluster
 
     results = []
     cluster = PgCluster.start(durable=True)

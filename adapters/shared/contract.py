@@ -1,4 +1,4 @@
-"""The test kit an adapter gives the shared contract suite (tests/adapters/test_contract.py).
+"""The test kit an adapter gives the shared contract suite (tests/integration/adapters/test_contract.py).
 
 An ``AdapterSpec.contract_kit`` names a class with this shape. The suite owns the expectations; the
 kit only knows the adapter's formats: how a shop writes its feed and what the shop then sees of the
@@ -53,7 +53,7 @@ class SimulatorKit:
     Until the kit writes the feed, ``feed_path`` answers 503 with an HTML maintenance page (a host's
     error page): that is an API shop's "missing feed", which the contract wants named. The suite sets
     the secrets through env or credentials itself, so the section holds none and the simulator accepts
-    the empty ones (auth is proven in tests/shops/)."""
+    the empty ones (auth is proven in tests/integration/shops/)."""
 
     name: ClassVar[str]  # the adapter's, as its messages name the feed
     feed_path: ClassVar[str]
