@@ -41,6 +41,12 @@ class Verdict:
     def ok(self) -> bool:
         return not self.problems
 
+    def counts_text(self) -> str:
+        """The checks' counts as one summary line's tail (the chaos run and the replica run print it alike)."""
+        c = self.counts
+        return (f"duplicates={c['duplicates']} lost={c['lost']} early_confirms={c['early_confirms']} "
+                f"stuck={c['stuck']} mismatches={c['mismatches']} crashes={c['crashes']} leaks={c['leaks']}")
+
 
 def _epoch(value) -> float | None:
     if value is None:

@@ -76,11 +76,10 @@ class ChaosResult:
         return self.verdict.ok
 
     def summary(self) -> str:
-        f, c = collections.defaultdict(int, self.figures), self.verdict.counts
+        f = collections.defaultdict(int, self.figures)
         return (f"chaos: seed={self.seed} size={self.size} orders={f['orders']} changes={f['changes']} "
                 f"(shop {f['shop_changes']}, mall {f['mall_changes']}) faults={f['faults']} kills={f['kills']} "
-                f"carrier_delivered={f['carrier_delivered']} duplicates={c['duplicates']} lost={c['lost']} early_confirms={c['early_confirms']} "
-                f"stuck={c['stuck']} mismatches={c['mismatches']} crashes={c['crashes']} leaks={c['leaks']} "
+                f"carrier_delivered={f['carrier_delivered']} {self.verdict.counts_text()} "
                 f"time={f['seconds']:.0f}s {'OK' if self.ok else 'FAILED'}")
 
 

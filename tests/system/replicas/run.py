@@ -65,12 +65,10 @@ class ReplicaResult:
         return self.verdict.ok
 
     def summary(self) -> str:
-        f, c = collections.defaultdict(int, self.figures), self.verdict.counts
+        f = collections.defaultdict(int, self.figures)
         return (f"replicas: {REPLICAS} on PostgreSQL, orders={f['orders']} shop_changes={f['shop_changes']} "
                 f"webhooks={f['webhooks']} kills={f['kills']} leader_kills={f['leader_kills']} "
-                f"duplicates={c['duplicates']} lost={c['lost']} early_confirms={c['early_confirms']} "
-                f"stuck={c['stuck']} mismatches={c['mismatches']} crashes={c['crashes']} leaks={c['leaks']} "
-                f"time={f['seconds']:.0f}s {'OK' if self.ok else 'FAILED'}")
+                f"{self.verdict.counts_text()} time={f['seconds']:.0f}s {'OK' if self.ok else 'FAILED'}")
 
 
 class Replicas:
